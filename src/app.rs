@@ -1,0 +1,88 @@
+//! Start-up: from a validated `Config` to bound listeners and a running gateway,
+//! so `main` and the tests start keypin the same way.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::server::{self, ListenerSettings};
+use crate::tls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        key: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// keypin with its listeners bound, ready to run.
+pub struct App {
+    config: Config,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    admin: TcpListener,
+}
+
+impl App {
+    /// Prepare TLS (creating a development certificate if asked) and bind both listeners.
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let s = &config.server;
+        if s.self_signed && tls::ensure_self_signed(&s.tls_cert, &s.tls_key)? {
+            tracing::warn!(cert = %s.tls_cert.display(), "created a self-signed development certificate");
+        }
+        let tls = tls::server_config(&s.tls_cert, &s.tls_key)?;
+        let bind = |addr: SocketAddr, key: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, key, source })
+        };
+        let listener = bind(s.listen, "server.listen").await?;
+        let admin = bind(s.admin_listen, "server.admin_listen").await?;
+        Ok(Self {
+            config,
+            tls,
+            listener,
+            admin,
+        })
+    }
+
+    /// The TLS listener's address (its port when configured as 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        server::local_addr(&self.listener)
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        server::local_addr(&self.admin)
+    }
+
+    /// Serve until `shutdown` resolves; returns when in-flight work is done.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let gateway = Arc::new(Gateway::new(&self.config));
+        let settings = ListenerSettings {
+            header_read_timeout: self.config.server.header_read_timeout,
+            max_connections: self.config.server.max_connections,
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let admin = tokio::spawn(crate::admin::run(self.admin, stopped(stop_rx.clone())));
+        let main = server::run(self.listener, self.tls, gateway, settings, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        main.await;
+        let _ = admin.await;
+    }
+}

@@ -1,0 +1,242 @@
+//! The configuration file's raw shape: serde structs with defaults, the string
+//! forms of durations, rates and networks, and `env:NAME` resolution.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use super::{Inject, LimitStoreKind, LimitsConfig, PinConfig, Rate, ServerConfig, UpstreamUrl};
+
+/// Prefix that makes a string value an environment reference.
+const ENV_PREFIX: &str = "env:";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) server: ServerConfig,
+    #[serde(default)]
+    pub(super) pin: PinConfig,
+    #[serde(default)]
+    pub(super) secrets: RawSecrets,
+    #[serde(default)]
+    pub(super) session: RawSession,
+    #[serde(default)]
+    pub(super) limits: LimitsConfig,
+    #[serde(default)]
+    pub(super) route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum BackendKind {
+    #[default]
+    File,
+    Keyvault,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum CredentialKind {
+    #[default]
+    Default,
+    ManagedIdentity,
+    WorkloadIdentity,
+    AzureCli,
+    ClientSecret,
+    StaticToken,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSecrets {
+    pub(super) backend: BackendKind,
+    pub(super) path: PathBuf,
+    pub(super) vault_url: Option<String>,
+    pub(super) credential: CredentialKind,
+    pub(super) client_id: Option<String>,
+    pub(super) tenant_id: Option<String>,
+    pub(super) client_secret: Option<String>,
+    pub(super) static_token: Option<String>,
+    pub(super) allow_static_token: bool,
+    pub(super) ca_cert: Option<PathBuf>,
+    #[serde(deserialize_with = "de_duration")]
+    pub(super) cache_ttl: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub(super) negative_cache_ttl: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub(super) stale_if_error: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub(super) request_timeout: Duration,
+}
+
+impl Default for RawSecrets {
+    fn default() -> Self {
+        Self {
+            backend: BackendKind::File,
+            path: PathBuf::from("config/dev-secrets.toml"),
+            vault_url: None,
+            credential: CredentialKind::Default,
+            client_id: None,
+            tenant_id: None,
+            client_secret: None,
+            static_token: None,
+            allow_static_token: false,
+            ca_cert: None,
+            cache_ttl: Duration::from_secs(60),
+            negative_cache_ttl: Duration::from_secs(30),
+            stale_if_error: Duration::from_secs(600),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSession {
+    pub(super) cookie_name: String,
+    pub(super) keys: Vec<String>,
+    #[serde(deserialize_with = "de_duration")]
+    pub(super) ttl: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub(super) idle_timeout: Duration,
+}
+
+impl Default for RawSession {
+    fn default() -> Self {
+        Self {
+            cookie_name: "__Host-keypin".into(),
+            keys: Vec::new(),
+            ttl: Duration::from_secs(8 * 3600),
+            idle_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) name: Option<String>,
+    pub(super) host: Option<String>,
+    #[serde(default = "default_path_prefix")]
+    pub(super) path_prefix: String,
+    pub(super) upstream: UpstreamUrl,
+    #[serde(default = "default_inject")]
+    pub(super) inject: Inject,
+    #[serde(default = "default_user_header", deserialize_with = "de_from_str")]
+    pub(super) user_header: HeaderName,
+    #[serde(default)]
+    pub(super) public_paths: Vec<String>,
+    #[serde(default = "default_true")]
+    pub(super) preserve_host: bool,
+}
+
+fn default_path_prefix() -> String {
+    "/".into()
+}
+fn default_inject() -> Inject {
+    Inject::Basic
+}
+fn default_user_header() -> HeaderName {
+    HeaderName::from_static("x-forwarded-user")
+}
+fn default_true() -> bool {
+    true
+}
+
+pub(super) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration (e.g. \"250ms\", \"90s\", \"15m\", \"8h\")"
+        ))
+    })
+}
+
+/// CIDRs, where a bare address means just that address.
+pub(super) fn de_networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("{s:?} is not an IP address or CIDR"))
+                })
+        })
+        .collect()
+}
+
+pub(super) fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map_err(|e: T::Err| serde::de::Error::custom(format!("{s:?}: {e}")))
+}
+
+macro_rules! deserialize_via_from_str {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+deserialize_via_from_str!(Rate, UpstreamUrl, LimitStoreKind);
+
+/// Replace every string `"env:NAME"` in the tree by the variable's value.
+pub(super) fn resolve_env(
+    table: &mut toml::Table,
+    prefix: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    for (key, value) in table.iter_mut() {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        resolve_value(value, &path, env)?;
+    }
+    Ok(())
+}
+
+fn resolve_value(
+    value: &mut toml::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    match value {
+        toml::Value::String(s) => {
+            if let Some(name) = s.strip_prefix(ENV_PREFIX) {
+                let resolved = env(name).ok_or_else(|| {
+                    (
+                        path.to_owned(),
+                        format!("environment variable {name} is not set"),
+                    )
+                })?;
+                *s = resolved;
+            }
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                resolve_value(item, &format!("{path}[{i}]"), env)?;
+            }
+        }
+        toml::Value::Table(t) => resolve_env(t, path, env)?,
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Unit tests of configuration parsing, validation and warnings.
+
+use super::*;
+
+const KEY: &str =
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "KEYPIN_SESSION_KEY" | "TEST_KEY" => Some(KEY.into()),
+        "AZURE_CLIENT_SECRET" => Some("s3cret".into()),
+        "KEYPIN_KV_TOKEN" => Some("token".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml", &env)
+}
+
+const MINIMAL: &str = "[[route]]\nupstream = \"http://127.0.0.1:8080\"\n";
+
+#[test]
+fn every_shipped_config_file_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("keypin") {
+            let cfg = Config::parse(&text, &name, &env).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!cfg.routes.is_empty());
+        } else {
+            // Secret files are flat `name = "value"` tables.
+            let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(table.values().all(toml::Value::is_str), "{name}");
+        }
+        seen += 1;
+    }
+    assert!(
+        seen >= 2,
+        "config/ should ship keypin.toml and keypin.example.toml"
+    );
+}
+
+#[test]
+fn defaults_follow_the_contract() {
+    let cfg = parse(MINIMAL).unwrap();
+    assert_eq!(cfg.server.listen, "127.0.0.1:8443".parse().unwrap());
+    assert_eq!(cfg.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(cfg.pin.min_digits, 4);
+    assert_eq!(cfg.pin.max_digits, 10);
+    assert_eq!(
+        cfg.limits.login_per_ip,
+        Rate::per(5, Duration::from_secs(60))
+    );
+    assert_eq!(cfg.session.cookie_name, "__Host-keypin");
+    assert_eq!(cfg.routes[0].name, "route0");
+    assert_eq!(cfg.routes[0].inject, Inject::Basic);
+    assert_eq!(cfg.routes[0].user_header, "x-forwarded-user");
+    assert!(matches!(cfg.secrets.backend, SecretBackend::File { .. }));
+}
+
+#[test]
+fn rates_parse_in_the_documented_forms() {
+    assert_eq!(
+        "5/min".parse::<Rate>().unwrap(),
+        Rate::per(5, Duration::from_secs(60))
+    );
+    assert_eq!(
+        "100/s".parse::<Rate>().unwrap(),
+        Rate::per(100, Duration::from_secs(1))
+    );
+    assert_eq!(
+        "200/hour".parse::<Rate>().unwrap(),
+        Rate::per(200, Duration::from_secs(3600))
+    );
+    assert_eq!(
+        "3/10m".parse::<Rate>().unwrap(),
+        Rate::per(3, Duration::from_secs(600))
+    );
+    for bad in ["0/min", "5", "five/min", "5/fortnight", "5/0s", "-1/s"] {
+        assert!(bad.parse::<Rate>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn errors_name_the_file_and_the_key() {
+    let cases = [
+        ("[server]\nlisten_addr = \"x\"\n", "server", "unknown field"),
+        (
+            "[server]\nheader_read_timeout = \"10 parsecs\"\n",
+            "server.header_read_timeout",
+            "not a duration",
+        ),
+        (
+            "[limits]\nlogin_per_ip = \"5/fortnight\"\n",
+            "limits.login_per_ip",
+            "not a rate",
+        ),
+        (
+            "[session]\nkeys = [\"env:NOPE\"]\n",
+            "session.keys[0]",
+            "NOPE is not set",
+        ),
+        (
+            "[[route]]\nupstream = \"htp://x\"\n",
+            "route[0].upstream",
+            "\"htp://x\" is not an http(s) URL",
+        ),
+        (
+            "[[route]]\nupstream = \"ftp://x\"\n",
+            "route[0].upstream",
+            "not an http(s) URL",
+        ),
+        (
+            "[session]\nkeys = [\"c2hvcnQ=\"]\n",
+            "session.keys[0]",
+            "64 bytes",
+        ),
+        (
+            "[pin]\nmin_digits = 8\nmax_digits = 6\n",
+            "pin.min_digits",
+            "between",
+        ),
+        (
+            "[secrets]\nbackend = \"keyvault\"\n",
+            "secrets.vault_url",
+            "required",
+        ),
+        (
+            "[secrets]\nbackend = \"s3\"\n",
+            "secrets.backend",
+            "unknown variant",
+        ),
+        ("", "route", "at least one"),
+    ];
+    for (text, key, reason) in cases {
+        let text = if text.is_empty() || text.contains("[[route]]") {
+            text.to_owned()
+        } else {
+            format!("{text}{MINIMAL}")
+        };
+        let e = parse(&text).expect_err(&text);
+        assert_eq!(e.file, "test.toml");
+        assert!(
+            e.key.starts_with(key),
+            "{text}: key {:?} should name {key}",
+            e.key
+        );
+        assert!(
+            e.reason.contains(reason),
+            "{text}: reason {:?} should say {reason}",
+            e.reason
+        );
+        assert!(e.to_string().starts_with(&format!("test.toml: {}", e.key)));
+    }
+}
+
+#[test]
+fn unknown_key_error_names_the_key() {
+    let e = parse(&format!("[server]\nlisten_addr = \"x\"\n{MINIMAL}")).unwrap_err();
+    assert!(e.to_string().contains("listen_addr"), "{e}");
+}
+
+#[test]
+fn env_references_resolve_anywhere_and_keys_can_be_overridden() {
+    let text = format!("[session]\nkeys = [\"env:TEST_KEY\"]\n{MINIMAL}");
+    assert_eq!(parse(&text).unwrap().session.keys.len(), 1);
+    let two = format!("{KEY}, {KEY}");
+    let over = |n: &str| {
+        if n == SESSION_KEYS_ENV {
+            Some(two.clone())
+        } else {
+            env(n)
+        }
+    };
+    let cfg = Config::parse(MINIMAL, "t", &over).unwrap();
+    assert_eq!(cfg.session.keys.len(), 2);
+}
+
+#[test]
+fn static_token_is_for_loopback_unless_allowed() {
+    let kv = |url: &str, extra: &str| {
+        format!(
+            "[secrets]\nbackend = \"keyvault\"\nvault_url = \"{url}\"\ncredential = \"static_token\"\n\
+             static_token = \"env:KEYPIN_KV_TOKEN\"\n{extra}{MINIMAL}"
+        )
+    };
+    assert!(parse(&kv("https://127.0.0.1:8443/", "")).is_ok());
+    assert!(parse(&kv("https://localhost:8443/", "")).is_ok());
+    let e = parse(&kv("https://myvault.example.net/", "")).unwrap_err();
+    assert_eq!(e.key, "secrets.credential");
+    assert!(
+        parse(&kv(
+            "https://myvault.example.net/",
+            "allow_static_token = true\n"
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn upstream_urls_keep_their_base_path() {
+    let u: UpstreamUrl = "https://app.internal:8443/legacy/".parse().unwrap();
+    assert_eq!(u.base_path, "/legacy");
+    assert_eq!(u.to_string(), "https://app.internal:8443/legacy");
+    assert!("http://u:p@host/".parse::<UpstreamUrl>().is_err());
+    assert!("http://host/?q=1".parse::<UpstreamUrl>().is_err());
+}
+
+#[test]
+fn warnings_flag_risky_settings() {
+    let text = format!(
+        "[limits]\nlogin_per_ip = \"100/min\"\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n{MINIMAL}"
+    );
+    let w = parse(&text).unwrap().warnings().join("\n");
+    assert!(w.contains("limits.login_per_ip"), "{w}");
+    assert!(w.contains("server.trusted_proxies"), "{w}");
+    assert!(w.contains("session.keys"), "{w}");
+}

@@ -1,0 +1,285 @@
+//! Raw configuration to validated `Config`: cross-key checks, each error naming
+//! its key.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use http::uri::{Scheme, Uri};
+
+use super::raw::{BackendKind, CredentialKind, RawConfig, RawRoute, RawSecrets, RawSession};
+use super::{
+    Config, CredentialConfig, KeyVaultConfig, RouteConfig, SecretBackend, SecretsConfig,
+    SessionConfig, canonical_ip,
+};
+use crate::secrets::{SecretText, SessionKey};
+
+type Invalid = (String, String);
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
+    (key.into(), reason.into())
+}
+
+pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
+    let server = raw.server;
+    if server.max_connections == 0 {
+        return Err(invalid("server.max_connections", "must be at least 1"));
+    }
+    for (key, d) in [
+        ("server.header_read_timeout", server.header_read_timeout),
+        ("server.upstream_timeout", server.upstream_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(invalid(key, "must be longer than zero"));
+        }
+    }
+
+    let pin = raw.pin;
+    if pin.min_digits == 0 || pin.min_digits > pin.max_digits {
+        return Err(invalid(
+            "pin.min_digits",
+            "must be between 1 and pin.max_digits",
+        ));
+    }
+    // Key Vault names are at most 127 characters of [0-9a-zA-Z-].
+    if !pin
+        .secret_prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        || pin.secret_prefix.len() + usize::from(pin.max_digits) > 127
+    {
+        return Err(invalid(
+            "pin.secret_prefix",
+            format!(
+                "{:?} must be letters, digits and '-' (a Key Vault name)",
+                pin.secret_prefix
+            ),
+        ));
+    }
+    if pin.max_digits > 32 {
+        return Err(invalid("pin.max_digits", "must be at most 32"));
+    }
+
+    let secrets = validate_secrets(raw.secrets)?;
+    let session = validate_session(raw.session)?;
+
+    let limits = raw.limits;
+    if limits.lockout_base > limits.lockout_max {
+        return Err(invalid(
+            "limits.lockout_base",
+            "must not exceed limits.lockout_max",
+        ));
+    }
+
+    if raw.route.is_empty() {
+        return Err(invalid("route", "at least one [[route]] is required"));
+    }
+    let mut names = HashSet::new();
+    let mut routes = Vec::with_capacity(raw.route.len());
+    for (i, r) in raw.route.into_iter().enumerate() {
+        let route = validate_route(i, r)?;
+        if !names.insert(route.name.clone()) {
+            return Err(invalid(
+                format!("route[{i}].name"),
+                format!("{:?} is used twice", route.name),
+            ));
+        }
+        routes.push(route);
+    }
+
+    Ok(Config {
+        source: file.to_owned(),
+        server,
+        pin,
+        secrets,
+        session,
+        limits,
+        routes,
+    })
+}
+
+fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
+    let backend = match raw.backend {
+        BackendKind::File => SecretBackend::File { path: raw.path },
+        BackendKind::Keyvault => {
+            let url_text = raw.vault_url.ok_or_else(|| {
+                invalid("secrets.vault_url", "required when backend = \"keyvault\"")
+            })?;
+            let vault_url: Uri = url_text
+                .parse()
+                .ok()
+                .filter(|u: &Uri| u.scheme() == Some(&Scheme::HTTPS) && u.host().is_some())
+                .ok_or_else(|| {
+                    invalid(
+                        "secrets.vault_url",
+                        format!("{url_text:?} is not an https URL"),
+                    )
+                })?;
+            let loopback = vault_url
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+                .is_some_and(|h| {
+                    h == "localhost"
+                        || h.parse::<IpAddr>()
+                            .is_ok_and(|ip| canonical_ip(ip).is_loopback())
+                });
+            let credential = match raw.credential {
+                CredentialKind::Default => CredentialConfig::Default {
+                    client_id: raw.client_id,
+                },
+                CredentialKind::ManagedIdentity => CredentialConfig::ManagedIdentity {
+                    client_id: raw.client_id,
+                },
+                CredentialKind::WorkloadIdentity => CredentialConfig::WorkloadIdentity {
+                    client_id: raw.client_id,
+                    tenant_id: raw.tenant_id,
+                },
+                CredentialKind::AzureCli => CredentialConfig::AzureCli {
+                    tenant_id: raw.tenant_id,
+                },
+                CredentialKind::ClientSecret => {
+                    let need = |v: Option<String>, key: &str| {
+                        v.filter(|s| !s.is_empty()).ok_or_else(|| {
+                            invalid(
+                                format!("secrets.{key}"),
+                                "required when credential = \"client_secret\"",
+                            )
+                        })
+                    };
+                    CredentialConfig::ClientSecret {
+                        tenant_id: need(raw.tenant_id, "tenant_id")?,
+                        client_id: need(raw.client_id, "client_id")?,
+                        secret: SecretText::new(need(raw.client_secret, "client_secret")?),
+                    }
+                }
+                CredentialKind::StaticToken => {
+                    let token = raw.static_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                        invalid(
+                            "secrets.static_token",
+                            "required when credential = \"static_token\"",
+                        )
+                    })?;
+                    if !loopback && !raw.allow_static_token {
+                        return Err(invalid(
+                            "secrets.credential",
+                            "static_token is for emulators on loopback; set allow_static_token = true to use it elsewhere",
+                        ));
+                    }
+                    CredentialConfig::StaticToken {
+                        token: SecretText::new(token),
+                    }
+                }
+            };
+            SecretBackend::KeyVault(KeyVaultConfig {
+                vault_url,
+                credential,
+                ca_cert: raw.ca_cert,
+            })
+        }
+    };
+    if raw.request_timeout.is_zero() {
+        return Err(invalid(
+            "secrets.request_timeout",
+            "must be longer than zero",
+        ));
+    }
+    Ok(SecretsConfig {
+        backend,
+        cache_ttl: raw.cache_ttl,
+        negative_cache_ttl: raw.negative_cache_ttl,
+        stale_if_error: raw.stale_if_error,
+        request_timeout: raw.request_timeout,
+    })
+}
+
+fn validate_session(raw: RawSession) -> Result<SessionConfig, Invalid> {
+    let name_ok = !raw.cookie_name.is_empty()
+        && raw
+            .cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !name_ok {
+        return Err(invalid(
+            "session.cookie_name",
+            format!("{:?} is not a cookie name", raw.cookie_name),
+        ));
+    }
+    let keys = raw
+        .keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            SessionKey::from_base64(&k)
+                .map_err(|reason| invalid(format!("session.keys[{i}]"), reason))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if raw.ttl.is_zero() {
+        return Err(invalid("session.ttl", "must be longer than zero"));
+    }
+    if raw.idle_timeout.is_zero() || raw.idle_timeout > raw.ttl {
+        return Err(invalid(
+            "session.idle_timeout",
+            "must be between zero and session.ttl",
+        ));
+    }
+    Ok(SessionConfig {
+        cookie_name: raw.cookie_name,
+        keys,
+        ttl: raw.ttl,
+        idle_timeout: raw.idle_timeout,
+    })
+}
+
+fn validate_route(i: usize, r: RawRoute) -> Result<RouteConfig, Invalid> {
+    let key = |k: &str| format!("route[{i}].{k}");
+    let name = r.name.unwrap_or_else(|| format!("route{i}"));
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            key("name"),
+            format!("{name:?} must be letters, digits, '-' or '_'"),
+        ));
+    }
+    let host = match r.host {
+        None => None,
+        Some(h) => {
+            let h = h.to_ascii_lowercase();
+            if h.is_empty() || h.parse::<http::uri::Authority>().is_err() || h.contains([':', '@'])
+            {
+                return Err(invalid(
+                    key("host"),
+                    format!("{h:?} is not a host name (without port)"),
+                ));
+            }
+            Some(h)
+        }
+    };
+    let local_path =
+        |p: &str| p.starts_with('/') && !p.bytes().any(|b| b.is_ascii_control() || b == b' ');
+    if !local_path(&r.path_prefix) {
+        return Err(invalid(
+            key("path_prefix"),
+            format!("{:?} must start with '/'", r.path_prefix),
+        ));
+    }
+    for (j, p) in r.public_paths.iter().enumerate() {
+        if !local_path(p) {
+            return Err(invalid(
+                format!("route[{i}].public_paths[{j}]"),
+                format!("{p:?} must start with '/'"),
+            ));
+        }
+    }
+    Ok(RouteConfig {
+        name,
+        host,
+        path_prefix: r.path_prefix,
+        upstream: r.upstream,
+        inject: r.inject,
+        user_header: r.user_header,
+        public_paths: r.public_paths,
+        preserve_host: r.preserve_host,
+    })
+}

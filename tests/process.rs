@@ -1,0 +1,179 @@
+//! The real binary: memory stays flat while 100 MB bodies stream through, SIGTERM
+//! lets in-flight requests finish, and the configuration commands' exit codes.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use support::client::{Proto, empty, https_client, send};
+use support::gateway::{GatewayProcess, route_table};
+use support::upstream::Upstream;
+
+const HUNDRED_MB: u64 = 100 * 1024 * 1024;
+/// The most the gateway's resident memory may grow while 100 MB pass each way.
+const MAX_GROWTH_KIB: u64 = 20 * 1024;
+
+fn keypin(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keypin"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_megabyte_bodies_stream_with_flat_memory() {
+    let upstream = Upstream::spawn().await;
+    let gw = GatewayProcess::start("", &route_table(&upstream.url(), ""));
+    let client = https_client(&gw.cert(), Proto::H1);
+    // Warm up: connections, pools and buffers exist before the baseline.
+    for _ in 0..3 {
+        let (resp, _) = send(
+            &client,
+            Request::get(gw.url("/bytes/1048576"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let baseline = gw.memory_kib("VmRSS");
+
+    // Download: read and drop each chunk as it arrives.
+    let resp = client.request(
+        Request::get(gw.url(&format!("/bytes/{HUNDRED_MB}")))
+            .body(empty())
+            .unwrap(),
+    );
+    let mut body = resp.await.unwrap().into_body();
+    let mut received: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        received += frame.unwrap().into_data().map_or(0, |d| d.len() as u64);
+    }
+    assert_eq!(received, HUNDRED_MB);
+
+    // Upload: generated on the fly, never held whole by the client either.
+    let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
+    let mut left = HUNDRED_MB;
+    let stream = futures_util::stream::poll_fn(move |_| {
+        if left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = left.min(chunk.len() as u64);
+        left -= n;
+        std::task::Poll::Ready(Some(Ok::<_, std::io::Error>(Frame::data(
+            chunk.slice(..n as usize),
+        ))))
+    });
+    let upload = Request::put(gw.url("/sink"))
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap();
+    let (resp, body) = send(&client, upload).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body, format!("{{\"bytes\":{HUNDRED_MB}}}"));
+
+    let peak = gw.memory_kib("VmHWM");
+    let growth = peak.saturating_sub(baseline);
+    eprintln!("gateway RSS: baseline {baseline} KiB, peak {peak} KiB, growth {growth} KiB");
+    assert!(
+        growth < MAX_GROWTH_KIB,
+        "RSS grew {growth} KiB while streaming 2 x 100 MB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_in_flight_request_finish_then_exits_zero() {
+    let upstream = Upstream::spawn().await;
+    let mut gw = GatewayProcess::start("", &route_table(&upstream.url(), ""));
+    let client = https_client(&gw.cert(), Proto::H1);
+    let req = Request::get(gw.url("/slow/1500")).body(empty()).unwrap();
+    let in_flight = tokio::spawn(async move { send(&client, req).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    gw.signal("TERM");
+    let (resp, body) = in_flight.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(&body[..], b"slow done");
+    let status = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn check_config_accepts_the_shipped_files_and_names_the_key_of_broken_ones() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = keypin(&[
+        "check-config",
+        "--config",
+        &format!("{root}/config/keypin.toml"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning:"),
+        "missing session keys warn"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let route = "[[route]]\nupstream = \"http://127.0.0.1:8080\"\n";
+    let cases = [
+        ("[server]\nlisten_adress = \"x\"\n", "listen_adress"),
+        (
+            "[server]\nheader_read_timeout = \"ten seconds\"\n",
+            "server.header_read_timeout",
+        ),
+        (
+            "[limits]\nlogin_per_ip = \"5 per minute\"\n",
+            "limits.login_per_ip",
+        ),
+        (
+            "[session]\nkeys = [\"env:KEYPIN_TEST_UNSET_VARIABLE\"]\n",
+            "session.keys[0]",
+        ),
+        ("", "route[0].upstream"),
+        ("[pin]\nmax_digits = \"ten\"\n", "pin.max_digits"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("broken{i}.toml"));
+        let body = if text.is_empty() {
+            "[[route]]\nupstream = \"htp://x\"\n".to_owned()
+        } else {
+            format!("{text}{route}")
+        };
+        std::fs::write(&path, body).unwrap();
+        let out = keypin(&["check-config", "--config", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(
+            stderr.contains(path.to_str().unwrap()),
+            "{text}: file not named: {stderr}"
+        );
+        assert!(
+            stderr.contains(key),
+            "{text}: key {key} not named: {stderr}"
+        );
+    }
+    let out = keypin(&["check-config", "--config", "/nonexistent/keypin.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn gen_key_prints_a_usable_session_key() {
+    let out = keypin(&["gen-key"]);
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    keypin::secrets::SessionKey::from_base64(key.trim()).expect("a valid 64-byte key");
+    let again = keypin(&["gen-key"]);
+    assert_ne!(
+        key,
+        String::from_utf8(again.stdout).unwrap(),
+        "keys are random"
+    );
+}

@@ -1,0 +1,350 @@
+//! The streaming reverse proxy over real TLS: HTTP/1.1 and HTTP/2, header rewriting,
+//! WebSocket, upstream failures, header limits and slow clients.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, StatusCode};
+use support::client::{Proto, bytes, empty, raw_tls, send};
+use support::gateway::{TestGateway, route_table};
+use support::upstream::{Seen, Upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn gateway_to(upstream: &Upstream, server_extra: &str) -> TestGateway {
+    TestGateway::start(server_extra, &route_table(&upstream.url(), "")).await
+}
+
+/// Send a hand-written HTTP/1.1 request over TLS and read until the gateway closes.
+async fn raw_exchange(gw: &TestGateway, request: &str) -> String {
+    let mut tls = raw_tls(gw.addr, &gw.cert()).await;
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[tokio::test]
+async fn http1_and_http2_reach_the_upstream_and_come_back_intact() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let authority = format!("localhost:{}", gw.addr.port());
+    for proto in [Proto::H1, Proto::H2] {
+        let client = gw.client(proto);
+        let req = Request::post(gw.url("/echo/a%20b?x=1&y=%2F"))
+            .header("x-custom", "one")
+            .header("x-custom", "two")
+            .body(bytes("payload"))
+            .unwrap();
+        let (resp, body) = send(&client, req).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{proto:?}");
+        let expected = if proto == Proto::H2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
+        assert_eq!(resp.version(), expected);
+        assert!(
+            !resp.headers().contains_key("x-upstream-hop"),
+            "hop-by-hop from the upstream must go"
+        );
+        let seen = Seen::parse(&body);
+        assert_eq!(seen.0["method"], "POST");
+        assert_eq!(seen.uri(), "/echo/a%20b?x=1&y=%2F");
+        assert_eq!(
+            seen.0["version"], "HTTP/1.1",
+            "upstream is spoken to in HTTP/1.1"
+        );
+        assert_eq!(
+            seen.all("x-custom"),
+            ["one", "two"],
+            "{proto:?}: repeated headers keep order"
+        );
+        assert_eq!(seen.one("host").as_deref(), Some(authority.as_str()));
+        assert_eq!(
+            seen.one("x-forwarded-host").as_deref(),
+            Some(authority.as_str())
+        );
+        assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
+        assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    }
+}
+
+#[tokio::test]
+async fn request_and_response_bodies_stream_both_ways() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    for proto in [Proto::H1, Proto::H2] {
+        let client = gw.client(proto);
+        let (resp, body) = send(
+            &client,
+            Request::get(gw.url("/bytes/3000000"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(body.len(), 3_000_000);
+        let upload = bytes(vec![7u8; 2_500_000]);
+        let (resp, body) = send(&client, Request::put(gw.url("/sink")).body(upload).unwrap()).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(&body[..], br#"{"bytes":2500000}"#);
+    }
+}
+
+#[tokio::test]
+async fn forged_identity_and_forwarding_headers_never_reach_the_upstream() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    // A raw request, so spellings a client library would refuse or merge get through.
+    let text = raw_exchange(
+        &gw,
+        "GET /echo HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Basic YWRtaW46YWRtaW4=\r\nAuthorization: Bearer x\r\n\
+         Proxy-Authorization: Basic eA==\r\nX-Forwarded-User: admin\r\nX_Forwarded_User: admin\r\n\
+         X.Forwarded.User: admin\r\nRemote-User: admin\r\nX-Remote-User: admin\r\n\
+         X-Auth-Request-User: admin\r\nX-Auth-Request-Email: a@example.com\r\n\
+         X-Forwarded-For: 10.1.1.1\r\nX-Forwarded-For: 10.2.2.2\r\nX-Forwarded-Proto: http\r\n\
+         X-Forwarded-Host: evil.example\r\nForwarded: for=10.1.1.1\r\nX-Real-IP: 10.1.1.1\r\n\
+         Connection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n\
+         TE: trailers\r\nX-Kept: 1\r\nX-Kept: 2\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let seen = Seen::parse(text.split("\r\n\r\n").nth(1).unwrap().as_bytes());
+    let names = seen.names();
+    for gone in [
+        "authorization",
+        "proxy-authorization",
+        "x-forwarded-user",
+        "x_forwarded_user",
+        "x.forwarded.user",
+        "remote-user",
+        "x-remote-user",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "forwarded",
+        "x-hop",
+        "keep-alive",
+        "te",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == gone),
+            "{gone} reached the upstream: {names:?}"
+        );
+    }
+    assert_eq!(seen.all("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(seen.one("x-forwarded-host").as_deref(), Some("localhost"));
+    assert_eq!(seen.one("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen.all("x-kept"), ["1", "2"]);
+}
+
+#[tokio::test]
+async fn trusted_proxy_chains_are_extended_not_replaced() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "trusted_proxies = [\"127.0.0.0/8\"]").await;
+    let req = Request::get(gw.url("/echo"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .body(empty())
+        .unwrap();
+    let (_, body) = send(&gw.client(Proto::H1), req).await;
+    let seen = Seen::parse(&body);
+    assert_eq!(seen.all("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_proxy() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let tls = raw_tls(gw.addr, &gw.cert()).await;
+    let url = format!("wss://localhost:{}/ws", gw.addr.port());
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("upgrade succeeds");
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for text in ["hello", "second message"] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echoed = ws.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().into_data().as_ref(),
+        [0u8, 1, 2, 255]
+    );
+}
+
+#[tokio::test]
+async fn cross_site_websocket_is_refused() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let answer = raw_exchange(
+        &gw,
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Origin: https://evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}
+
+#[tokio::test]
+async fn upstream_failures_are_502_and_504_pages_and_the_gateway_keeps_serving() {
+    let upstream = Upstream::spawn().await;
+    let closed = support::closed_port();
+    let config = format!(
+        "{}[[route]]\nname = \"down\"\npath_prefix = \"/down\"\nupstream = \"http://{closed}\"\n",
+        route_table(&upstream.url(), "")
+    );
+    let gw = TestGateway::start("upstream_timeout = \"500ms\"", &config).await;
+    let client = gw.client(Proto::H1);
+
+    let (resp, body) = send(
+        &client,
+        Request::get(gw.url("/down/x")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let page = String::from_utf8_lossy(&body);
+    assert!(
+        !page.contains(&closed.to_string()) && !page.contains("onnection refused"),
+        "{page}"
+    );
+
+    let (resp, body) = send(
+        &client,
+        Request::get(gw.url("/stall")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(String::from_utf8_lossy(&body).contains("too long"));
+
+    let (resp, _) = send(
+        &client,
+        Request::get(gw.url("/echo")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn oversized_header_block_is_431_and_the_gateway_keeps_serving() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let big = "a".repeat(20 * 1024);
+    let answer = raw_exchange(
+        &gw,
+        &format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let req = Request::get(gw.url("/echo"))
+        .header("x-big", big)
+        .body(empty())
+        .unwrap();
+    let h2 = gw.client(Proto::H2).request(req).await;
+    assert!(
+        h2.map(|r| r.status() != StatusCode::OK).unwrap_or(true),
+        "HTTP/2 must refuse it too"
+    );
+
+    let (resp, _) = send(
+        &gw.client(Proto::H1),
+        Request::get(gw.url("/echo")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_stalled_client_is_cut_off_while_others_are_served() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "header_read_timeout = \"1s\"").await;
+    let mut slow = raw_tls(gw.addr, &gw.cert()).await;
+    slow.write_all(b"GET /echo HT").await.unwrap();
+    let started = std::time::Instant::now();
+
+    let client = gw.client(Proto::H1);
+    for _ in 0..3 {
+        let (resp, _) = send(
+            &client,
+            Request::get(gw.url("/echo")).body(empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut raw)).await;
+    assert!(
+        read.is_ok(),
+        "the stalled connection is closed by the gateway"
+    );
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(
+        raw.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "unexpected answer: {answer}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "cut off before the timeout"
+    );
+}
+
+#[tokio::test]
+async fn encoded_separators_and_dot_segments_are_refused() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    for path in ["/public/..%2Fadmin", "/a/%2e%2e/b", "/a%5Cb", "/a%00"] {
+        let answer = raw_exchange(
+            &gw,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn in_flight_requests_finish_on_shutdown() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let client = gw.client(Proto::H2);
+    let req = Request::get(gw.url("/slow/700")).body(empty()).unwrap();
+    let slow = tokio::spawn(async move { send(&client, req).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let addr = gw.addr;
+    gw.shutdown().await;
+    let (resp, body) = slow.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(&body[..], b"slow done");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn admin_listener_answers_health() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.unwrap();
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+}

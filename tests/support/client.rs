@@ -1,0 +1,86 @@
+//! TLS clients that trust the gateway's development certificate: hyper-util clients
+//! pinned to HTTP/1.1 or HTTP/2, and raw TLS streams for malformed input.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, combinators::BoxBody};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    H1,
+    H2,
+}
+
+/// A rustls client config trusting the PEM certificate at `cert`.
+pub fn tls_config(cert: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(keypin::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// A pooled client speaking only `proto`, trusting `cert`.
+pub fn https_client(cert: &Path, proto: Proto) -> HttpsClient {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(cert, &[]))
+        .https_only();
+    let connector = match proto {
+        Proto::H1 => builder.enable_http1().build(),
+        Proto::H2 => builder.enable_http2().build(),
+    };
+    let mut client = Client::builder(TokioExecutor::new());
+    client.http2_only(proto == Proto::H2);
+    client.build(connector)
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+pub fn bytes(data: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Send and collect the whole answer.
+pub async fn send(client: &HttpsClient, req: Request<Body>) -> (Response<()>, Bytes) {
+    let resp = client
+        .request(req)
+        .await
+        .expect("request reaches the gateway");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body arrives").to_bytes();
+    (Response::from_parts(parts, ()), body)
+}
+
+/// A raw TLS connection (ALPN http/1.1) for hand-written requests.
+pub async fn raw_tls(addr: std::net::SocketAddr, cert: &Path) -> TlsStream<TcpStream> {
+    let connector = TlsConnector::from(Arc::new(tls_config(cert, &[b"http/1.1"])));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
