@@ -8,8 +8,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, SecretBackend};
 use crate::gateway::Gateway;
+use crate::secrets::SecretStore;
+use crate::secrets::file::FileStore;
 use crate::server::{self, ListenerSettings};
 use crate::tls;
 
@@ -17,6 +19,12 @@ use crate::tls;
 pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(
+        "session.keys: no session key; set KEYPIN_SESSION_KEYS or session.keys (create one with `keypin gen-key`)"
+    )]
+    NoSessionKeys,
+    #[error("secrets: {0}")]
+    Secrets(String),
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -29,14 +37,39 @@ pub enum StartError {
 /// keypin with its listeners bound, ready to run.
 pub struct App {
     config: Config,
+    store: Arc<dyn SecretStore>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     admin: TcpListener,
 }
 
 impl App {
-    /// Prepare TLS (creating a development certificate if asked) and bind both listeners.
+    /// Open the configured secret store, prepare TLS (creating a development
+    /// certificate if asked) and bind both listeners.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let store: Arc<dyn SecretStore> = match &config.secrets.backend {
+            SecretBackend::File { path } => {
+                let store = Arc::new(FileStore::load(path).map_err(StartError::Secrets)?);
+                store.watch();
+                store
+            }
+            SecretBackend::KeyVault(_) => {
+                return Err(StartError::Secrets(
+                    "the keyvault backend is not available in this build".into(),
+                ));
+            }
+        };
+        Self::bind_with_store(config, store).await
+    }
+
+    /// As [`App::bind`], with a secret store chosen by the caller (the demo, tests).
+    pub async fn bind_with_store(
+        config: Config,
+        store: Arc<dyn SecretStore>,
+    ) -> Result<Self, StartError> {
+        if config.session.keys.is_empty() {
+            return Err(StartError::NoSessionKeys);
+        }
         let s = &config.server;
         if s.self_signed && tls::ensure_self_signed(&s.tls_cert, &s.tls_key)? {
             tracing::warn!(cert = %s.tls_cert.display(), "created a self-signed development certificate");
@@ -51,6 +84,7 @@ impl App {
         let admin = bind(s.admin_listen, "server.admin_listen").await?;
         Ok(Self {
             config,
+            store,
             tls,
             listener,
             admin,
@@ -68,7 +102,7 @@ impl App {
 
     /// Serve until `shutdown` resolves; returns when in-flight work is done.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let gateway = Arc::new(Gateway::new(&self.config));
+        let gateway = Arc::new(Gateway::new(&self.config, self.store));
         let settings = ListenerSettings {
             header_read_timeout: self.config.server.header_read_timeout,
             max_connections: self.config.server.max_connections,

@@ -2,10 +2,11 @@
 //! here as a plain page that says what happened and never how.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
 use http::{Response, StatusCode};
 
 use crate::gateway::{Body, full_body};
+use crate::secrets::BackendError;
 
 /// Why a request could not be served. `Display` is for logs (it may hold internals);
 /// clients only ever see [`GatewayError::into_response`].
@@ -17,6 +18,23 @@ pub enum GatewayError {
     BadPath(&'static str),
     #[error("no route matches")]
     NoRoute,
+    #[error("method not allowed on a keypin page")]
+    MethodNotAllowed,
+    /// No valid session on a protected path. Browsers navigating (`GET`/`HEAD` that
+    /// accept HTML) are redirected to `location`; anything else gets `401`.
+    #[error("login required")]
+    LoginRequired { location: String, redirect: bool },
+    #[error("malformed PIN or form")]
+    MalformedPin,
+    #[error("unknown PIN")]
+    InvalidPin,
+    #[error("CSRF token or Origin mismatch")]
+    Csrf,
+    #[error("form body too large")]
+    FormTooLarge,
+    /// The secret backend failed. Never a wrong PIN: no lockout counts it.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("cross-site WebSocket upgrade refused")]
     CrossSiteUpgrade,
     #[error("upstream unreachable: {0}")]
@@ -33,6 +51,16 @@ impl GatewayError {
         match self {
             Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::LoginRequired { redirect: true, .. } => StatusCode::FOUND,
+            Self::LoginRequired {
+                redirect: false, ..
+            }
+            | Self::InvalidPin => StatusCode::UNAUTHORIZED,
+            Self::MalformedPin => StatusCode::BAD_REQUEST,
+            Self::Csrf => StatusCode::FORBIDDEN,
+            Self::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSiteUpgrade => StatusCode::FORBIDDEN,
             Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -40,8 +68,15 @@ impl GatewayError {
     }
 
     /// The sentence shown to the client.
-    fn public_message(&self) -> &'static str {
+    pub fn public_message(&self) -> &'static str {
         match self {
+            Self::MethodNotAllowed => "This method is not allowed here.",
+            Self::LoginRequired { .. } => "Please sign in.",
+            Self::MalformedPin => "A PIN is a short number: please check it and try again.",
+            Self::InvalidPin => "Invalid PIN. Please try again.",
+            Self::Csrf => "This form has expired. Please try again.",
+            Self::FormTooLarge => "The form is too large.",
+            Self::Backend(_) => "Sign-in is temporarily unavailable. Please try again in a moment.",
             Self::BadPath(_) => "The request path is not acceptable.",
             Self::NoRoute => "Nothing is served at this address.",
             Self::CrossSiteUpgrade => "Cross-site connections are not allowed.",
@@ -53,7 +88,36 @@ impl GatewayError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        error_page(self.status(), self.public_message())
+        let status = self.status();
+        match self {
+            Self::LoginRequired {
+                location,
+                redirect: true,
+            } => {
+                let mut resp = Response::new(full_body(Bytes::new()));
+                *resp.status_mut() = status;
+                if let Ok(location) = HeaderValue::try_from(location) {
+                    resp.headers_mut().insert(LOCATION, location);
+                }
+                resp.headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp
+            }
+            Self::LoginRequired {
+                location,
+                redirect: false,
+            } => {
+                let json = serde_json::json!({ "error": "login required", "login": location });
+                let mut resp = Response::new(full_body(json.to_string()));
+                *resp.status_mut() = status;
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp.headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp
+            }
+            other => error_page(status, other.public_message()),
+        }
     }
 }
 
@@ -90,6 +154,28 @@ mod tests {
         assert_eq!(GatewayError::NoRoute.status(), 404);
         assert_eq!(GatewayError::CrossSiteUpgrade.status(), 403);
         assert_eq!(GatewayError::UpstreamTimeout.status(), 504);
+        assert_eq!(
+            GatewayError::LoginRequired {
+                location: "/".into(),
+                redirect: true
+            }
+            .status(),
+            302
+        );
+        assert_eq!(
+            GatewayError::LoginRequired {
+                location: "/".into(),
+                redirect: false
+            }
+            .status(),
+            401
+        );
+        assert_eq!(GatewayError::MalformedPin.status(), 400);
+        assert_eq!(GatewayError::InvalidPin.status(), 401);
+        assert_eq!(GatewayError::Csrf.status(), 403);
+        assert_eq!(GatewayError::FormTooLarge.status(), 413);
+        assert_eq!(GatewayError::Backend(BackendError::Timeout).status(), 503);
+        assert_eq!(GatewayError::MethodNotAllowed.status(), 405);
         let build = http::Request::builder()
             .header("bad\nname", "x")
             .body(())
@@ -99,6 +185,12 @@ mod tests {
 
     #[test]
     fn pages_hold_no_internals() {
+        let resp = GatewayError::Backend(BackendError::Unavailable("10.0.0.7:443 refused".into()))
+            .into_response();
+        let http_body_util::Either::Right(body) = resp.into_body() else {
+            panic!("static page")
+        };
+        assert!(!format!("{body:?}").contains("10.0.0.7"));
         let resp = GatewayError::BadPath("%2F in path").into_response();
         assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
         let http_body_util::Either::Right(body) = resp.into_body() else {

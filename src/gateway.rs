@@ -1,18 +1,24 @@
-//! The request path: normalize, reserved `/.keypin/` URLs, route, (session check),
-//! proxy. `Gateway::handle` never fails: every error becomes a page here, logged once.
+//! The request path: normalize, keypin's `/.keypin/` pages, route, session check,
+//! secret resolution, identity injection, proxy. `Gateway::handle` never fails:
+//! every error becomes a page here, logged once.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::config::{Config, ServerConfig, canonical_ip};
+use crate::config::{Config, RouteConfig, ServerConfig, canonical_ip};
 use crate::error::GatewayError;
-use crate::proxy::{Forwarding, Proxy, upgrade_protocol};
-use crate::route::{self, RESERVED_PREFIX, Router};
+use crate::login::{Login, login_url};
+use crate::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
+use crate::route::{self, RESERVED_PREFIX, Router, same_origin};
+use crate::secrets::cache::{Resolved, SecretCache, Staleness};
+use crate::secrets::{Credentials, SecretStore};
+use crate::session::{Sessions, strip_cookies};
 
 /// Response body: an upstream's streamed body, or a page keypin made itself.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -27,14 +33,23 @@ pub struct Gateway {
     server: ServerConfig,
     router: Router,
     proxy: Proxy,
+    sessions: Arc<Sessions>,
+    secrets: Arc<SecretCache>,
+    login: Login,
 }
 
 impl Gateway {
-    pub fn new(config: &Config) -> Self {
+    /// `config.session.keys` must not be empty (`App` checks it first).
+    pub fn new(config: &Config, store: Arc<dyn SecretStore>) -> Self {
+        let sessions = Arc::new(Sessions::new(&config.session));
+        let secrets = Arc::new(SecretCache::new(store, &config.secrets));
         Self {
             server: config.server.clone(),
             router: Router::new(config.routes.clone()),
             proxy: Proxy::new(config.server.upstream_timeout),
+            login: Login::new(config.pin.clone(), sessions.clone(), secrets.clone()),
+            sessions,
+            secrets,
         }
     }
 
@@ -55,74 +70,95 @@ impl Gateway {
 
     async fn serve(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<Body>, GatewayError> {
         let path = route::normalize_path(req.uri().path())?.into_owned();
+        let peer_ip = canonical_ip(peer.ip());
         if path.starts_with(RESERVED_PREFIX) {
-            // Login and logout pages live here.
-            return Err(GatewayError::NoRoute);
+            return self.login.handle(req, &path, peer_ip).await;
         }
         let host = route::request_host(&req);
         let route = self
             .router
             .select(host.as_deref(), &path)
             .ok_or(GatewayError::NoRoute)?;
-        if upgrade_protocol(req.headers()).is_some() && !same_origin(&req) {
+        if upgrade_protocol(req.headers()).is_some() && !same_origin(req.headers(), req.uri()) {
             return Err(GatewayError::CrossSiteUpgrade);
         }
-        // The session check goes here; public paths skip it.
-        let _public = route::is_public(route, &path);
 
-        let peer_ip = canonical_ip(peer.ip());
-        let fwd = Forwarding {
-            peer: peer_ip,
-            trusted_peer: self.server.is_trusted_proxy(peer_ip),
-            host: req.headers().get(header::HOST).cloned().or_else(|| {
-                req.uri()
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            }),
+        let (identity, refresh) = if route::is_public(route, &path) {
+            (None, None)
+        } else {
+            let opened = self
+                .sessions
+                .open(req.headers())
+                .ok_or_else(|| login_required(&req))?;
+            let creds = match self
+                .secrets
+                .resolve(&opened.session.secret, Staleness::AllowStale)
+                .await
+            {
+                Ok(Resolved::Found(creds)) => creds,
+                Ok(Resolved::NotFound) => {
+                    // The secret was deleted or disabled: the session ends with it.
+                    self.sessions.revoke(&opened.session);
+                    return Err(login_required(&req));
+                }
+                Err(e) => return Err(GatewayError::Backend(e)),
+            };
+            (Some(identity_for(route, &creds)), opened.refresh)
         };
-        self.proxy.forward(route, &path, req, &fwd, None).await
+
+        strip_cookies(req.headers_mut(), |name| self.is_keypin_cookie(name));
+        let fwd = self.forwarding(&req, peer_ip);
+        let mut resp = self
+            .proxy
+            .forward(route, &path, req, &fwd, identity.as_ref())
+            .await?;
+        if let Some(cookie) = refresh {
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        Ok(resp)
+    }
+
+    /// keypin's cookies: the session cookie and its companions (`…-csrf`).
+    fn is_keypin_cookie(&self, name: &str) -> bool {
+        let ours = self.sessions.cookie_name();
+        name.strip_prefix(ours)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    }
+
+    fn forwarding<B>(&self, req: &Request<B>, peer: IpAddr) -> Forwarding {
+        Forwarding {
+            peer,
+            trusted_peer: self.server.is_trusted_proxy(peer),
+            host: route::request_authority(req.headers(), req.uri())
+                .and_then(|a| HeaderValue::from_str(a).ok()),
+        }
     }
 }
 
-/// A browser's `Origin`, when present, must name the host it is talking to; a
-/// cross-site page must not open a WebSocket with the user's session.
-fn same_origin<B>(req: &Request<B>) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
-        return true;
-    };
-    let Some(host) = req.headers().get(header::HOST).map(HeaderValue::as_bytes) else {
-        return false;
-    };
-    origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .is_some_and(|(_, authority)| authority.as_bytes().eq_ignore_ascii_case(host))
+/// What the route injects for these credentials.
+fn identity_for(route: &RouteConfig, creds: &Credentials) -> Identity {
+    Identity {
+        authorization: route.inject.basic().then(|| creds.basic.clone()),
+        user: route.inject.header().then(|| creds.user.clone()),
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origin_must_match_host() {
-        let req = |origin: Option<&str>| {
-            let mut b = Request::builder()
-                .uri("/ws")
-                .header("host", "app.example.com:8443");
-            if let Some(o) = origin {
-                b = b.header("origin", o);
-            }
-            b.body(()).unwrap()
-        };
-        assert!(same_origin(&req(None)));
-        assert!(same_origin(&req(Some("https://App.Example.com:8443"))));
-        assert!(!same_origin(&req(Some("https://evil.example"))));
-        assert!(!same_origin(&req(Some("https://app.example.com"))));
-        assert!(!same_origin(&req(Some("null"))));
+/// Browsers navigating to a page are sent to the login form; API clients get `401`.
+fn login_required<B>(req: &Request<B>) -> GatewayError {
+    let navigating = matches!(*req.method(), Method::GET | Method::HEAD)
+        && req
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/html"));
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    GatewayError::LoginRequired {
+        location: login_url(target),
+        redirect: navigating,
     }
 }

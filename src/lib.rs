@@ -10,21 +10,29 @@
 //! - `app`     start-up: bind listeners, build the gateway, run until shutdown
 //! - `server`  accept loop, TLS handshake, HTTP/1.1 + HTTP/2, graceful shutdown
 //! - `tls`     PEM -> rustls config, the crypto provider, dev certificates
-//! - `gateway` the request path
+//! - `gateway` the request path: login pages, session check, identity, proxy
+//! - `login`   the PIN form, CSRF, redirect targets, logout
+//! - `session` sealed session cookies, rotation, expiry, revocation
+//! - `audit`   one JSON line per security event
 //! - `route`   path normalization and route selection
 //! - `proxy`   upstream client, header rewriting, identity injection, upgrades
 //! - `admin`   /healthz /readyz
-//! - `secrets` secret newtypes (redacted, zeroized)
+//! - `demo`    `keypin demo`: embedded config and a built-in legacy app
+//! - `secrets` the secret store trait, file store, cache; redacted newtypes
 //! - `error`   `GatewayError` and its status table
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod gateway;
+pub mod login;
 pub mod proxy;
 pub mod route;
 pub mod secrets;
 pub mod server;
+pub mod session;
 pub mod tls;

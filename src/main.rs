@@ -1,14 +1,20 @@
-//! The `keypin` command line: parse arguments, load configuration, start.
+//! The `keypin` command line: parse arguments, set up logging, load configuration,
+//! start.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use keypin::app::App;
 use keypin::config::{Config, DEFAULT_CONFIG_PATH};
 use keypin::secrets::SessionKey;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _, filter};
 
 /// Exit status for an invalid configuration.
 const EXIT_INVALID_CONFIG: u8 = 2;
@@ -30,6 +36,17 @@ enum Command {
         /// Configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// A one-command tour: the gateway in front of a built-in legacy app, with demo
+    /// PINs, a development certificate and no Azure.
+    Demo {
+        /// Address of the TLS listener.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Validate a configuration file and print warnings; exit 0 if valid, 2 if not.
     CheckConfig {
@@ -40,13 +57,23 @@ enum Command {
     GenKey,
 }
 
+#[derive(Args)]
+struct LogArgs {
+    /// Append the audit log (one JSON line per security event) to this file
+    /// instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve {
         config: PathBuf::from(DEFAULT_CONFIG_PATH),
+        log: LogArgs { audit_log: None },
     });
     match command {
-        Command::Serve { config } => run_or_report(serve(config)),
+        Command::Serve { config, log } => report(init_logging(&log).and_then(|()| serve(&config))),
+        Command::Demo { listen, log } => report(init_logging(&log).and_then(|()| demo(listen))),
         Command::CheckConfig { config } => check_config(&config),
         Command::GenKey => {
             println!("{}", &*SessionKey::generate().to_base64());
@@ -55,17 +82,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_or_report(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("keypin: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("keypin: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
+fn check_config(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             for warning in config.warnings() {
@@ -85,33 +109,77 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Two streams: the operational log on stderr (`RUST_LOG` filters it, default
+/// `info`), and the audit log as JSON lines on stdout or `--audit-log`.
+fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
+    let audit_writer = match &args.audit_log {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the audit log {}", path.display()))?;
+            BoxMakeWriter::new(std::sync::Mutex::new(file))
+        }
+        None => BoxMakeWriter::new(std::io::stdout),
+    };
+    let is_audit = |meta: &tracing::Metadata<'_>| meta.target() == keypin::audit::TARGET;
+    let audit = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(audit_writer)
+        .with_filter(filter::filter_fn(is_audit));
+    let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ops = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_filter(env_filter)
+        .with_filter(filter::filter_fn(move |meta| !is_audit(meta)));
+    tracing_subscriber::registry().with(audit).with(ops).init();
+    Ok(())
 }
 
-fn serve(path: PathBuf) -> anyhow::Result<()> {
-    init_logging();
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     keypin::tls::install_default_provider();
-    let config = Config::load(&path).map_err(|e| {
-        eprintln!("error: {e}");
-        std::process::exit(i32::from(EXIT_INVALID_CONFIG));
-    })?;
+    tokio::runtime::Runtime::new().context("starting the async runtime")
+}
+
+fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID_CONFIG));
+        }
+    };
     for warning in config.warnings() {
         tracing::warn!("{}: {warning}", config.source);
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let app = App::bind(config).await?;
         tracing::info!(listen = %app.local_addr(), admin = %app.admin_addr(), "keypin listening");
         app.run(shutdown_signal()).await;
         tracing::info!("stopped");
-        Ok(())
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let demo = keypin::demo::prepare(listen).await?;
+        let url = format!("https://{}/", demo.app.local_addr());
+        tracing::info!(listen = %demo.app.local_addr(), admin = %demo.app.admin_addr(), app = %demo.app_addr, "keypin listening");
+        eprintln!("\nkeypin demo: open {url}");
+        eprintln!("(a development certificate: your browser will ask you to accept it)\n");
+        eprintln!("Demo PINs:");
+        for (pin, user) in &demo.users {
+            eprintln!("  {pin}  ->  {user}");
+        }
+        eprintln!("\nPress Ctrl-C to stop.\n");
+        demo.app.run(shutdown_signal()).await;
+        Ok(ExitCode::SUCCESS)
     })
 }
 

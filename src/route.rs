@@ -61,10 +61,7 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, GatewayError> {
 /// The host a request names (lower-cased, without port), from `Host` or the
 /// HTTP/2 authority.
 pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
-    let raw = match req.headers().get(http::header::HOST) {
-        Some(value) => value.to_str().ok()?,
-        None => req.uri().authority()?.as_str(),
-    };
+    let raw = request_authority(req.headers(), req.uri())?;
     let authority: http::uri::Authority = raw.parse().ok()?;
     Some(
         authority
@@ -73,6 +70,33 @@ pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
             .trim_end_matches(']')
             .to_ascii_lowercase(),
     )
+}
+
+/// The authority (`host[:port]`) a request was sent to, from `Host` or the HTTP/2
+/// authority.
+pub fn request_authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    match headers.get(http::header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => uri.authority().map(http::uri::Authority::as_str),
+    }
+}
+
+/// A browser's `Origin`, when present, must name the site it is talking to: a
+/// cross-site page must not post a login or open a WebSocket with the user's
+/// cookies. An absent `Origin` passes (non-browser clients, older browsers); the
+/// CSRF token covers those.
+pub fn same_origin(headers: &http::HeaderMap, uri: &http::Uri) -> bool {
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let Some(authority) = request_authority(headers, uri) else {
+        return false;
+    };
+    origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.strip_prefix("https://"))
+        .is_some_and(|o| o.eq_ignore_ascii_case(authority))
 }
 
 /// Whether `path` is `prefix` or lies below it, segment-wise: `/app` covers `/app`
@@ -197,6 +221,32 @@ mod tests {
         assert!(!is_public(&r, "/staticx/a"));
         // An encoded escape out of a public folder never gets this far.
         assert!(normalize_path("/static/..%2Fadmin").is_err());
+    }
+
+    #[test]
+    fn origin_must_match_the_authority() {
+        let check = |origin: Option<&str>| {
+            let mut b = http::Request::builder()
+                .uri("/ws")
+                .header("host", "app.example.com:8443");
+            if let Some(o) = origin {
+                b = b.header("origin", o);
+            }
+            let req = b.body(()).unwrap();
+            same_origin(req.headers(), req.uri())
+        };
+        assert!(check(None));
+        assert!(check(Some("https://App.Example.com:8443")));
+        assert!(!check(Some("https://evil.example")));
+        assert!(!check(Some("https://app.example.com")));
+        assert!(!check(Some("http://app.example.com:8443")));
+        assert!(!check(Some("null")));
+        let h2 = http::Request::builder()
+            .uri("https://app.example.com/")
+            .header("origin", "https://app.example.com")
+            .body(())
+            .unwrap();
+        assert!(same_origin(h2.headers(), h2.uri()));
     }
 
     #[test]

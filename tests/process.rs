@@ -3,6 +3,10 @@
 
 mod support;
 
+/// These tests are about proxying, not login: every path of the route is public
+/// (identity headers are still stripped).
+const PUBLIC: &str = "public_paths = [\"/\"]";
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -28,7 +32,7 @@ fn keypin(args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_megabyte_bodies_stream_with_flat_memory() {
     let upstream = Upstream::spawn().await;
-    let gw = GatewayProcess::start("", &route_table(&upstream.url(), ""));
+    let gw = GatewayProcess::start("", &route_table(&upstream.url(), PUBLIC));
     let client = https_client(&gw.cert(), Proto::H1);
     // Warm up: connections, pools and buffers exist before the baseline.
     for _ in 0..3 {
@@ -88,7 +92,7 @@ async fn hundred_megabyte_bodies_stream_with_flat_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_in_flight_request_finish_then_exits_zero() {
     let upstream = Upstream::spawn().await;
-    let mut gw = GatewayProcess::start("", &route_table(&upstream.url(), ""));
+    let mut gw = GatewayProcess::start("", &route_table(&upstream.url(), PUBLIC));
     let client = https_client(&gw.cert(), Proto::H1);
     let req = Request::get(gw.url("/slow/1500")).body(empty()).unwrap();
     let in_flight = tokio::spawn(async move { send(&client, req).await });

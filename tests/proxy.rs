@@ -3,6 +3,10 @@
 
 mod support;
 
+/// These tests are about proxying, not login: every path of the route is public
+/// (identity headers are still stripped).
+const PUBLIC: &str = "public_paths = [\"/\"]";
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -14,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn gateway_to(upstream: &Upstream, server_extra: &str) -> TestGateway {
-    TestGateway::start(server_extra, &route_table(&upstream.url(), "")).await
+    TestGateway::start(server_extra, &route_table(&upstream.url(), PUBLIC)).await
 }
 
 /// Send a hand-written HTTP/1.1 request over TLS and read until the gateway closes.
@@ -199,8 +203,8 @@ async fn upstream_failures_are_502_and_504_pages_and_the_gateway_keeps_serving()
     let upstream = Upstream::spawn().await;
     let closed = support::closed_port();
     let config = format!(
-        "{}[[route]]\nname = \"down\"\npath_prefix = \"/down\"\nupstream = \"http://{closed}\"\n",
-        route_table(&upstream.url(), "")
+        "{}[[route]]\nname = \"down\"\npath_prefix = \"/down\"\nupstream = \"http://{closed}\"\n{PUBLIC}\n",
+        route_table(&upstream.url(), PUBLIC)
     );
     let gw = TestGateway::start("upstream_timeout = \"500ms\"", &config).await;
     let client = gw.client(Proto::H1);

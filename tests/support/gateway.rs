@@ -1,15 +1,17 @@
 //! keypin under test: in-process (`TestGateway`, shut down on drop) or as the real
 //! binary in a child process (`GatewayProcess`), with a fresh dev certificate.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keypin::app::App;
-use keypin::config::Config;
+use keypin::config::{Config, SESSION_KEYS_ENV};
+use keypin::secrets::SecretStore;
 use tokio::sync::oneshot;
 
 use super::client::{HttpsClient, Proto, https_client};
@@ -22,6 +24,14 @@ pub fn server_table(dir: &std::path::Path, extra: &str) -> String {
         cert = dir.join("cert.pem").display(),
         key = dir.join("key.pem").display(),
     )
+}
+
+/// The session key test gateways use unless a config brings its own.
+pub const TEST_SESSION_KEY: &str =
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+
+fn text_has_keys(config: &str) -> bool {
+    config.lines().any(|l| l.trim_start().starts_with("keys"))
 }
 
 /// A route table to `upstream` with `extra` keys.
@@ -38,14 +48,35 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    /// Start keypin in this process. `config` is everything after the `[server]`
-    /// table; `server_extra` adds keys to that table.
+    /// Start keypin in this process with the secret store its config names.
+    /// `config` is everything after the `[server]` table; `server_extra` adds keys to
+    /// that table. A session key is supplied unless the config has its own.
     pub async fn start(server_extra: &str, config: &str) -> Self {
+        Self::start_inner(server_extra, config, None).await
+    }
+
+    /// As `start`, with the given secret store.
+    pub async fn with_store(server_extra: &str, config: &str, store: Arc<dyn SecretStore>) -> Self {
+        Self::start_inner(server_extra, config, Some(store)).await
+    }
+
+    async fn start_inner(
+        server_extra: &str,
+        config: &str,
+        store: Option<Arc<dyn SecretStore>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("{}{config}", server_table(dir.path(), server_extra));
+        let supply_key = !text_has_keys(config);
+        let env = move |name: &str| {
+            (name == SESSION_KEYS_ENV && supply_key).then(|| TEST_SESSION_KEY.to_owned())
+        };
         let config =
-            Config::parse(&text, "test.toml", &|_| None).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let app = App::bind(config).await.unwrap();
+            Config::parse(&text, "test.toml", &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let app = match store {
+            Some(store) => App::bind_with_store(config, store).await.unwrap(),
+            None => App::bind(config).await.unwrap(),
+        };
         let (addr, admin) = (app.local_addr(), app.admin_addr());
         let (stop, stopped) = oneshot::channel();
         let done = tokio::spawn(app.run(async move {
@@ -93,12 +124,18 @@ pub struct GatewayProcess {
     pub child: Child,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
-    /// Lines the process wrote to stderr after start-up.
-    pub log: mpsc::Receiver<String>,
+    /// Everything the process printed, stdout (the audit log) and stderr.
+    output: Arc<Mutex<Vec<String>>>,
 }
 
 impl GatewayProcess {
+    /// `keypin serve` with a config of `server_extra` (in `[server]`) and `config`.
     pub fn start(server_extra: &str, config: &str) -> Self {
+        Self::start_with_log(server_extra, config, "info")
+    }
+
+    /// As `start`, with `RUST_LOG` set to `filter`.
+    pub fn start_with_log(server_extra: &str, config: &str, filter: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keypin.toml");
         std::fs::write(
@@ -106,22 +143,38 @@ impl GatewayProcess {
             format!("{}{config}", server_table(dir.path(), server_extra)),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keypin"))
-            .args(["serve", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keypin"));
+        cmd.args(["serve", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
+            .env(SESSION_KEYS_ENV, TEST_SESSION_KEY);
+        Self::spawn(cmd, dir)
+    }
+
+    /// Run a prepared command of the binary and wait for its "listening" line.
+    pub fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Self {
+        let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (addr, log) = wait_for_listen(child.stderr.take().unwrap());
+        let output = Arc::new(Mutex::new(Vec::new()));
+        collect_lines(child.stdout.take().unwrap(), output.clone(), None);
+        let (tx, rx) = mpsc::channel();
+        collect_lines(child.stderr.take().unwrap(), output.clone(), Some(tx));
+        let addr = wait_for_listen(&rx, &output);
         Self {
             child,
             addr,
             dir,
-            log,
+            output,
         }
+    }
+
+    /// All output so far, one line each.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().join("\n")
     }
 
     pub fn cert(&self) -> PathBuf {
@@ -178,30 +231,35 @@ impl Drop for GatewayProcess {
     }
 }
 
-/// Read stderr until the "keypin listening" line; keep forwarding the rest.
-fn wait_for_listen(stderr: ChildStderr) -> (SocketAddr, mpsc::Receiver<String>) {
-    let (tx, rx) = mpsc::channel();
+/// Keep every line of a child's stream; also pass them to `tx` while it listens.
+fn collect_lines(
+    stream: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+    tx: Option<mpsc::Sender<String>>,
+) {
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
+        for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+            if let Some(tx) = &tx {
+                let _ = tx.send(line.clone());
             }
+            into.lock().unwrap().push(line);
         }
     });
+}
+
+/// Wait for the "keypin listening … listen=ADDR" line.
+fn wait_for_listen(rx: &mpsc::Receiver<String>, output: &Mutex<Vec<String>>) -> SocketAddr {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
     while std::time::Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            if let Some(rest) = line.split("listen=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                return (addr, rx);
-            }
-            seen.push(line);
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
+            && let Some(rest) = line.split("listen=").nth(1)
+        {
+            return rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     }
     panic!(
-        "keypin did not report its address; stderr:\n{}",
-        seen.join("\n")
+        "keypin did not report its address; output:\n{}",
+        output.lock().unwrap().join("\n")
     );
 }

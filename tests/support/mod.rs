@@ -2,8 +2,10 @@
 //! a child process, all on 127.0.0.1 with ephemeral ports.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod client;
 pub mod gateway;
+pub mod store;
 pub mod upstream;
 
 /// An address that refuses connections: a port that was bound and released.

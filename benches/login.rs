@@ -1,0 +1,132 @@
+//! Session and login costs: sealing and opening a session cookie (AES-256-GCM +
+//! JSON), a secret-cache hit, and a whole login POST (form parsing, CSRF check,
+//! PIN check, cached secret, new sealed session) with `min_response` at zero.
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use keypin::config::{PinConfig, SecretBackend, SecretsConfig, SessionConfig};
+use keypin::login::Login;
+use keypin::secrets::cache::{SecretCache, Staleness};
+use keypin::secrets::file::FileStore;
+use keypin::secrets::{SecretName, SessionKey};
+use keypin::session::Sessions;
+
+fn session_config() -> SessionConfig {
+    SessionConfig {
+        cookie_name: "__Host-keypin".into(),
+        keys: vec![SessionKey::generate(), SessionKey::generate()],
+        ttl: Duration::from_secs(8 * 3600),
+        idle_timeout: Duration::from_secs(1800),
+    }
+}
+
+fn secrets_config() -> SecretsConfig {
+    SecretsConfig {
+        backend: SecretBackend::File {
+            path: "embedded".into(),
+        },
+        cache_ttl: Duration::from_secs(3600),
+        negative_cache_ttl: Duration::from_secs(3600),
+        stale_if_error: Duration::from_secs(600),
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+/// The `name=value` part of a `Set-Cookie`.
+fn pair(set_cookie: &HeaderValue) -> String {
+    set_cookie
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn sessions(c: &mut Criterion) {
+    let sessions = Sessions::new(&session_config());
+    let name = SecretName::for_pin("secret-", "1234");
+    c.bench_function("session_seal", |b| {
+        b.iter(|| sessions.mint(black_box(name.clone()), "user1"))
+    });
+
+    let (_, cookie) = sessions.mint(name, "user1");
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        COOKIE,
+        HeaderValue::try_from(format!("theme=dark; {}; lang=en", pair(&cookie))).unwrap(),
+    );
+    c.bench_function("session_open", |b| {
+        b.iter(|| sessions.open(black_box(&headers)).expect("opens"))
+    });
+}
+
+fn login(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Arc::new(FileStore::embedded(keypin::demo::SECRETS).unwrap());
+    let cache = Arc::new(SecretCache::new(store, &secrets_config()));
+    let name = SecretName::for_pin("secret-", "1234");
+    rt.block_on(cache.resolve(&name, Staleness::FreshOnly))
+        .unwrap();
+    c.bench_function("secret_cache_hit", |b| {
+        b.to_async(&rt).iter(|| async {
+            cache
+                .resolve(black_box(&name), Staleness::AllowStale)
+                .await
+                .unwrap()
+        })
+    });
+
+    let sessions = Arc::new(Sessions::new(&session_config()));
+    let pin = PinConfig {
+        min_response: Duration::ZERO,
+        ..PinConfig::default()
+    };
+    let login = Login::new(pin, sessions, cache);
+    let client: IpAddr = "192.0.2.1".parse().unwrap();
+
+    // One form visit for a CSRF cookie and token.
+    let get = Request::get("/.keypin/login")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let page = rt
+        .block_on(login.handle(get, "/.keypin/login", client))
+        .unwrap();
+    let csrf_cookie = pair(page.headers().get(SET_COOKIE).unwrap());
+    let html = rt.block_on(page.into_body().collect()).unwrap().to_bytes();
+    let html = String::from_utf8_lossy(&html);
+    let start = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let token = &html[start..start + html[start..].find('"').unwrap()];
+    let form = Bytes::from(format!("pin=1234&rd=%2Fapp&csrf={token}"));
+
+    c.bench_function("login_post_cached_secret", |b| {
+        b.to_async(&rt).iter(|| async {
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri("/.keypin/login")
+                .header("host", "app.example.com")
+                .header("origin", "https://app.example.com")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header(COOKIE, csrf_cookie.as_str())
+                .body(Full::new(form.clone()))
+                .unwrap();
+            let resp = login.handle(req, "/.keypin/login", client).await.unwrap();
+            assert_eq!(resp.status(), 303);
+            resp
+        })
+    });
+}
+
+criterion_group!(benches, sessions, login);
+criterion_main!(benches);

@@ -1,0 +1,25 @@
+//! The audit log: one JSON line per security event, through `tracing` with its own
+//! target so the subscriber can send it to stdout or `--audit-log` apart from the
+//! operational log. PINs, passwords and cookies never appear here.
+
+use std::net::IpAddr;
+
+/// The `tracing` target of audit events.
+pub const TARGET: &str = "keypin::audit";
+
+pub fn login_success(user: &str, ip: IpAddr) {
+    tracing::info!(target: TARGET, event = "login_success", user, ip = %ip);
+}
+
+/// `reason` is one of a fixed set: `invalid_pin`, `malformed`, `csrf`, `form_too_large`.
+pub fn login_failure(ip: IpAddr, reason: &'static str) {
+    tracing::info!(target: TARGET, event = "login_failure", ip = %ip, reason);
+}
+
+pub fn logout(user: &str, ip: IpAddr) {
+    tracing::info!(target: TARGET, event = "logout", user, ip = %ip);
+}
+
+pub fn backend_error(kind: &'static str) {
+    tracing::warn!(target: TARGET, event = "backend_error", kind);
+}

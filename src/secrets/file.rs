@@ -1,0 +1,228 @@
+//! The file secret store: a TOML file of `"secret-1234" = "user:password"` pairs,
+//! polled for changes. A bad edit keeps the last good content and logs an error.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::{BackendError, BoxFuture, Lookup, SecretName, SecretStore, SecretText};
+
+/// How often the file is checked for changes.
+pub const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+type Entries = Arc<HashMap<String, SecretText>>;
+
+/// Secrets from a TOML file (or from embedded text, for the demo).
+pub struct FileStore {
+    entries: RwLock<Entries>,
+    /// Where to reload from; `None` for embedded content.
+    path: Option<PathBuf>,
+    /// The file's stamp taken before the content in use was read.
+    loaded: Option<Stamp>,
+}
+
+/// What identifies a version of the file, without reading it.
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+    })
+}
+
+/// Parse the secrets file. Messages never quote the file: it holds passwords.
+fn parse(text: &str) -> Result<Entries, String> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e.span().map_or(0, |s| {
+            text[..s.start.min(text.len())].lines().count().max(1)
+        });
+        format!("line {line}: {}", e.message())
+    })?;
+    let mut entries = HashMap::with_capacity(table.len());
+    for (name, value) in table {
+        let toml::Value::String(value) = value else {
+            return Err(format!(
+                "{name}: the value must be a string \"username:password\""
+            ));
+        };
+        entries.insert(name, SecretText::new(value));
+    }
+    Ok(Arc::new(entries))
+}
+
+impl FileStore {
+    /// Load `path`; it must parse. Warns when other users can read it.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        // Stamp first: a change made while reading is then seen as a change.
+        let loaded = stamp(path);
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let entries = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        warn_if_readable_by_others(path);
+        Ok(Self {
+            entries: RwLock::new(entries),
+            path: Some(path.to_owned()),
+            loaded,
+        })
+    }
+
+    /// Secrets from text compiled into the binary; never reloaded.
+    pub fn embedded(text: &str) -> Result<Self, String> {
+        Ok(Self {
+            entries: RwLock::new(parse(text)?),
+            path: None,
+            loaded: None,
+        })
+    }
+
+    /// Poll the file every [`RELOAD_POLL`] and swap in new content when it parses.
+    /// The task ends when the store is dropped.
+    pub fn watch(self: &Arc<Self>) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let mut last = self.loaded;
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(RELOAD_POLL);
+            loop {
+                interval.tick().await;
+                let Some(store) = store.upgrade() else { return };
+                let now = stamp(&path);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                match std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| parse(&t))
+                {
+                    Ok(entries) => {
+                        let count = entries.len();
+                        *store.entries.write().expect("secrets lock") = entries;
+                        tracing::info!(file = %path.display(), secrets = count, "secrets file reloaded");
+                    }
+                    Err(e) => tracing::error!(
+                        file = %path.display(),
+                        error = %e,
+                        "secrets file changed but is invalid; keeping the previous content"
+                    ),
+                }
+            }
+        });
+    }
+}
+
+impl SecretStore for FileStore {
+    fn lookup<'a>(&'a self, name: &'a SecretName) -> BoxFuture<'a, Result<Lookup, BackendError>> {
+        let entries = self.entries.read().expect("secrets lock").clone();
+        Box::pin(async move {
+            Ok(match entries.get(name.as_str()) {
+                Some(value) => Lookup::Found(value.clone()),
+                None => Lookup::NotFound,
+            })
+        })
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "secrets file is readable by other users; chmod 600 it");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(pin: &str) -> SecretName {
+        SecretName::for_pin("secret-", pin)
+    }
+
+    async fn get(store: &FileStore, pin: &str) -> Option<String> {
+        match store.lookup(&name(pin)).await.unwrap() {
+            Lookup::Found(v) => Some(v.expose().to_owned()),
+            Lookup::NotFound => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn embedded_dev_secrets_resolve() {
+        let store = FileStore::embedded(include_str!("../../config/dev-secrets.toml")).unwrap();
+        assert_eq!(
+            get(&store, "1234").await.as_deref(),
+            Some("user1:p@ssw0rd1")
+        );
+        assert_eq!(
+            get(&store, "4567").await.as_deref(),
+            Some("user2:p@ssw0rd2")
+        );
+        assert_eq!(
+            get(&store, "1212").await.as_deref(),
+            Some("user3:p@ssw0rd3")
+        );
+        assert_eq!(get(&store, "9999").await, None);
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_file() {
+        let e = parse("\"secret-1\" = \"user:hunter2\"\nbroken = [\n").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = parse("\"secret-1\" = 1234\n").unwrap_err();
+        assert!(e.contains("secret-1") && !e.contains("1234 "), "{e}");
+    }
+
+    #[tokio::test]
+    async fn edits_are_picked_up_and_bad_edits_keep_the_last_good_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.toml");
+        std::fs::write(&path, "\"secret-1111\" = \"a:1\"\n").unwrap();
+        let store = Arc::new(FileStore::load(&path).unwrap());
+        store.watch();
+        assert_eq!(get(&store, "1111").await.as_deref(), Some("a:1"));
+
+        std::fs::write(
+            &path,
+            "\"secret-1111\" = \"a:2\"\n\"secret-2222\" = \"b:2\"\n",
+        )
+        .unwrap();
+        wait_for(|| async { get(&store, "2222").await.is_some() }).await;
+        assert_eq!(get(&store, "1111").await.as_deref(), Some("a:2"));
+
+        std::fs::write(&path, "this is not toml = = =").unwrap();
+        tokio::time::sleep(RELOAD_POLL * 2).await;
+        assert_eq!(
+            get(&store, "2222").await.as_deref(),
+            Some("b:2"),
+            "a bad edit keeps the old content"
+        );
+    }
+
+    async fn wait_for<F, Fut>(check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..50 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("condition not reached in 5 s");
+    }
+}

@@ -1,0 +1,404 @@
+//! Sealed cookies: the session (AES-256-GCM through the cookie crate's private jar),
+//! key rotation (the first key seals, all open), absolute and idle expiry, sliding
+//! re-issue, and server-side revocation. Also seals keypin's other cookies (CSRF).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::config::SessionConfig;
+use crate::secrets::SecretName;
+
+/// A session is re-sealed with a new last-seen time at most this often.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
+/// Revoked session ids remembered at most (each until its session would expire).
+const MAX_REVOKED: u64 = 1_000_000;
+/// Random bytes in a session id.
+const SESSION_ID_BYTES: usize = 16;
+
+/// What the session cookie holds, sealed. Field names are short: it rides on every
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Random id, for revocation.
+    #[serde(rename = "i")]
+    pub id: String,
+    /// The secret this session resolves on every request.
+    #[serde(rename = "s")]
+    pub secret: SecretName,
+    #[serde(rename = "u")]
+    pub user: String,
+    /// Unix seconds of the login.
+    #[serde(rename = "t")]
+    pub issued: u64,
+    /// Unix seconds of the last re-issue.
+    #[serde(rename = "l")]
+    pub seen: u64,
+}
+
+/// A session opened from a request, and a re-sealed cookie when it is due.
+#[derive(Debug)]
+pub struct Opened {
+    pub session: Session,
+    /// `Set-Cookie` value to send with the answer, when the idle timer slid.
+    pub refresh: Option<HeaderValue>,
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh random token, URL-safe base64.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    BASE64URL.encode(buf)
+}
+
+pub struct Sessions {
+    /// The first seals; all open.
+    keys: Vec<Key>,
+    cookie_name: String,
+    ttl: Duration,
+    idle: Duration,
+    revoked: moka::sync::Cache<String, ()>,
+}
+
+impl Sessions {
+    /// `config.keys` must not be empty (start-up refuses that earlier).
+    pub fn new(config: &SessionConfig) -> Self {
+        assert!(!config.keys.is_empty(), "at least one session key");
+        Self {
+            keys: config.keys.iter().map(|k| Key::from(k.bytes())).collect(),
+            cookie_name: config.cookie_name.clone(),
+            ttl: config.ttl,
+            idle: config.idle_timeout,
+            revoked: moka::sync::Cache::builder()
+                .max_capacity(MAX_REVOKED)
+                .time_to_live(config.ttl)
+                .build(),
+        }
+    }
+
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// Name of a companion cookie (`__Host-keypin-csrf`), sharing the prefix.
+    pub fn companion_name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.cookie_name)
+    }
+
+    /// A new session with a new id: a login never upgrades a cookie it was shown.
+    pub fn mint(&self, secret: SecretName, user: &str) -> (Session, HeaderValue) {
+        let t = now();
+        let session = Session {
+            id: random_token(SESSION_ID_BYTES),
+            secret,
+            user: user.to_owned(),
+            issued: t,
+            seen: t,
+        };
+        let cookie = self.seal_session(&session);
+        (session, cookie)
+    }
+
+    fn seal_session(&self, session: &Session) -> HeaderValue {
+        let json = serde_json::to_string(session).expect("a session serializes");
+        let left = (session.issued + self.ttl.as_secs()).saturating_sub(now());
+        self.seal(
+            &self.cookie_name,
+            json,
+            Duration::from_secs(left),
+            SameSite::Lax,
+        )
+    }
+
+    /// Open the session cookie of a request: sealed by one of our keys, within its
+    /// absolute and idle lifetime, not revoked.
+    pub fn open(&self, headers: &HeaderMap) -> Option<Opened> {
+        let t = now();
+        let session = self
+            .open_sealed(headers, &self.cookie_name)
+            .find_map(|json| {
+                let s: Session = serde_json::from_str(&json).ok()?;
+                let live = t < s.issued.saturating_add(self.ttl.as_secs())
+                    && t < s.seen.saturating_add(self.idle.as_secs())
+                    && s.seen >= s.issued;
+                (live && !self.revoked.contains_key(&s.id)).then_some(s)
+            })?;
+        let refresh = (t.saturating_sub(session.seen) >= REFRESH_EVERY.as_secs()).then(|| {
+            let slid = Session {
+                seen: t,
+                ..session.clone()
+            };
+            self.seal_session(&slid)
+        });
+        Some(Opened { session, refresh })
+    }
+
+    /// End a session everywhere, not just in this browser.
+    pub fn revoke(&self, session: &Session) {
+        self.revoked.insert(session.id.clone(), ());
+    }
+
+    /// `Set-Cookie` that removes cookie `name`.
+    pub fn clear(&self, name: &str) -> HeaderValue {
+        let mut cookie = Cookie::build((name.to_owned(), ""))
+            .path("/")
+            .secure(true)
+            .http_only(true)
+            .build();
+        cookie.make_removal();
+        HeaderValue::try_from(cookie.to_string()).expect("cookie syntax is a valid header value")
+    }
+
+    /// `Set-Cookie` for a sealed cookie: `Secure; HttpOnly; Path=/` plus `same_site`.
+    pub fn seal(
+        &self,
+        name: &str,
+        value: String,
+        max_age: Duration,
+        same_site: SameSite,
+    ) -> HeaderValue {
+        let mut jar = CookieJar::new();
+        let cookie = Cookie::build((name.to_owned(), value))
+            .path("/")
+            .secure(true)
+            .http_only(true)
+            .same_site(same_site)
+            .max_age(cookie::time::Duration::seconds(
+                i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+            ));
+        jar.private_mut(&self.keys[0]).add(cookie);
+        let sealed = jar.get(name).expect("just added");
+        HeaderValue::try_from(sealed.to_string()).expect("sealed cookies are base64")
+    }
+
+    /// The plaintexts of every cookie `name` in the request that one of our keys opens.
+    pub fn open_sealed<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        name: &'a str,
+    ) -> impl Iterator<Item = String> + 'a {
+        request_cookies(headers)
+            .filter(move |c| c.name() == name)
+            .filter_map(move |c| {
+                let jar = CookieJar::new();
+                self.keys
+                    .iter()
+                    .find_map(|key| jar.private(key).decrypt(c.clone()))
+                    .map(|c| c.value().to_owned())
+            })
+    }
+}
+
+/// Every cookie in the request's `Cookie` headers (HTTP/2 may send several).
+pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'static>> + '_ {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .map(Cookie::into_owned)
+}
+
+/// Remove keypin's own cookies from the `Cookie` headers before forwarding: the
+/// upstream has no business with them. `ours` tells a name is keypin's.
+pub fn strip_cookies(headers: &mut HeaderMap, ours: impl Fn(&str) -> bool) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
+    let mut kept = Vec::new();
+    for value in &values {
+        let Ok(text) = value.to_str() else {
+            // Not ours to judge: pass it on untouched.
+            kept.push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+            continue;
+        };
+        for pair in text.split(';') {
+            let pair = pair.trim();
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+            if !pair.is_empty() && !ours(name) {
+                kept.push(pair.to_owned());
+            }
+        }
+    }
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::try_from(kept.join("; "))
+    {
+        headers.insert(COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::SessionKey;
+
+    fn config(keys: Vec<SessionKey>, ttl: u64, idle: u64) -> SessionConfig {
+        SessionConfig {
+            cookie_name: "__Host-keypin".into(),
+            keys,
+            ttl: Duration::from_secs(ttl),
+            idle_timeout: Duration::from_secs(idle),
+        }
+    }
+
+    fn request_with(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::try_from(format!("theme=dark; {pair}")).unwrap(),
+        );
+        h
+    }
+
+    fn secret() -> SecretName {
+        SecretName::for_pin("secret-", "1234")
+    }
+
+    #[test]
+    fn sealed_sessions_open_and_carry_the_right_attributes() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
+        let (session, cookie) = sessions.mint(secret(), "user1");
+        let text = cookie.to_str().unwrap();
+        for attr in [
+            "__Host-keypin=",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=",
+        ] {
+            assert!(text.contains(attr), "{attr} missing in {text}");
+        }
+        assert!(
+            !text.contains("user1") && !text.contains("1234"),
+            "the cookie is sealed: {text}"
+        );
+        let opened = sessions.open(&request_with(&cookie)).unwrap();
+        assert_eq!(opened.session, session);
+        assert!(opened.refresh.is_none(), "a fresh session is not re-issued");
+    }
+
+    #[test]
+    fn tampered_truncated_and_foreign_cookies_do_not_open() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
+        let (_, cookie) = sessions.mint(secret(), "user1");
+        let text = cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let (name, value) = text.split_once('=').unwrap();
+        let mut flipped = value.as_bytes().to_vec();
+        flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+        let cases = [
+            format!("{name}={}", String::from_utf8(flipped).unwrap()),
+            format!("{name}={}", &value[..value.len() / 2]),
+            format!("{name}="),
+            format!("{name}=not-base64!!"),
+            format!("__Host-other={value}"),
+        ];
+        for case in cases {
+            let mut h = HeaderMap::new();
+            h.insert(COOKIE, HeaderValue::try_from(case.clone()).unwrap());
+            assert!(sessions.open(&h).is_none(), "{case} opened");
+        }
+        let foreign = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
+        assert!(
+            foreign.open(&request_with(&cookie)).is_none(),
+            "another key must not open it"
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_old_cookies_open() {
+        let (old, new) = (SessionKey::generate(), SessionKey::generate());
+        let before = Sessions::new(&config(vec![old.clone()], 3600, 600));
+        let (_, cookie) = before.mint(secret(), "user1");
+        let after = Sessions::new(&config(vec![new, old.clone()], 3600, 600));
+        assert!(after.open(&request_with(&cookie)).is_some());
+        let (_, fresh) = after.mint(secret(), "user1");
+        assert!(
+            before.open(&request_with(&fresh)).is_none(),
+            "new cookies are sealed with the new key"
+        );
+    }
+
+    #[test]
+    fn expired_idle_and_revoked_sessions_do_not_open() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
+        let seal = |s: &Session| sessions.seal_session(s);
+        let t = now();
+        let base = Session {
+            id: "x".into(),
+            secret: secret(),
+            user: "u".into(),
+            issued: t,
+            seen: t,
+        };
+        let expired = Session {
+            issued: t - 3601,
+            seen: t - 10,
+            ..base.clone()
+        };
+        assert!(sessions.open(&request_with(&seal(&expired))).is_none());
+        let idle = Session {
+            issued: t - 1000,
+            seen: t - 601,
+            ..base.clone()
+        };
+        assert!(sessions.open(&request_with(&seal(&idle))).is_none());
+        let sliding = Session {
+            issued: t - 1000,
+            seen: t - 120,
+            ..base.clone()
+        };
+        let opened = sessions.open(&request_with(&seal(&sliding))).unwrap();
+        let refreshed = sessions
+            .open(&request_with(&opened.refresh.expect("due for re-issue")))
+            .unwrap();
+        assert_eq!(refreshed.session.seen, t);
+        assert_eq!(refreshed.session.id, "x");
+        sessions.revoke(&base);
+        assert!(sessions.open(&request_with(&seal(&base))).is_none());
+    }
+
+    #[test]
+    fn keypins_cookies_are_stripped_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; __Host-keypin=secret; b=2"),
+        );
+        h.append(COOKIE, HeaderValue::from_static("__Host-keypin-csrf=t"));
+        strip_cookies(&mut h, |n| n.starts_with("__Host-keypin"));
+        assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+        let mut only = HeaderMap::new();
+        only.insert(COOKIE, HeaderValue::from_static("__Host-keypin=x"));
+        strip_cookies(&mut only, |n| n.starts_with("__Host-keypin"));
+        assert!(!only.contains_key(COOKIE));
+    }
+}
