@@ -30,9 +30,7 @@ fn session_config() -> SessionConfig {
 
 fn secrets_config() -> SecretsConfig {
     SecretsConfig {
-        backend: SecretBackend::File {
-            path: "embedded".into(),
-        },
+        backend: SecretBackend::File { path: "embedded".into() },
         cache_ttl: Duration::from_secs(3600),
         negative_cache_ttl: Duration::from_secs(3600),
         stale_if_error: Duration::from_secs(600),
@@ -42,67 +40,38 @@ fn secrets_config() -> SecretsConfig {
 
 /// The `name=value` part of a `Set-Cookie`.
 fn pair(set_cookie: &HeaderValue) -> String {
-    set_cookie
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
+    set_cookie.to_str().unwrap().split(';').next().unwrap().to_owned()
 }
 
 fn sessions(c: &mut Criterion) {
     let sessions = Sessions::new(&session_config());
     let name = SecretName::for_pin("secret-", "1234");
-    c.bench_function("session_seal", |b| {
-        b.iter(|| sessions.mint(black_box(name.clone()), "user1"))
-    });
+    c.bench_function("session_seal", |b| b.iter(|| sessions.mint(black_box(name.clone()), "user1")));
 
     let (_, cookie) = sessions.mint(name, "user1");
     let mut headers = HeaderMap::new();
-    headers.insert(
-        COOKIE,
-        HeaderValue::try_from(format!("theme=dark; {}; lang=en", pair(&cookie))).unwrap(),
-    );
-    c.bench_function("session_open", |b| {
-        b.iter(|| sessions.open(black_box(&headers)).expect("opens"))
-    });
+    headers.insert(COOKIE, HeaderValue::try_from(format!("theme=dark; {}; lang=en", pair(&cookie))).unwrap());
+    c.bench_function("session_open", |b| b.iter(|| sessions.open(black_box(&headers)).expect("opens")));
 }
 
 fn login(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let store = Arc::new(FileStore::embedded(keypin::demo::SECRETS).unwrap());
     let cache = Arc::new(SecretCache::new(store, &secrets_config()));
     let name = SecretName::for_pin("secret-", "1234");
-    rt.block_on(cache.resolve(&name, Staleness::FreshOnly))
-        .unwrap();
+    rt.block_on(cache.resolve(&name, Staleness::FreshOnly)).unwrap();
     c.bench_function("secret_cache_hit", |b| {
-        b.to_async(&rt).iter(|| async {
-            cache
-                .resolve(black_box(&name), Staleness::AllowStale)
-                .await
-                .unwrap()
-        })
+        b.to_async(&rt).iter(|| async { cache.resolve(black_box(&name), Staleness::AllowStale).await.unwrap() })
     });
 
     let sessions = Arc::new(Sessions::new(&session_config()));
-    let pin = PinConfig {
-        min_response: Duration::ZERO,
-        ..PinConfig::default()
-    };
+    let pin = PinConfig { min_response: Duration::ZERO, ..PinConfig::default() };
     let login = Login::new(pin, sessions, cache);
     let client: IpAddr = "192.0.2.1".parse().unwrap();
 
     // One form visit for a CSRF cookie and token.
-    let get = Request::get("/.keypin/login")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let page = rt
-        .block_on(login.handle(get, "/.keypin/login", client))
-        .unwrap();
+    let get = Request::get("/.keypin/login").body(Full::new(Bytes::new())).unwrap();
+    let page = rt.block_on(login.handle(get, "/.keypin/login", client)).unwrap();
     let csrf_cookie = pair(page.headers().get(SET_COOKIE).unwrap());
     let html = rt.block_on(page.into_body().collect()).unwrap().to_bytes();
     let html = String::from_utf8_lossy(&html);

@@ -28,20 +28,11 @@ fn browser_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in [
         ("host", "app.example.com"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
-        ),
-        (
-            "accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        ),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"),
+        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
         ("accept-language", "en-GB,en;q=0.9"),
         ("accept-encoding", "gzip, deflate, br"),
-        (
-            "cookie",
-            "__Host-keypin=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789; theme=dark",
-        ),
+        ("cookie", "__Host-keypin=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789; theme=dark"),
         ("connection", "keep-alive"),
         ("upgrade-insecure-requests", "1"),
         ("sec-fetch-dest", "document"),
@@ -72,16 +63,9 @@ fn request_path(c: &mut Criterion) {
     };
     let headers = browser_headers();
 
-    c.bench_function("normalize_path", |b| {
-        b.iter(|| normalize_path(black_box("/app/reports/2026/q3.html")))
-    });
+    c.bench_function("normalize_path", |b| b.iter(|| normalize_path(black_box("/app/reports/2026/q3.html"))));
     c.bench_function("route_select", |b| {
-        b.iter(|| {
-            router.select(
-                black_box(Some("app.example.com")),
-                black_box("/app/reports/2026/q3.html"),
-            )
-        })
+        b.iter(|| router.select(black_box(Some("app.example.com")), black_box("/app/reports/2026/q3.html")))
     });
     c.bench_function("rewrite_request_headers", |b| {
         b.iter_batched(

@@ -1,8 +1,10 @@
-//! The admin listener (plain HTTP, loopback by default): `/healthz` and `/readyz`
-//! for probes. Never serves user traffic.
+//! The admin listener (plain HTTP, loopback by default): `/healthz` (the process
+//! runs) and `/readyz` (listeners up and the secret backend answering) for probes.
+//! Never serves user traffic.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -13,25 +15,26 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::secrets::cache::BackendHealth;
 use crate::server::SHUTDOWN_GRACE;
 
-fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(req: &Request<Incoming>, health: &BackendHealth) -> Response<Full<Bytes>> {
     let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") => (StatusCode::OK, "ready\n"),
-        _ => (StatusCode::NOT_FOUND, "not found\n"),
+        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n".to_owned()),
+        (&Method::GET | &Method::HEAD, "/readyz") => match health.ready() {
+            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+            Err(kind) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: secret backend {kind}\n")),
+        },
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
     };
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 
 /// Serve the admin endpoints until `shutdown` resolves.
-pub async fn run(listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub async fn run(listener: TcpListener, health: Arc<BackendHealth>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -42,7 +45,11 @@ pub async fn run(listener: TcpListener, shutdown: impl Future<Output = ()>) {
             },
             () = &mut shutdown => break,
         };
-        let service = service_fn(|req| async move { Ok::<_, Infallible>(answer(&req)) });
+        let health = health.clone();
+        let service = service_fn(move |req| {
+            let health = health.clone();
+            async move { Ok::<_, Infallible>(answer(&req, &health)) }
+        });
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new());
         let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));

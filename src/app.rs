@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -11,7 +12,14 @@ use tokio::sync::watch;
 use crate::config::{Config, SecretBackend};
 use crate::gateway::Gateway;
 use crate::secrets::SecretStore;
+use crate::secrets::cache::SecretCache;
 use crate::secrets::file::FileStore;
+use crate::secrets::keyvault::KeyVaultStore;
+
+/// How often the secret backend is probed for `/readyz` while it answers…
+const PROBE_EVERY: Duration = Duration::from_secs(30);
+/// …and while it fails, so readiness comes back soon after the backend does.
+const PROBE_EVERY_FAILING: Duration = Duration::from_secs(2);
 use crate::server::{self, ListenerSettings};
 use crate::tls;
 
@@ -19,9 +27,7 @@ use crate::tls;
 pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error(
-        "session.keys: no session key; set KEYPIN_SESSION_KEYS or session.keys (create one with `keypin gen-key`)"
-    )]
+    #[error("session.keys: no session key; set KEYPIN_SESSION_KEYS or session.keys (create one with `keypin gen-key`)")]
     NoSessionKeys,
     #[error("secrets: {0}")]
     Secrets(String),
@@ -37,7 +43,7 @@ pub enum StartError {
 /// keypin with its listeners bound, ready to run.
 pub struct App {
     config: Config,
-    store: Arc<dyn SecretStore>,
+    secrets: Arc<SecretCache>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     admin: TcpListener,
@@ -53,22 +59,23 @@ impl App {
                 store.watch();
                 store
             }
-            SecretBackend::KeyVault(_) => {
-                return Err(StartError::Secrets(
-                    "the keyvault backend is not available in this build".into(),
-                ));
+            SecretBackend::KeyVault(kv) => {
+                Arc::new(KeyVaultStore::new(kv, config.secrets.request_timeout).map_err(StartError::Secrets)?)
             }
         };
         Self::bind_with_store(config, store).await
     }
 
     /// As [`App::bind`], with a secret store chosen by the caller (the demo, tests).
-    pub async fn bind_with_store(
-        config: Config,
-        store: Arc<dyn SecretStore>,
-    ) -> Result<Self, StartError> {
+    pub async fn bind_with_store(config: Config, store: Arc<dyn SecretStore>) -> Result<Self, StartError> {
         if config.session.keys.is_empty() {
             return Err(StartError::NoSessionKeys);
+        }
+        let secrets = Arc::new(SecretCache::new(store, &config.secrets));
+        // Pay the backend's first-call costs (Key Vault's challenge round trip) now,
+        // not on the first login. A failure is logged and shows on /readyz.
+        if let Err(e) = secrets.probe().await {
+            tracing::warn!(error = %e, "the secret backend did not answer at start-up");
         }
         let s = &config.server;
         if s.self_signed && tls::ensure_self_signed(&s.tls_cert, &s.tls_key)? {
@@ -76,19 +83,11 @@ impl App {
         }
         let tls = tls::server_config(&s.tls_cert, &s.tls_key)?;
         let bind = |addr: SocketAddr, key: &'static str| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, key, source })
+            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, key, source })
         };
         let listener = bind(s.listen, "server.listen").await?;
         let admin = bind(s.admin_listen, "server.admin_listen").await?;
-        Ok(Self {
-            config,
-            store,
-            tls,
-            listener,
-            admin,
-        })
+        Ok(Self { config, secrets, tls, listener, admin })
     }
 
     /// The TLS listener's address (its port when configured as 0).
@@ -102,7 +101,7 @@ impl App {
 
     /// Serve until `shutdown` resolves; returns when in-flight work is done.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let gateway = Arc::new(Gateway::new(&self.config, self.store));
+        let gateway = Arc::new(Gateway::new(&self.config, self.secrets.clone()));
         let settings = ListenerSettings {
             header_read_timeout: self.config.server.header_read_timeout,
             max_connections: self.config.server.max_connections,
@@ -111,12 +110,27 @@ impl App {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let admin = tokio::spawn(crate::admin::run(self.admin, stopped(stop_rx.clone())));
+        let admin = tokio::spawn(crate::admin::run(self.admin, self.secrets.health(), stopped(stop_rx.clone())));
+        let probe = tokio::spawn(probe_backend(self.secrets.clone()));
         let main = server::run(self.listener, self.tls, gateway, settings, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
         main.await;
+        probe.abort();
         let _ = admin.await;
+    }
+}
+
+/// Keep `/readyz` true to the backend even without login traffic: probe every
+/// [`PROBE_EVERY`] while it answers, every [`PROBE_EVERY_FAILING`] while it fails.
+async fn probe_backend(secrets: Arc<SecretCache>) {
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(PROBE_EVERY_FAILING).await;
+        if secrets.health().ready().is_err() || last.elapsed() >= PROBE_EVERY {
+            let _ = secrets.probe().await;
+            last = tokio::time::Instant::now();
+        }
     }
 }

@@ -44,8 +44,7 @@ pub struct Demo {
 pub fn config(listen: SocketAddr, app_addr: SocketAddr) -> Config {
     let key = SessionKey::generate().to_base64();
     let env = |name: &str| (name == SESSION_KEYS_ENV).then(|| key.to_string());
-    let mut config = Config::parse(CONFIG, "embedded config/keypin.toml", &env)
-        .expect("the embedded config is valid");
+    let mut config = Config::parse(CONFIG, "embedded config/keypin.toml", &env).expect("the embedded config is valid");
     let certs = demo_dir();
     config.server.listen = listen;
     config.server.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -53,9 +52,7 @@ pub fn config(listen: SocketAddr, app_addr: SocketAddr) -> Config {
     config.server.tls_cert = certs.join("keypin.pem");
     config.server.tls_key = certs.join("keypin-key.pem");
     for route in &mut config.routes {
-        route.upstream = format!("http://{app_addr}")
-            .parse()
-            .expect("a socket address is a valid upstream");
+        route.upstream = format!("http://{app_addr}").parse().expect("a socket address is a valid upstream");
     }
     config
 }
@@ -67,31 +64,14 @@ fn demo_dir() -> PathBuf {
 
 /// Start the built-in app and bind the gateway on `listen`.
 pub async fn prepare(listen: SocketAddr) -> Result<Demo, StartError> {
+    let (app_addr, app) = bind_legacy_app(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    tokio::spawn(app);
     let users = demo_users();
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: listen,
-            key: "demo app",
-            source,
-        })?;
-    let app_addr = listener.local_addr().expect("bound");
-    let passwords: Arc<HashMap<String, String>> = Arc::new(
-        users
-            .iter()
-            .map(|u| (u.user.clone(), u.password.clone()))
-            .collect(),
-    );
-    tokio::spawn(serve_legacy_app(listener, passwords));
 
     let store = Arc::new(FileStore::embedded(SECRETS).map_err(StartError::Secrets)?);
     let app = App::bind_with_store(config(listen, app_addr), store).await?;
     let users = users.into_iter().map(|u| (u.pin, u.user)).collect();
-    Ok(Demo {
-        app,
-        app_addr,
-        users,
-    })
+    Ok(Demo { app, app_addr, users })
 }
 
 struct DemoUser {
@@ -117,6 +97,19 @@ fn demo_users() -> Vec<DemoUser> {
     users
 }
 
+/// Bind the built-in legacy app on `addr`; returns its address and the future that
+/// serves it (for `keypin demo`, and alone as `keypin demo-app` in docker-compose).
+pub async fn bind_legacy_app(
+    addr: SocketAddr,
+) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), StartError> {
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, key: "demo app", source })?;
+    let bound = listener.local_addr().expect("bound");
+    let passwords: Arc<HashMap<String, String>> =
+        Arc::new(demo_users().into_iter().map(|u| (u.user, u.password)).collect());
+    Ok((bound, serve_legacy_app(listener, passwords)))
+}
+
 async fn serve_legacy_app(listener: TcpListener, passwords: Arc<HashMap<String, String>>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -128,18 +121,13 @@ async fn serve_legacy_app(listener: TcpListener, passwords: Arc<HashMap<String, 
                 let passwords = passwords.clone();
                 async move { Ok::<_, Infallible>(legacy_app(&req, &passwords)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
         });
     }
 }
 
 /// The "legacy app": HTTP Basic auth or 401, then a greeting and the headers it got.
-fn legacy_app(
-    req: &Request<Incoming>,
-    passwords: &HashMap<String, String>,
-) -> Response<Full<Bytes>> {
+fn legacy_app(req: &Request<Incoming>, passwords: &HashMap<String, String>) -> Response<Full<Bytes>> {
     if req.uri().path() == "/favicon.ico" {
         return html(StatusCode::NO_CONTENT, String::new());
     }
@@ -155,14 +143,8 @@ fn legacy_app(
             (passwords.get(user)? == password).then(|| user.to_owned())
         });
     let Some(user) = user else {
-        let mut resp = html(
-            StatusCode::UNAUTHORIZED,
-            "<h1>401: this app needs HTTP Basic auth</h1>".into(),
-        );
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"legacy\""),
-        );
+        let mut resp = html(StatusCode::UNAUTHORIZED, "<h1>401: this app needs HTTP Basic auth</h1>".into());
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"legacy\""));
         return resp;
     };
     let rows: String = req
@@ -175,11 +157,7 @@ fn legacy_app(
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()
             };
-            format!(
-                "<tr><th>{}</th><td>{}</td></tr>",
-                escape(name.as_str()),
-                escape(&shown)
-            )
+            format!("<tr><th>{}</th><td>{}</td></tr>", escape(name.as_str()), escape(&shown))
         })
         .collect();
     html(
@@ -201,18 +179,12 @@ fn legacy_app(
 fn html(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8"));
     resp
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -222,14 +194,8 @@ mod tests {
     #[test]
     fn the_embedded_files_are_the_shipped_ones() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        assert_eq!(
-            CONFIG,
-            std::fs::read_to_string(root.join("config/keypin.toml")).unwrap()
-        );
-        assert_eq!(
-            SECRETS,
-            std::fs::read_to_string(root.join("config/dev-secrets.toml")).unwrap()
-        );
+        assert_eq!(CONFIG, std::fs::read_to_string(root.join("config/keypin.toml")).unwrap());
+        assert_eq!(SECRETS, std::fs::read_to_string(root.join("config/dev-secrets.toml")).unwrap());
     }
 
     #[test]
@@ -239,17 +205,13 @@ mod tests {
         let b = config("127.0.0.1:8443".parse().unwrap(), app);
         assert_eq!(a.routes[0].upstream.to_string(), "http://127.0.0.1:5555");
         assert_eq!(a.session.keys.len(), 1);
-        assert_ne!(
-            a.session.keys, b.session.keys,
-            "every demo run has its own key"
-        );
+        assert_ne!(a.session.keys, b.session.keys, "every demo run has its own key");
         assert!(a.server.tls_cert.starts_with(std::env::temp_dir()));
     }
 
     #[test]
     fn the_demo_users_are_the_documented_three() {
-        let users: Vec<(String, String)> =
-            demo_users().into_iter().map(|u| (u.pin, u.user)).collect();
+        let users: Vec<(String, String)> = demo_users().into_iter().map(|u| (u.pin, u.user)).collect();
         let expected = [("1234", "user1"), ("4567", "user2"), ("1212", "user3")];
         assert_eq!(users, expected.map(|(p, u)| (p.to_owned(), u.to_owned())));
     }

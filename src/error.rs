@@ -53,10 +53,7 @@ impl GatewayError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::LoginRequired { redirect: true, .. } => StatusCode::FOUND,
-            Self::LoginRequired {
-                redirect: false, ..
-            }
-            | Self::InvalidPin => StatusCode::UNAUTHORIZED,
+            Self::LoginRequired { redirect: false, .. } | Self::InvalidPin => StatusCode::UNAUTHORIZED,
             Self::MalformedPin => StatusCode::BAD_REQUEST,
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,30 +87,21 @@ impl GatewayError {
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         match self {
-            Self::LoginRequired {
-                location,
-                redirect: true,
-            } => {
+            Self::LoginRequired { location, redirect: true } => {
                 let mut resp = Response::new(full_body(Bytes::new()));
                 *resp.status_mut() = status;
                 if let Ok(location) = HeaderValue::try_from(location) {
                     resp.headers_mut().insert(LOCATION, location);
                 }
-                resp.headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 resp
             }
-            Self::LoginRequired {
-                location,
-                redirect: false,
-            } => {
+            Self::LoginRequired { location, redirect: false } => {
                 let json = serde_json::json!({ "error": "login required", "login": location });
                 let mut resp = Response::new(full_body(json.to_string()));
                 *resp.status_mut() = status;
-                resp.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                resp.headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 resp
             }
             other => error_page(status, other.public_message()),
@@ -132,15 +120,9 @@ pub fn error_page(status: StatusCode, message: &str) -> Response<Body> {
     let mut resp = Response::new(full_body(Bytes::from(html)));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     resp
 }
 
@@ -154,48 +136,26 @@ mod tests {
         assert_eq!(GatewayError::NoRoute.status(), 404);
         assert_eq!(GatewayError::CrossSiteUpgrade.status(), 403);
         assert_eq!(GatewayError::UpstreamTimeout.status(), 504);
-        assert_eq!(
-            GatewayError::LoginRequired {
-                location: "/".into(),
-                redirect: true
-            }
-            .status(),
-            302
-        );
-        assert_eq!(
-            GatewayError::LoginRequired {
-                location: "/".into(),
-                redirect: false
-            }
-            .status(),
-            401
-        );
+        assert_eq!(GatewayError::LoginRequired { location: "/".into(), redirect: true }.status(), 302);
+        assert_eq!(GatewayError::LoginRequired { location: "/".into(), redirect: false }.status(), 401);
         assert_eq!(GatewayError::MalformedPin.status(), 400);
         assert_eq!(GatewayError::InvalidPin.status(), 401);
         assert_eq!(GatewayError::Csrf.status(), 403);
         assert_eq!(GatewayError::FormTooLarge.status(), 413);
         assert_eq!(GatewayError::Backend(BackendError::Timeout).status(), 503);
         assert_eq!(GatewayError::MethodNotAllowed.status(), 405);
-        let build = http::Request::builder()
-            .header("bad\nname", "x")
-            .body(())
-            .unwrap_err();
+        let build = http::Request::builder().header("bad\nname", "x").body(()).unwrap_err();
         assert_eq!(GatewayError::UpstreamRequest(build).status(), 502);
     }
 
     #[test]
     fn pages_hold_no_internals() {
-        let resp = GatewayError::Backend(BackendError::Unavailable("10.0.0.7:443 refused".into()))
-            .into_response();
-        let http_body_util::Either::Right(body) = resp.into_body() else {
-            panic!("static page")
-        };
+        let resp = GatewayError::Backend(BackendError::Unavailable("10.0.0.7:443 refused".into())).into_response();
+        let http_body_util::Either::Right(body) = resp.into_body() else { panic!("static page") };
         assert!(!format!("{body:?}").contains("10.0.0.7"));
         let resp = GatewayError::BadPath("%2F in path").into_response();
         assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
-        let http_body_util::Either::Right(body) = resp.into_body() else {
-            panic!("static page")
-        };
+        let http_body_util::Either::Right(body) = resp.into_body() else { panic!("static page") };
         let text = format!("{body:?}");
         assert!(!text.contains("%2F"), "{text}");
     }

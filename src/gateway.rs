@@ -16,8 +16,8 @@ use crate::error::GatewayError;
 use crate::login::{Login, login_url};
 use crate::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
 use crate::route::{self, RESERVED_PREFIX, Router, same_origin};
+use crate::secrets::Credentials;
 use crate::secrets::cache::{Resolved, SecretCache, Staleness};
-use crate::secrets::{Credentials, SecretStore};
 use crate::session::{Sessions, strip_cookies};
 
 /// Response body: an upstream's streamed body, or a page keypin made itself.
@@ -40,9 +40,8 @@ pub struct Gateway {
 
 impl Gateway {
     /// `config.session.keys` must not be empty (`App` checks it first).
-    pub fn new(config: &Config, store: Arc<dyn SecretStore>) -> Self {
+    pub fn new(config: &Config, secrets: Arc<SecretCache>) -> Self {
         let sessions = Arc::new(Sessions::new(&config.session));
-        let secrets = Arc::new(SecretCache::new(store, &config.secrets));
         Self {
             server: config.server.clone(),
             router: Router::new(config.routes.clone()),
@@ -68,21 +67,14 @@ impl Gateway {
         }
     }
 
-    async fn serve(
-        &self,
-        mut req: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Result<Response<Body>, GatewayError> {
+    async fn serve(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, GatewayError> {
         let path = route::normalize_path(req.uri().path())?.into_owned();
         let peer_ip = canonical_ip(peer.ip());
         if path.starts_with(RESERVED_PREFIX) {
             return self.login.handle(req, &path, peer_ip).await;
         }
         let host = route::request_host(&req);
-        let route = self
-            .router
-            .select(host.as_deref(), &path)
-            .ok_or(GatewayError::NoRoute)?;
+        let route = self.router.select(host.as_deref(), &path).ok_or(GatewayError::NoRoute)?;
         if upgrade_protocol(req.headers()).is_some() && !same_origin(req.headers(), req.uri()) {
             return Err(GatewayError::CrossSiteUpgrade);
         }
@@ -90,15 +82,8 @@ impl Gateway {
         let (identity, refresh) = if route::is_public(route, &path) {
             (None, None)
         } else {
-            let opened = self
-                .sessions
-                .open(req.headers())
-                .ok_or_else(|| login_required(&req))?;
-            let creds = match self
-                .secrets
-                .resolve(&opened.session.secret, Staleness::AllowStale)
-                .await
-            {
+            let opened = self.sessions.open(req.headers()).ok_or_else(|| login_required(&req))?;
+            let creds = match self.secrets.resolve(&opened.session.secret, Staleness::AllowStale).await {
                 Ok(Resolved::Found(creds)) => creds,
                 Ok(Resolved::NotFound) => {
                     // The secret was deleted or disabled: the session ends with it.
@@ -112,10 +97,7 @@ impl Gateway {
 
         strip_cookies(req.headers_mut(), |name| self.is_keypin_cookie(name));
         let fwd = self.forwarding(&req, peer_ip);
-        let mut resp = self
-            .proxy
-            .forward(route, &path, req, &fwd, identity.as_ref())
-            .await?;
+        let mut resp = self.proxy.forward(route, &path, req, &fwd, identity.as_ref()).await?;
         if let Some(cookie) = refresh {
             resp.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -125,16 +107,14 @@ impl Gateway {
     /// keypin's cookies: the session cookie and its companions (`…-csrf`).
     fn is_keypin_cookie(&self, name: &str) -> bool {
         let ours = self.sessions.cookie_name();
-        name.strip_prefix(ours)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+        name.strip_prefix(ours).is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
     }
 
     fn forwarding<B>(&self, req: &Request<B>, peer: IpAddr) -> Forwarding {
         Forwarding {
             peer,
             trusted_peer: self.server.is_trusted_proxy(peer),
-            host: route::request_authority(req.headers(), req.uri())
-                .and_then(|a| HeaderValue::from_str(a).ok()),
+            host: route::request_authority(req.headers(), req.uri()).and_then(|a| HeaderValue::from_str(a).ok()),
         }
     }
 }
@@ -157,8 +137,5 @@ fn login_required<B>(req: &Request<B>) -> GatewayError {
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.contains("text/html"));
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    GatewayError::LoginRequired {
-        location: login_url(target),
-        redirect: navigating,
-    }
+    GatewayError::LoginRequired { location: login_url(target), redirect: navigating }
 }

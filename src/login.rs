@@ -41,14 +41,8 @@ const PAGE: &str = include_str!("login.html");
 
 /// A request body a form can be read from (hyper's `Incoming` in the server, any
 /// body in tests and benches).
-pub trait FormBody:
-    http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
-{
-}
-impl<B> FormBody for B where
-    B: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
-{
-}
+pub trait FormBody: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> {}
+impl<B> FormBody for B where B: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> {}
 
 /// The login and logout handlers.
 pub struct Login {
@@ -69,12 +63,7 @@ struct Form {
 impl Login {
     pub fn new(pin: PinConfig, sessions: Arc<Sessions>, secrets: Arc<SecretCache>) -> Self {
         let csrf_cookie = sessions.companion_name("csrf");
-        Self {
-            pin,
-            sessions,
-            secrets,
-            csrf_cookie,
-        }
+        Self { pin, sessions, secrets, csrf_cookie }
     }
 
     /// Serve a request under `/.keypin/`; `client` is the address used for audit.
@@ -87,11 +76,7 @@ impl Login {
         let (parts, body) = req.into_parts();
         match (&parts.method, path) {
             (&Method::GET | &Method::HEAD, LOGIN_PATH) => {
-                let rd = parts
-                    .uri
-                    .query()
-                    .and_then(query_rd)
-                    .unwrap_or_else(|| "/".into());
+                let rd = parts.uri.query().and_then(query_rd).unwrap_or_else(|| "/".into());
                 Ok(self.login_form(&parts.headers, StatusCode::OK, None, &rd))
             }
             (&Method::POST, LOGIN_PATH) => Ok(self.login_post(parts, body, client).await),
@@ -102,12 +87,7 @@ impl Login {
         }
     }
 
-    async fn login_post<B: FormBody>(
-        &self,
-        parts: Parts,
-        body: B,
-        client: IpAddr,
-    ) -> Response<Body> {
+    async fn login_post<B: FormBody>(&self, parts: Parts, body: B, client: IpAddr) -> Response<Body> {
         let started = Instant::now();
         let form = match read_form(&parts.headers, body).await {
             Ok(form) => form,
@@ -119,12 +99,7 @@ impl Login {
         let rd = safe_redirect(form.rd.as_deref().unwrap_or("/"));
         if !self.csrf_ok(&parts, &form) {
             audit::login_failure(client, "csrf");
-            return self.login_form(
-                &parts.headers,
-                StatusCode::FORBIDDEN,
-                Some(&GatewayError::Csrf),
-                &rd,
-            );
+            return self.login_form(&parts.headers, StatusCode::FORBIDDEN, Some(&GatewayError::Csrf), &rd);
         }
         let pin = match parse_pin(&form.pins, &self.pin) {
             Ok(pin) => pin,
@@ -151,8 +126,7 @@ impl Login {
                 let (_, cookie) = self.sessions.mint(name, &creds.username);
                 let mut resp = redirect(StatusCode::SEE_OTHER, &rd);
                 resp.headers_mut().append(header::SET_COOKIE, cookie);
-                resp.headers_mut()
-                    .append(header::SET_COOKIE, self.sessions.clear(&self.csrf_cookie));
+                resp.headers_mut().append(header::SET_COOKIE, self.sessions.clear(&self.csrf_cookie));
                 return resp;
             }
             Ok(Resolved::NotFound) => {
@@ -184,10 +158,7 @@ impl Login {
             audit::logout(&opened.session.user, client);
         }
         let mut resp = redirect(StatusCode::SEE_OTHER, LOGIN_PATH);
-        resp.headers_mut().append(
-            header::SET_COOKIE,
-            self.sessions.clear(self.sessions.cookie_name()),
-        );
+        resp.headers_mut().append(header::SET_COOKIE, self.sessions.clear(self.sessions.cookie_name()));
         Ok(resp)
     }
 
@@ -198,27 +169,21 @@ impl Login {
             return false;
         };
         if !same_origin(&parts.headers, &parts.uri)
-            || parts
-                .headers
-                .get("sec-fetch-site")
-                .is_some_and(|v| v == "cross-site")
+            || parts.headers.get("sec-fetch-site").is_some_and(|v| v == "cross-site")
         {
             return false;
         }
-        self.csrf_token(&parts.headers)
-            .is_some_and(|token| constant_time_eq(token.as_bytes(), sent.as_bytes()))
+        self.csrf_token(&parts.headers).is_some_and(|token| constant_time_eq(token.as_bytes(), sent.as_bytes()))
     }
 
     /// The token in a valid CSRF cookie of this request, if any.
     fn csrf_token(&self, headers: &HeaderMap) -> Option<String> {
         let now = crate::session::now();
-        self.sessions
-            .open_sealed(headers, &self.csrf_cookie)
-            .find_map(|plain| {
-                let (token, issued) = plain.split_once('.')?;
-                let issued: u64 = issued.parse().ok()?;
-                (now < issued.saturating_add(CSRF_TTL.as_secs())).then(|| token.to_owned())
-            })
+        self.sessions.open_sealed(headers, &self.csrf_cookie).find_map(|plain| {
+            let (token, issued) = plain.split_once('.')?;
+            let issued: u64 = issued.parse().ok()?;
+            (now < issued.saturating_add(CSRF_TTL.as_secs())).then(|| token.to_owned())
+        })
     }
 
     /// A token for a form: the request's own when still valid, else a new one with
@@ -229,9 +194,7 @@ impl Login {
         }
         let token = random_token(CSRF_TOKEN_BYTES);
         let plain = format!("{token}.{}", crate::session::now());
-        let cookie = self
-            .sessions
-            .seal(&self.csrf_cookie, plain, CSRF_TTL, SameSite::Strict);
+        let cookie = self.sessions.seal(&self.csrf_cookie, plain, CSRF_TTL, SameSite::Strict);
         (token, Some(cookie))
     }
 
@@ -244,10 +207,7 @@ impl Login {
     ) -> Response<Body> {
         let (token, cookie) = self.csrf_for_form(headers);
         let alert = error.map_or_else(String::new, |e| {
-            format!(
-                "<p class=\"alert\" role=\"alert\">{}</p>\n",
-                escape(e.public_message())
-            )
+            format!("<p class=\"alert\" role=\"alert\">{}</p>\n", escape(e.public_message()))
         });
         let body = format!(
             "<h1>Sign in</h1>\n<p>Enter your PIN to continue.</p>\n{alert}\
@@ -279,32 +239,22 @@ impl Login {
 
 /// The login URL that returns to `path_and_query` after sign-in.
 pub fn login_url(path_and_query: &str) -> String {
-    format!(
-        "{LOGIN_PATH}?rd={}",
-        utf8_percent_encode(path_and_query, NON_ALPHANUMERIC)
-    )
+    format!("{LOGIN_PATH}?rd={}", utf8_percent_encode(path_and_query, NON_ALPHANUMERIC))
 }
 
 fn query_rd(query: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "rd")
-        .map(|(_, v)| safe_redirect(&v))
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "rd").map(|(_, v)| safe_redirect(&v))
 }
 
 /// Read a urlencoded form of at most [`MAX_FORM_BYTES`].
 async fn read_form<B: FormBody>(headers: &HeaderMap, body: B) -> Result<Form, GatewayError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_FORM_BYTES as u64) {
         return Err(GatewayError::FormTooLarge);
     }
-    let bytes: Bytes = Limited::new(body, MAX_FORM_BYTES)
-        .collect()
-        .await
-        .map_err(|_| GatewayError::FormTooLarge)?
-        .to_bytes();
+    let bytes: Bytes =
+        Limited::new(body, MAX_FORM_BYTES).collect().await.map_err(|_| GatewayError::FormTooLarge)?.to_bytes();
     let mut form = Form::default();
     for (key, value) in form_urlencoded::parse(&bytes) {
         match &*key {
@@ -323,13 +273,8 @@ fn parse_pin<'a>(pins: &'a [String], config: &PinConfig) -> Result<&'a str, Gate
     let [pin] = pins else {
         return Err(GatewayError::MalformedPin);
     };
-    let len_ok =
-        (usize::from(config.min_digits)..=usize::from(config.max_digits)).contains(&pin.len());
-    if len_ok && pin.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(pin)
-    } else {
-        Err(GatewayError::MalformedPin)
-    }
+    let len_ok = (usize::from(config.min_digits)..=usize::from(config.max_digits)).contains(&pin.len());
+    if len_ok && pin.bytes().all(|b| b.is_ascii_digit()) { Ok(pin) } else { Err(GatewayError::MalformedPin) }
 }
 
 /// `rd` if it is a local path, else `/`: one leading `/`, not `//` or `/\`, visible
@@ -348,9 +293,7 @@ pub fn safe_redirect(rd: &str) -> String {
     }
     let mut current = rd.to_owned();
     for _ in 0..3 {
-        let decoded = percent_decode_str(&current)
-            .decode_utf8_lossy()
-            .into_owned();
+        let decoded = percent_decode_str(&current).decode_utf8_lossy().into_owned();
         if decoded == current {
             return rd.to_owned();
         }
@@ -386,51 +329,28 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let mut resp = Response::new(full_body(Bytes::new()));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert(
-        header::LOCATION,
-        HeaderValue::try_from(location).unwrap_or(HeaderValue::from_static("/")),
-    );
+    headers.insert(header::LOCATION, HeaderValue::try_from(location).unwrap_or(HeaderValue::from_static("/")));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 /// A keypin page: self-contained, styled by a per-response nonce under a strict CSP.
-fn page(
-    status: StatusCode,
-    title: &str,
-    body: &str,
-    set_cookie: Option<HeaderValue>,
-) -> Response<Body> {
+fn page(status: StatusCode, title: &str, body: &str, set_cookie: Option<HeaderValue>) -> Response<Body> {
     let nonce = random_token(16);
-    let html = PAGE
-        .replace("{{title}}", title)
-        .replace("{{nonce}}", &nonce)
-        .replace("{{body}}", body);
+    let html = PAGE.replace("{{title}}", title).replace("{{nonce}}", &nonce).replace("{{body}}", body);
     let mut resp = Response::new(full_body(html));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     let csp = format!(
         "default-src 'none'; style-src 'nonce-{nonce}'; img-src data:; form-action 'self'; \
          frame-ancestors 'none'; base-uri 'none'"
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::try_from(csp).expect("nonce is base64url"),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::try_from(csp).expect("nonce is base64url"));
     if let Some(cookie) = set_cookie {
         h.append(header::SET_COOKIE, cookie);
     }
@@ -442,23 +362,12 @@ mod tests {
     use super::*;
 
     fn pin_config() -> PinConfig {
-        PinConfig {
-            secret_prefix: "secret-".into(),
-            min_digits: 4,
-            max_digits: 10,
-            min_response: Duration::ZERO,
-        }
+        PinConfig { secret_prefix: "secret-".into(), min_digits: 4, max_digits: 10, min_response: Duration::ZERO }
     }
 
     #[test]
     fn only_one_pin_of_ascii_digits_in_bounds_is_accepted() {
-        let ok = |p: &[&str]| {
-            parse_pin(
-                &p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
-                &pin_config(),
-            )
-            .is_ok()
-        };
+        let ok = |p: &[&str]| parse_pin(&p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(), &pin_config()).is_ok();
         assert!(ok(&["1234"]));
         assert!(ok(&["0123456789"]));
         for bad in [
@@ -513,18 +422,12 @@ mod tests {
         let query = url.split_once('?').unwrap().1;
         assert_eq!(query_rd(query).unwrap(), "/");
         let url = login_url("/reports/q3?year=2026");
-        assert_eq!(
-            query_rd(url.split_once('?').unwrap().1).unwrap(),
-            "/reports/q3?year=2026"
-        );
+        assert_eq!(query_rd(url.split_once('?').unwrap().1).unwrap(), "/reports/q3?year=2026");
     }
 
     #[test]
     fn escaping_and_comparison() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
+        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));

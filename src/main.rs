@@ -20,10 +20,7 @@ use tracing_subscriber::{EnvFilter, Layer as _, filter};
 const EXIT_INVALID_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "TLS reverse proxy that puts PIN login in front of legacy web apps"
-)]
+#[command(version, about = "TLS reverse proxy that puts PIN login in front of legacy web apps")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -48,6 +45,12 @@ enum Command {
         #[command(flatten)]
         log: LogArgs,
     },
+    /// Run only the demo's built-in legacy app (HTTP Basic auth, plain HTTP), e.g.
+    /// as the upstream in docker-compose.
+    DemoApp {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
     /// Validate a configuration file and print warnings; exit 0 if valid, 2 if not.
     CheckConfig {
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
@@ -67,13 +70,15 @@ struct LogArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve {
-        config: PathBuf::from(DEFAULT_CONFIG_PATH),
-        log: LogArgs { audit_log: None },
-    });
+    let command = cli
+        .command
+        .unwrap_or(Command::Serve { config: PathBuf::from(DEFAULT_CONFIG_PATH), log: LogArgs { audit_log: None } });
     match command {
         Command::Serve { config, log } => report(init_logging(&log).and_then(|()| serve(&config))),
         Command::Demo { listen, log } => report(init_logging(&log).and_then(|()| demo(listen))),
+        Command::DemoApp { listen } => {
+            report(init_logging(&LogArgs { audit_log: None }).and_then(|()| demo_app(listen)))
+        }
         Command::CheckConfig { config } => check_config(&config),
         Command::GenKey => {
             println!("{}", &*SessionKey::generate().to_base64());
@@ -95,11 +100,7 @@ fn check_config(path: &Path) -> ExitCode {
             for warning in config.warnings() {
                 eprintln!("warning: {}: {warning}", config.source);
             }
-            println!(
-                "{}: valid ({} route(s))",
-                config.source,
-                config.routes.len()
-            );
+            println!("{}: valid ({} route(s))", config.source, config.routes.len());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -179,6 +180,18 @@ fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         }
         eprintln!("\nPress Ctrl-C to stop.\n");
         demo.app.run(shutdown_signal()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn demo_app(listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let (addr, app) = keypin::demo::bind_legacy_app(listen).await?;
+        tracing::info!(listen = %addr, "demo legacy app listening (plain HTTP, Basic auth)");
+        tokio::select! {
+            () = app => {}
+            () = shutdown_signal() => {}
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

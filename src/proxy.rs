@@ -84,13 +84,7 @@ pub struct Identity {
 /// Fold a lower-case header name as CGI does and compare it with `target`.
 fn folds_to(name: &str, target: &str) -> bool {
     name.len() == target.len()
-        && name.bytes().zip(target.bytes()).all(|(a, b)| {
-            if a == b'_' || a == b'.' {
-                b == b'-'
-            } else {
-                a == b
-            }
-        })
+        && name.bytes().zip(target.bytes()).all(|(a, b)| if a == b'_' || a == b'.' { b == b'-' } else { a == b })
 }
 
 fn is_identity_header(name: &HeaderName, user_header: &HeaderName) -> bool {
@@ -107,11 +101,7 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+    if wants { headers.get(header::UPGRADE).cloned() } else { None }
 }
 
 /// Remove hop-by-hop headers, including every header named in `Connection`.
@@ -141,11 +131,8 @@ pub fn rewrite_request_headers(
     let upgrade = upgrade_protocol(headers);
     remove_hop_by_hop(headers);
 
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_identity_header(n, &route.user_header))
-        .cloned()
-        .collect();
+    let spoofed: Vec<HeaderName> =
+        headers.keys().filter(|n| is_identity_header(n, &route.user_header)).cloned().collect();
     for name in &spoofed {
         headers.remove(name);
     }
@@ -169,26 +156,18 @@ pub fn rewrite_request_headers(
 /// `X-Forwarded-For/Proto/Host`, `X-Real-IP` and `Forwarded`. A client that is not a
 /// trusted proxy cannot choose any of them: they are replaced, never appended to.
 fn set_forwarding_headers(headers: &mut HeaderMap, fwd: &Forwarding) {
-    let peer = HeaderValue::from_str(&fwd.peer.to_string())
-        .expect("an IP address is a valid header value");
+    let peer = HeaderValue::from_str(&fwd.peer.to_string()).expect("an IP address is a valid header value");
     if fwd.trusted_peer {
-        let prior: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+        let prior: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
         let chain = if prior.is_empty() {
             peer.clone()
         } else {
-            HeaderValue::from_str(&format!("{}, {}", prior.join(", "), fwd.peer))
-                .unwrap_or_else(|_| peer.clone())
+            HeaderValue::from_str(&format!("{}, {}", prior.join(", "), fwd.peer)).unwrap_or_else(|_| peer.clone())
         };
         headers.insert(X_FORWARDED_FOR, chain);
         headers.entry(X_FORWARDED_PROTO).or_insert(HTTPS);
         if let Some(host) = &fwd.host {
-            headers
-                .entry(X_FORWARDED_HOST)
-                .or_insert_with(|| host.clone());
+            headers.entry(X_FORWARDED_HOST).or_insert_with(|| host.clone());
         }
         headers.entry(X_REAL_IP).or_insert(peer);
     } else {
@@ -321,10 +300,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -342,15 +318,9 @@ mod tests {
             ("x-kept", "yes"),
         ]);
         rewrite_request_headers(&mut h, &route(), &fwd(false), None);
-        for gone in [
-            "connection",
-            "keep-alive",
-            "x-secret-hop",
-            "te",
-            "transfer-encoding",
-            "proxy-connection",
-            "upgrade",
-        ] {
+        for gone in
+            ["connection", "keep-alive", "x-secret-hop", "te", "transfer-encoding", "proxy-connection", "upgrade"]
+        {
             assert!(!h.contains_key(gone), "{gone} should be removed");
         }
         assert_eq!(h["x-kept"], "yes");
@@ -378,14 +348,8 @@ mod tests {
             user: Some(HeaderValue::from_static("user1")),
         };
         rewrite_request_headers(&mut h, &route(), &fwd(false), Some(&id));
-        assert_eq!(
-            h.get_all("authorization").iter().collect::<Vec<_>>(),
-            ["Basic dXNlcjE6cA=="]
-        );
-        assert_eq!(
-            h.get_all("x-app-user").iter().collect::<Vec<_>>(),
-            ["user1"]
-        );
+        assert_eq!(h.get_all("authorization").iter().collect::<Vec<_>>(), ["Basic dXNlcjE6cA=="]);
+        assert_eq!(h.get_all("x-app-user").iter().collect::<Vec<_>>(), ["user1"]);
         for gone in [
             "proxy-authorization",
             "x-forwarded-user",
@@ -413,10 +377,7 @@ mod tests {
             ("forwarded", "for=10.9.9.9"),
         ]);
         rewrite_request_headers(&mut h, &route(), &fwd(false), None);
-        assert_eq!(
-            h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
-            ["192.0.2.7"]
-        );
+        assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["192.0.2.7"]);
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
         assert_eq!(h["x-real-ip"], "192.0.2.7");
@@ -440,11 +401,7 @@ mod tests {
 
     #[test]
     fn websocket_upgrades_keep_their_headers() {
-        let mut h = headers(&[
-            ("connection", "Upgrade"),
-            ("upgrade", "websocket"),
-            ("sec-websocket-key", "k"),
-        ]);
+        let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
         assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
         rewrite_request_headers(&mut h, &route(), &fwd(false), None);
         assert_eq!(h["connection"], "upgrade");
@@ -458,9 +415,6 @@ mod tests {
         assert_eq!(uri.to_string(), "http://127.0.0.1:9/base/x/y?a=1&b=%2F");
         let mut r = route();
         r.upstream = "https://app.internal".parse().unwrap();
-        assert_eq!(
-            upstream_uri(&r, "/", None).unwrap().to_string(),
-            "https://app.internal/"
-        );
+        assert_eq!(upstream_uri(&r, "/", None).unwrap().to_string(), "https://app.internal/");
     }
 }

@@ -63,13 +63,7 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, GatewayError> {
 pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
     let raw = request_authority(req.headers(), req.uri())?;
     let authority: http::uri::Authority = raw.parse().ok()?;
-    Some(
-        authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase(),
-    )
+    Some(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
 }
 
 /// The authority (`host[:port]`) a request was sent to, from `Host` or the HTTP/2
@@ -92,11 +86,7 @@ pub fn same_origin(headers: &http::HeaderMap, uri: &http::Uri) -> bool {
     let Some(authority) = request_authority(headers, uri) else {
         return false;
     };
-    origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.strip_prefix("https://"))
-        .is_some_and(|o| o.eq_ignore_ascii_case(authority))
+    origin.to_str().ok().and_then(|o| o.strip_prefix("https://")).is_some_and(|o| o.eq_ignore_ascii_case(authority))
 }
 
 /// Whether `path` is `prefix` or lies below it, segment-wise: `/app` covers `/app`
@@ -123,21 +113,15 @@ impl Router {
 
     /// The route for a normalized path on a host, if any.
     pub fn select(&self, host: Option<&str>, path: &str) -> Option<&RouteConfig> {
-        self.routes.iter().find(|r| {
-            r.host.as_deref().is_none_or(|h| Some(h) == host) && under_prefix(path, &r.path_prefix)
-        })
+        self.routes
+            .iter()
+            .find(|r| r.host.as_deref().is_none_or(|h| Some(h) == host) && under_prefix(path, &r.path_prefix))
     }
 }
 
 /// Whether a normalized path is served without login on this route.
 pub fn is_public(route: &RouteConfig, path: &str) -> bool {
-    route.public_paths.iter().any(|p| {
-        if p.ends_with('/') {
-            path.starts_with(p.as_str())
-        } else {
-            path == p
-        }
-    })
+    route.public_paths.iter().any(|p| if p.ends_with('/') { path.starts_with(p.as_str()) } else { path == p })
 }
 
 #[cfg(test)]
@@ -161,10 +145,7 @@ mod tests {
     #[test]
     fn normalization_decodes_unreserved_and_refuses_ambiguity() {
         assert_eq!(normalize_path("/a/b").unwrap(), "/a/b");
-        assert!(matches!(
-            normalize_path("/plain/path").unwrap(),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(normalize_path("/plain/path").unwrap(), Cow::Borrowed(_)));
         assert_eq!(normalize_path("/%70ublic/x").unwrap(), "/public/x");
         assert_eq!(normalize_path("/a%20b%3f").unwrap(), "/a%20b%3F");
         for bad in [
@@ -186,10 +167,7 @@ mod tests {
             assert!(normalize_path(bad).is_err(), "{bad} should be refused");
         }
         // Dots inside names are fine.
-        assert_eq!(
-            normalize_path("/a/.well-known/x..y").unwrap(),
-            "/a/.well-known/x..y"
-        );
+        assert_eq!(normalize_path("/a/.well-known/x..y").unwrap(), "/a/.well-known/x..y");
     }
 
     #[test]
@@ -202,10 +180,7 @@ mod tests {
         assert_eq!(router.select(Some("other"), "/x").unwrap().name, "any");
         assert_eq!(router.select(Some("other"), "/api/v1").unwrap().name, "api");
         assert_eq!(router.select(Some("other"), "/apiary").unwrap().name, "any");
-        assert_eq!(
-            router.select(Some("app.example.com"), "/api").unwrap().name,
-            "host"
-        );
+        assert_eq!(router.select(Some("app.example.com"), "/api").unwrap().name, "host");
         let only_host = Router::new(vec![route("h", Some("a.example"), "/", &[])]);
         assert!(only_host.select(Some("b.example"), "/").is_none());
         assert!(only_host.select(None, "/").is_none());
@@ -226,9 +201,7 @@ mod tests {
     #[test]
     fn origin_must_match_the_authority() {
         let check = |origin: Option<&str>| {
-            let mut b = http::Request::builder()
-                .uri("/ws")
-                .header("host", "app.example.com:8443");
+            let mut b = http::Request::builder().uri("/ws").header("host", "app.example.com:8443");
             if let Some(o) = origin {
                 b = b.header("origin", o);
             }
@@ -251,16 +224,9 @@ mod tests {
 
     #[test]
     fn host_comes_from_host_header_or_authority() {
-        let req = http::Request::builder()
-            .uri("/")
-            .header("host", "App.Example.com:8443")
-            .body(())
-            .unwrap();
+        let req = http::Request::builder().uri("/").header("host", "App.Example.com:8443").body(()).unwrap();
         assert_eq!(request_host(&req).as_deref(), Some("app.example.com"));
-        let req = http::Request::builder()
-            .uri("https://[::1]:8443/")
-            .body(())
-            .unwrap();
+        let req = http::Request::builder().uri("https://[::1]:8443/").body(()).unwrap();
         assert_eq!(request_host(&req).as_deref(), Some("::1"));
     }
 }

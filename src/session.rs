@@ -51,9 +51,7 @@ pub struct Opened {
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A fresh random token, URL-safe base64.
@@ -81,10 +79,7 @@ impl Sessions {
             cookie_name: config.cookie_name.clone(),
             ttl: config.ttl,
             idle: config.idle_timeout,
-            revoked: moka::sync::Cache::builder()
-                .max_capacity(MAX_REVOKED)
-                .time_to_live(config.ttl)
-                .build(),
+            revoked: moka::sync::Cache::builder().max_capacity(MAX_REVOKED).time_to_live(config.ttl).build(),
         }
     }
 
@@ -100,13 +95,7 @@ impl Sessions {
     /// A new session with a new id: a login never upgrades a cookie it was shown.
     pub fn mint(&self, secret: SecretName, user: &str) -> (Session, HeaderValue) {
         let t = now();
-        let session = Session {
-            id: random_token(SESSION_ID_BYTES),
-            secret,
-            user: user.to_owned(),
-            issued: t,
-            seen: t,
-        };
+        let session = Session { id: random_token(SESSION_ID_BYTES), secret, user: user.to_owned(), issued: t, seen: t };
         let cookie = self.seal_session(&session);
         (session, cookie)
     }
@@ -114,32 +103,22 @@ impl Sessions {
     fn seal_session(&self, session: &Session) -> HeaderValue {
         let json = serde_json::to_string(session).expect("a session serializes");
         let left = (session.issued + self.ttl.as_secs()).saturating_sub(now());
-        self.seal(
-            &self.cookie_name,
-            json,
-            Duration::from_secs(left),
-            SameSite::Lax,
-        )
+        self.seal(&self.cookie_name, json, Duration::from_secs(left), SameSite::Lax)
     }
 
     /// Open the session cookie of a request: sealed by one of our keys, within its
     /// absolute and idle lifetime, not revoked.
     pub fn open(&self, headers: &HeaderMap) -> Option<Opened> {
         let t = now();
-        let session = self
-            .open_sealed(headers, &self.cookie_name)
-            .find_map(|json| {
-                let s: Session = serde_json::from_str(&json).ok()?;
-                let live = t < s.issued.saturating_add(self.ttl.as_secs())
-                    && t < s.seen.saturating_add(self.idle.as_secs())
-                    && s.seen >= s.issued;
-                (live && !self.revoked.contains_key(&s.id)).then_some(s)
-            })?;
+        let session = self.open_sealed(headers, &self.cookie_name).find_map(|json| {
+            let s: Session = serde_json::from_str(&json).ok()?;
+            let live = t < s.issued.saturating_add(self.ttl.as_secs())
+                && t < s.seen.saturating_add(self.idle.as_secs())
+                && s.seen >= s.issued;
+            (live && !self.revoked.contains_key(&s.id)).then_some(s)
+        })?;
         let refresh = (t.saturating_sub(session.seen) >= REFRESH_EVERY.as_secs()).then(|| {
-            let slid = Session {
-                seen: t,
-                ..session.clone()
-            };
+            let slid = Session { seen: t, ..session.clone() };
             self.seal_session(&slid)
         });
         Some(Opened { session, refresh })
@@ -152,52 +131,31 @@ impl Sessions {
 
     /// `Set-Cookie` that removes cookie `name`.
     pub fn clear(&self, name: &str) -> HeaderValue {
-        let mut cookie = Cookie::build((name.to_owned(), ""))
-            .path("/")
-            .secure(true)
-            .http_only(true)
-            .build();
+        let mut cookie = Cookie::build((name.to_owned(), "")).path("/").secure(true).http_only(true).build();
         cookie.make_removal();
         HeaderValue::try_from(cookie.to_string()).expect("cookie syntax is a valid header value")
     }
 
     /// `Set-Cookie` for a sealed cookie: `Secure; HttpOnly; Path=/` plus `same_site`.
-    pub fn seal(
-        &self,
-        name: &str,
-        value: String,
-        max_age: Duration,
-        same_site: SameSite,
-    ) -> HeaderValue {
+    pub fn seal(&self, name: &str, value: String, max_age: Duration, same_site: SameSite) -> HeaderValue {
         let mut jar = CookieJar::new();
         let cookie = Cookie::build((name.to_owned(), value))
             .path("/")
             .secure(true)
             .http_only(true)
             .same_site(same_site)
-            .max_age(cookie::time::Duration::seconds(
-                i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
-            ));
+            .max_age(cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX)));
         jar.private_mut(&self.keys[0]).add(cookie);
         let sealed = jar.get(name).expect("just added");
         HeaderValue::try_from(sealed.to_string()).expect("sealed cookies are base64")
     }
 
     /// The plaintexts of every cookie `name` in the request that one of our keys opens.
-    pub fn open_sealed<'a>(
-        &'a self,
-        headers: &'a HeaderMap,
-        name: &'a str,
-    ) -> impl Iterator<Item = String> + 'a {
-        request_cookies(headers)
-            .filter(move |c| c.name() == name)
-            .filter_map(move |c| {
-                let jar = CookieJar::new();
-                self.keys
-                    .iter()
-                    .find_map(|key| jar.private(key).decrypt(c.clone()))
-                    .map(|c| c.value().to_owned())
-            })
+    pub fn open_sealed<'a>(&'a self, headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
+        request_cookies(headers).filter(move |c| c.name() == name).filter_map(move |c| {
+            let jar = CookieJar::new();
+            self.keys.iter().find_map(|key| jar.private(key).decrypt(c.clone())).map(|c| c.value().to_owned())
+        })
     }
 }
 
@@ -257,18 +215,9 @@ mod tests {
     }
 
     fn request_with(set_cookie: &HeaderValue) -> HeaderMap {
-        let pair = set_cookie
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
         let mut h = HeaderMap::new();
-        h.insert(
-            COOKIE,
-            HeaderValue::try_from(format!("theme=dark; {pair}")).unwrap(),
-        );
+        h.insert(COOKIE, HeaderValue::try_from(format!("theme=dark; {pair}")).unwrap());
         h
     }
 
@@ -281,20 +230,10 @@ mod tests {
         let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
         let (session, cookie) = sessions.mint(secret(), "user1");
         let text = cookie.to_str().unwrap();
-        for attr in [
-            "__Host-keypin=",
-            "Secure",
-            "HttpOnly",
-            "SameSite=Lax",
-            "Path=/",
-            "Max-Age=",
-        ] {
+        for attr in ["__Host-keypin=", "Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
             assert!(text.contains(attr), "{attr} missing in {text}");
         }
-        assert!(
-            !text.contains("user1") && !text.contains("1234"),
-            "the cookie is sealed: {text}"
-        );
+        assert!(!text.contains("user1") && !text.contains("1234"), "the cookie is sealed: {text}");
         let opened = sessions.open(&request_with(&cookie)).unwrap();
         assert_eq!(opened.session, session);
         assert!(opened.refresh.is_none(), "a fresh session is not re-issued");
@@ -304,13 +243,7 @@ mod tests {
     fn tampered_truncated_and_foreign_cookies_do_not_open() {
         let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
         let (_, cookie) = sessions.mint(secret(), "user1");
-        let text = cookie
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let text = cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
         let (name, value) = text.split_once('=').unwrap();
         let mut flipped = value.as_bytes().to_vec();
         flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
@@ -327,10 +260,7 @@ mod tests {
             assert!(sessions.open(&h).is_none(), "{case} opened");
         }
         let foreign = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
-        assert!(
-            foreign.open(&request_with(&cookie)).is_none(),
-            "another key must not open it"
-        );
+        assert!(foreign.open(&request_with(&cookie)).is_none(), "another key must not open it");
     }
 
     #[test]
@@ -341,10 +271,7 @@ mod tests {
         let after = Sessions::new(&config(vec![new, old.clone()], 3600, 600));
         assert!(after.open(&request_with(&cookie)).is_some());
         let (_, fresh) = after.mint(secret(), "user1");
-        assert!(
-            before.open(&request_with(&fresh)).is_none(),
-            "new cookies are sealed with the new key"
-        );
+        assert!(before.open(&request_with(&fresh)).is_none(), "new cookies are sealed with the new key");
     }
 
     #[test]
@@ -352,34 +279,14 @@ mod tests {
         let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
         let seal = |s: &Session| sessions.seal_session(s);
         let t = now();
-        let base = Session {
-            id: "x".into(),
-            secret: secret(),
-            user: "u".into(),
-            issued: t,
-            seen: t,
-        };
-        let expired = Session {
-            issued: t - 3601,
-            seen: t - 10,
-            ..base.clone()
-        };
+        let base = Session { id: "x".into(), secret: secret(), user: "u".into(), issued: t, seen: t };
+        let expired = Session { issued: t - 3601, seen: t - 10, ..base.clone() };
         assert!(sessions.open(&request_with(&seal(&expired))).is_none());
-        let idle = Session {
-            issued: t - 1000,
-            seen: t - 601,
-            ..base.clone()
-        };
+        let idle = Session { issued: t - 1000, seen: t - 601, ..base.clone() };
         assert!(sessions.open(&request_with(&seal(&idle))).is_none());
-        let sliding = Session {
-            issued: t - 1000,
-            seen: t - 120,
-            ..base.clone()
-        };
+        let sliding = Session { issued: t - 1000, seen: t - 120, ..base.clone() };
         let opened = sessions.open(&request_with(&seal(&sliding))).unwrap();
-        let refreshed = sessions
-            .open(&request_with(&opened.refresh.expect("due for re-issue")))
-            .unwrap();
+        let refreshed = sessions.open(&request_with(&opened.refresh.expect("due for re-issue"))).unwrap();
         assert_eq!(refreshed.session.seen, t);
         assert_eq!(refreshed.session.id, "x");
         sessions.revoke(&base);
@@ -389,10 +296,7 @@ mod tests {
     #[test]
     fn keypins_cookies_are_stripped_and_others_kept() {
         let mut h = HeaderMap::new();
-        h.append(
-            COOKIE,
-            HeaderValue::from_static("a=1; __Host-keypin=secret; b=2"),
-        );
+        h.append(COOKIE, HeaderValue::from_static("a=1; __Host-keypin=secret; b=2"));
         h.append(COOKIE, HeaderValue::from_static("__Host-keypin-csrf=t"));
         strip_cookies(&mut h, |n| n.starts_with("__Host-keypin"));
         assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);

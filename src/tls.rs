@@ -40,18 +40,15 @@ pub fn install_default_provider() {
 
 /// Load the certificate chain and key and build the server configuration.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let file_err = |path: &Path, reason: String| TlsError::File {
-        path: path.to_owned(),
-        reason,
-    };
+    let file_err = |path: &Path, reason: String| TlsError::File { path: path.to_owned(), reason };
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| file_err(cert, format!("cannot read a PEM certificate chain: {e}")))?;
     if chain.is_empty() {
         return Err(file_err(cert, "holds no PEM certificate".into()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| file_err(key, format!("cannot read a PEM private key: {e}")))?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, format!("cannot read a PEM private key: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -79,10 +76,7 @@ pub fn ensure_self_signed(cert: &Path, key: &Path) -> Result<bool, TlsError> {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TlsError + '_ {
-    move |e| TlsError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
+    move |e| TlsError::File { path: path.to_owned(), reason: e.to_string() }
 }
 
 /// Write a file readable by its owner only.
@@ -104,15 +98,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("c/cert.pem"), dir.path().join("c/key.pem"));
         assert!(ensure_self_signed(&cert, &key).unwrap());
-        assert!(
-            !ensure_self_signed(&cert, &key).unwrap(),
-            "existing files are kept"
-        );
+        assert!(!ensure_self_signed(&cert, &key).unwrap(), "existing files are kept");
         let config = server_config(&cert, &key).unwrap();
-        assert_eq!(
-            config.alpn_protocols,
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        );
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -123,11 +111,7 @@ mod tests {
 
     #[test]
     fn unreadable_files_are_named() {
-        let e = server_config(
-            Path::new("/nonexistent/c.pem"),
-            Path::new("/nonexistent/k.pem"),
-        )
-        .unwrap_err();
+        let e = server_config(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem")).unwrap_err();
         assert!(e.to_string().starts_with("/nonexistent/c.pem"), "{e}");
     }
 }

@@ -14,9 +14,7 @@ async fn the_demo_tour_works_from_any_directory() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keypin"));
     // Run from an empty directory: everything the demo needs is in the binary.
-    cmd.args(["demo", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info");
+    cmd.args(["demo", "--listen", "127.0.0.1:0"]).current_dir(dir.path()).env("RUST_LOG", "info");
     let gw = GatewayProcess::spawn(cmd, dir);
     let cert = std::env::temp_dir().join("keypin-demo/keypin.pem");
     let mut browser = Browser::connect(gw.addr.port(), &cert);
@@ -29,42 +27,24 @@ async fn the_demo_tour_works_from_any_directory() {
     let rd = form.field("rd");
     assert_eq!(rd, "/reports?year=2026");
 
-    let wrong = browser
-        .post_form(
-            "/.keypin/login",
-            &[("pin", "0000"), ("rd", &rd), ("csrf", &csrf)],
-        )
-        .await;
+    let wrong = browser.post_form("/.keypin/login", &[("pin", "0000"), ("rd", &rd), ("csrf", &csrf)]).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains("Invalid PIN"));
-    let right = browser
-        .post_form(
-            "/.keypin/login",
-            &[("pin", "1234"), ("rd", &rd), ("csrf", &csrf)],
-        )
-        .await;
+    let right = browser.post_form("/.keypin/login", &[("pin", "1234"), ("rd", &rd), ("csrf", &csrf)]).await;
     assert_eq!(right.status, StatusCode::SEE_OTHER);
     let app = browser.get(right.location()).await;
     assert_eq!(app.status, StatusCode::OK, "{}", app.body);
     assert!(app.body.contains("Hello, user1!"), "{}", app.body);
     assert!(app.body.contains("/reports?year=2026"));
-    assert!(
-        !app.body.contains("p@ssw0rd1"),
-        "the person never sees the password"
-    );
+    assert!(!app.body.contains("p@ssw0rd1"), "the person never sees the password");
 
     let csrf = browser.get("/.keypin/logout").await.field("csrf");
-    let out = browser
-        .post_form("/.keypin/logout", &[("csrf", &csrf)])
-        .await;
+    let out = browser.post_form("/.keypin/logout", &[("csrf", &csrf)]).await;
     assert_eq!(out.location(), "/.keypin/login");
     assert_eq!(browser.get("/reports").await.status, StatusCode::FOUND);
 
     let printed = gw.output();
     for pin in ["1234", "4567", "1212"] {
-        assert!(
-            printed.contains(pin),
-            "the demo prints its PINs:\n{printed}"
-        );
+        assert!(printed.contains(pin), "the demo prints its PINs:\n{printed}");
     }
 }

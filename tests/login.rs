@@ -36,19 +36,9 @@ async fn unauthenticated_browsers_are_redirected_and_api_clients_get_401() {
     let mut browser = Browser::new(&gw);
     let page = browser.get("/reports/q3?year=2026&x=%2F").await;
     assert_eq!(page.status, StatusCode::FOUND);
-    assert_eq!(
-        page.location(),
-        format!(
-            "/.keypin/login?rd={}",
-            "%2Freports%2Fq3%3Fyear%3D2026%26x%3D%252F"
-        )
-    );
+    assert_eq!(page.location(), format!("/.keypin/login?rd={}", "%2Freports%2Fq3%3Fyear%3D2026%26x%3D%252F"));
 
-    let (resp, body) = send(
-        &gw.client(Proto::H2),
-        Request::post(gw.url("/api/items")).body(empty()).unwrap(),
-    )
-    .await;
+    let (resp, body) = send(&gw.client(Proto::H2), Request::post(gw.url("/api/items")).body(empty()).unwrap()).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -64,32 +54,17 @@ async fn the_login_page_is_a_self_contained_form() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("<form method=\"post\""));
     assert!(page.body.contains("name=\"pin\""));
-    assert!(
-        page.body.contains("inputmode=\"numeric\"") && page.body.contains("autocomplete=\"off\"")
-    );
+    assert!(page.body.contains("inputmode=\"numeric\"") && page.body.contains("autocomplete=\"off\""));
     assert!(page.body.contains("<label for=\"pin\">"));
     assert_eq!(page.field("rd"), "/deep/link");
     assert!(page.field("csrf").len() >= 40);
-    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
-        .to_str()
-        .unwrap();
-    assert!(
-        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
-        "{csp}"
-    );
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
-    assert!(
-        !page.body.contains("http://") && !page.body.contains("https://"),
-        "no external assets"
-    );
-    let csrf = page
-        .set_cookie("__Host-keypin-csrf")
-        .expect("a CSRF cookie");
-    assert!(
-        csrf.contains("Secure") && csrf.contains("HttpOnly") && csrf.contains("SameSite=Strict"),
-        "{csrf}"
-    );
+    assert!(!page.body.contains("http://") && !page.body.contains("https://"), "no external assets");
+    let csrf = page.set_cookie("__Host-keypin-csrf").expect("a CSRF cookie");
+    assert!(csrf.contains("Secure") && csrf.contains("HttpOnly") && csrf.contains("SameSite=Strict"), "{csrf}");
 }
 
 #[tokio::test]
@@ -111,12 +86,7 @@ async fn a_valid_pin_signs_in_and_the_upstream_sees_only_keypins_identity() {
         .header("x-app-user", "mallory")
         .header("x_app_user", "mallory")
         .header("x-forwarded-user", "mallory");
-    let cookies = browser
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookies = browser.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
     req = req.header(header::COOKIE, format!("{cookies}; theme=dark"));
     let page = browser.send(req.body(empty()).unwrap()).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -124,11 +94,7 @@ async fn a_valid_pin_signs_in_and_the_upstream_sees_only_keypins_identity() {
     assert_eq!(seen.all("authorization"), [basic("alice:pa:ss:word")]);
     assert_eq!(seen.all("x-app-user"), ["alice"]);
     assert!(seen.all("x_app_user").is_empty() && seen.all("x-forwarded-user").is_empty());
-    assert_eq!(
-        seen.all("cookie"),
-        ["theme=dark"],
-        "keypin's cookies stay with keypin"
-    );
+    assert_eq!(seen.all("cookie"), ["theme=dark"], "keypin's cookies stay with keypin");
 }
 
 #[tokio::test]
@@ -137,11 +103,7 @@ async fn unknown_pin_is_401_with_the_form_again() {
     let mut browser = Browser::new(&gw);
     let page = browser.login("9999", "/x").await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
-    assert!(
-        page.body.contains("role=\"alert\"") && page.body.contains("Invalid PIN"),
-        "{}",
-        page.body
-    );
+    assert!(page.body.contains("role=\"alert\"") && page.body.contains("Invalid PIN"), "{}", page.body);
     assert_eq!(page.field("rd"), "/x");
     assert!(page.set_cookie("__Host-keypin").is_none());
     assert_eq!(store.calls("secret-9999"), 1);
@@ -152,56 +114,25 @@ async fn malformed_pins_never_reach_the_backend() {
     let (_up, store, gw) = setup("", "").await;
     let mut browser = Browser::new(&gw);
     let csrf = browser.csrf().await;
-    let cases: Vec<(String, StatusCode)> = [
-        "12",
-        "12345678901",
-        "12a4",
-        "1234/../x",
-        "１２３４",
-        "١٢٣٤",
-        "12\u{0}4",
-        " 1234",
-        "1234 ",
-        "",
-        "+1234",
-    ]
-    .into_iter()
-    .map(|p| {
-        (
-            format!("pin={}&csrf={csrf}", urlencode(p)),
-            StatusCode::BAD_REQUEST,
-        )
-    })
-    .chain([
-        (format!("pin=%001234&csrf={csrf}"), StatusCode::BAD_REQUEST),
-        (
-            format!("pin=1234&pin=1234&csrf={csrf}"),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            format!("pin=1234&pin=4567&csrf={csrf}"),
-            StatusCode::BAD_REQUEST,
-        ),
-        (format!("csrf={csrf}"), StatusCode::BAD_REQUEST),
-        (
-            format!("pin={}&csrf={csrf}", "1".repeat(10_000)),
-            StatusCode::PAYLOAD_TOO_LARGE,
-        ),
-    ])
-    .collect();
+    let cases: Vec<(String, StatusCode)> =
+        ["12", "12345678901", "12a4", "1234/../x", "１２３４", "١٢٣٤", "12\u{0}4", " 1234", "1234 ", "", "+1234"]
+            .into_iter()
+            .map(|p| (format!("pin={}&csrf={csrf}", urlencode(p)), StatusCode::BAD_REQUEST))
+            .chain([
+                (format!("pin=%001234&csrf={csrf}"), StatusCode::BAD_REQUEST),
+                (format!("pin=1234&pin=1234&csrf={csrf}"), StatusCode::BAD_REQUEST),
+                (format!("pin=1234&pin=4567&csrf={csrf}"), StatusCode::BAD_REQUEST),
+                (format!("csrf={csrf}"), StatusCode::BAD_REQUEST),
+                (format!("pin={}&csrf={csrf}", "1".repeat(10_000)), StatusCode::PAYLOAD_TOO_LARGE),
+            ])
+            .collect();
     let origin = browser.url("");
     for (body, expected) in cases {
-        let page = browser
-            .post_raw("/.keypin/login", body.clone(), Some(&origin))
-            .await;
+        let page = browser.post_raw("/.keypin/login", body.clone(), Some(&origin)).await;
         assert_eq!(page.status, expected, "{body:.60}");
         assert!(page.set_cookie("__Host-keypin").is_none());
     }
-    assert_eq!(
-        store.total(),
-        0,
-        "no malformed PIN may reach the secret store"
-    );
+    assert_eq!(store.total(), 0, "no malformed PIN may reach the secret store");
 }
 
 #[tokio::test]
@@ -213,38 +144,22 @@ async fn csrf_token_and_origin_are_both_checked() {
     let cases: [Case; 5] = [
         (&[("pin", "1234")], None),
         (&[("pin", "1234"), ("csrf", "wrong")], None),
-        (
-            &[("pin", "1234"), ("csrf", &csrf)],
-            Some("https://evil.example"),
-        ),
+        (&[("pin", "1234"), ("csrf", &csrf)], Some("https://evil.example")),
         (&[("pin", "1234"), ("csrf", &csrf)], Some("null")),
-        (
-            &[("pin", "1234"), ("csrf", &csrf)],
-            Some("http://localhost"),
-        ),
+        (&[("pin", "1234"), ("csrf", &csrf)], Some("http://localhost")),
     ];
     for (fields, origin) in cases {
-        let page = browser
-            .post_form_from("/.keypin/login", fields, origin)
-            .await;
-        assert_eq!(
-            page.status,
-            StatusCode::FORBIDDEN,
-            "{fields:?} from {origin:?}"
-        );
+        let page = browser.post_form_from("/.keypin/login", fields, origin).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{fields:?} from {origin:?}");
         assert!(page.set_cookie("__Host-keypin").is_none());
     }
     // Without the CSRF cookie the token alone is worthless.
     let mut stranger = Browser::new(&gw);
-    let page = stranger
-        .post_form("/.keypin/login", &[("pin", "1234"), ("csrf", &csrf)])
-        .await;
+    let page = stranger.post_form("/.keypin/login", &[("pin", "1234"), ("csrf", &csrf)]).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert_eq!(store.total(), 0);
     // And with both, it works.
-    let page = browser
-        .post_form("/.keypin/login", &[("pin", "1234"), ("csrf", &csrf)])
-        .await;
+    let page = browser.post_form("/.keypin/login", &[("pin", "1234"), ("csrf", &csrf)]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
 }
 
@@ -257,19 +172,9 @@ async fn backend_outage_at_login_is_503() {
         let started = Instant::now();
         let page = browser.login("1234", "/").await;
         assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{mode:?}");
-        assert!(
-            page.body.contains("temporarily unavailable"),
-            "{}",
-            page.body
-        );
-        assert!(
-            !page.body.contains("test outage"),
-            "no internals on the page"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "bounded by request_timeout"
-        );
+        assert!(page.body.contains("temporarily unavailable"), "{}", page.body);
+        assert!(!page.body.contains("test outage"), "no internals on the page");
+        assert!(started.elapsed() < Duration::from_secs(5), "bounded by request_timeout");
     }
     store.set_mode(Mode::Normal);
     let page = Browser::new(&gw).login("1234", "/").await;
@@ -292,12 +197,7 @@ async fn redirect_targets_stay_on_this_site() {
     ] {
         let mut browser = Browser::new(&gw);
         let csrf = browser.csrf().await;
-        let page = browser
-            .post_form(
-                "/.keypin/login",
-                &[("pin", "1234"), ("rd", rd), ("csrf", &csrf)],
-            )
-            .await;
+        let page = browser.post_form("/.keypin/login", &[("pin", "1234"), ("rd", rd), ("csrf", &csrf)]).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER);
         assert_eq!(page.location(), "/", "{rd}");
     }
@@ -326,41 +226,23 @@ async fn forged_and_tampered_cookies_do_not_authenticate() {
     let mut foreign = Browser::new(&other_key);
     foreign.login("1234", "/").await;
     let foreign_cookie = foreign.cookies["__Host-keypin"].clone();
-    for value in [
-        String::from_utf8(flipped).unwrap(),
-        real[..real.len() / 2].to_owned(),
-        String::new(),
-        foreign_cookie,
-    ] {
+    for value in [String::from_utf8(flipped).unwrap(), real[..real.len() / 2].to_owned(), String::new(), foreign_cookie]
+    {
         let mut b = Browser::new(&gw);
         b.cookies.insert("__Host-keypin".into(), value.clone());
         let page = b.get("/echo").await;
-        assert_eq!(
-            page.status,
-            StatusCode::FOUND,
-            "cookie {value:.20}… let us in"
-        );
+        assert_eq!(page.status, StatusCode::FOUND, "cookie {value:.20}… let us in");
     }
-    assert_eq!(
-        browser.get("/echo").await.status,
-        StatusCode::OK,
-        "the real cookie works"
-    );
+    assert_eq!(browser.get("/echo").await.status, StatusCode::OK, "the real cookie works");
 }
 
 #[tokio::test]
 async fn sessions_expire_and_rotated_keys_still_open_old_cookies() {
     let upstream = Upstream::spawn().await;
     let store = Arc::new(CountingStore::demo());
-    let (old, new) = (
-        keypin::secrets::SessionKey::generate(),
-        keypin::secrets::SessionKey::generate(),
-    );
+    let (old, new) = (keypin::secrets::SessionKey::generate(), keypin::secrets::SessionKey::generate());
     let with_keys = |keys: &[&keypin::secrets::SessionKey], ttl: &str| {
-        let keys: Vec<String> = keys
-            .iter()
-            .map(|k| format!("\"{}\"", k.to_base64().as_str()))
-            .collect();
+        let keys: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.to_base64().as_str())).collect();
         format!(
             "{FAST}[session]\nkeys = [{}]\nttl = \"{ttl}\"\nidle_timeout = \"{ttl}\"\n{}",
             keys.join(", "),
@@ -375,22 +257,14 @@ async fn sessions_expire_and_rotated_keys_still_open_old_cookies() {
     let after = TestGateway::with_store("", &with_keys(&[&new, &old], "8h"), store.clone()).await;
     let mut rotated = Browser::new(&after);
     rotated.cookies.insert("__Host-keypin".into(), cookie);
-    assert_eq!(
-        rotated.get("/echo").await.status,
-        StatusCode::OK,
-        "an old-key cookie opens after rotation"
-    );
+    assert_eq!(rotated.get("/echo").await.status, StatusCode::OK, "an old-key cookie opens after rotation");
 
     let short = TestGateway::with_store("", &with_keys(&[&new], "1s"), store.clone()).await;
     let mut browser = Browser::new(&short);
     browser.login("1234", "/").await;
     assert_eq!(browser.get("/echo").await.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(
-        browser.get("/echo").await.status,
-        StatusCode::FOUND,
-        "expired after ttl"
-    );
+    assert_eq!(browser.get("/echo").await.status, StatusCode::FOUND, "expired after ttl");
 }
 
 #[tokio::test]
@@ -404,23 +278,14 @@ async fn logout_revokes_the_session_even_for_a_replayed_cookie() {
     let page = browser.get("/.keypin/logout").await;
     assert_eq!(page.status, StatusCode::OK);
     let csrf = page.field("csrf");
-    let page = browser
-        .post_form("/.keypin/logout", &[("csrf", &csrf)])
-        .await;
+    let page = browser.post_form("/.keypin/logout", &[("csrf", &csrf)]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(page.location(), "/.keypin/login");
-    assert!(
-        !browser.cookies.contains_key("__Host-keypin"),
-        "the cookie is cleared"
-    );
+    assert!(!browser.cookies.contains_key("__Host-keypin"), "the cookie is cleared");
 
     let mut replay = Browser::new(&gw);
     replay.cookies.insert("__Host-keypin".into(), stolen);
-    assert_eq!(
-        replay.get("/echo").await.status,
-        StatusCode::FOUND,
-        "revoked server-side"
-    );
+    assert_eq!(replay.get("/echo").await.status, StatusCode::FOUND, "revoked server-side");
 }
 
 #[tokio::test]
@@ -444,10 +309,7 @@ async fn concurrent_identical_logins_make_one_backend_lookup() {
         let mut browser = Browser::new(&gw);
         let csrf = browser.csrf().await;
         tasks.push(tokio::spawn(async move {
-            browser
-                .post_form("/.keypin/login", &[("pin", "1212"), ("csrf", &csrf)])
-                .await
-                .status
+            browser.post_form("/.keypin/login", &[("pin", "1212"), ("csrf", &csrf)]).await.status
         }));
     }
     for t in tasks {
@@ -469,10 +331,7 @@ async fn deleted_or_changed_secrets_take_effect_within_the_cache_ttl() {
     );
     let gw = TestGateway::start("", &config).await;
     let mut browser = Browser::new(&gw);
-    assert_eq!(
-        browser.login("7777", "/").await.status,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(browser.login("7777", "/").await.status, StatusCode::SEE_OTHER);
     let seen = Seen::parse(browser.get("/echo").await.body.as_bytes());
     assert_eq!(seen.all("authorization"), [basic("bob:first")]);
 
@@ -482,23 +341,14 @@ async fn deleted_or_changed_secrets_take_effect_within_the_cache_ttl() {
         Seen::parse(page.body.as_bytes()).all("authorization") == [basic("bob:second")]
     })
     .await;
-    assert!(
-        changed,
-        "a changed password reaches the upstream within cache_ttl + reload"
-    );
+    assert!(changed, "a changed password reaches the upstream within cache_ttl + reload");
 
     std::fs::write(&secrets, "# nobody\n").unwrap();
     let ended = poll(Duration::from_secs(5), || async {
-        Browser::get(&mut browser_clone(&browser, &gw), "/echo")
-            .await
-            .status
-            == StatusCode::FOUND
+        Browser::get(&mut browser_clone(&browser, &gw), "/echo").await.status == StatusCode::FOUND
     })
     .await;
-    assert!(
-        ended,
-        "a deleted secret ends the session within cache_ttl + reload"
-    );
+    assert!(ended, "a deleted secret ends the session within cache_ttl + reload");
 }
 
 fn browser_clone(b: &Browser, gw: &TestGateway) -> Browser {
@@ -535,10 +385,7 @@ async fn public_paths_skip_login_but_identity_headers_are_still_stripped() {
     assert_eq!(page.status, StatusCode::OK);
     let seen = Seen::parse(page.body.as_bytes());
     assert!(seen.all("authorization").is_empty() && seen.all("x-forwarded-user").is_empty());
-    assert_eq!(
-        browser.get("/echo/publicity").await.status,
-        StatusCode::FOUND
-    );
+    assert_eq!(browser.get("/echo/publicity").await.status, StatusCode::FOUND);
     assert_eq!(store.total(), 0);
 }
 
@@ -546,21 +393,13 @@ async fn public_paths_skip_login_but_identity_headers_are_still_stripped() {
 async fn login_answers_are_padded_to_min_response() {
     let upstream = Upstream::spawn().await;
     let store = Arc::new(CountingStore::demo());
-    let config = format!(
-        "[pin]\nmin_response = \"400ms\"\n{}",
-        route_table(&upstream.url(), "")
-    );
+    let config = format!("[pin]\nmin_response = \"400ms\"\n{}", route_table(&upstream.url(), ""));
     let gw = TestGateway::with_store("", &config, store).await;
     for pin in ["1234", "9876"] {
         let mut browser = Browser::new(&gw);
         let csrf = browser.csrf().await;
         let started = Instant::now();
-        browser
-            .post_form("/.keypin/login", &[("pin", pin), ("csrf", &csrf)])
-            .await;
-        assert!(
-            started.elapsed() >= Duration::from_millis(400),
-            "PIN {pin} answered early"
-        );
+        browser.post_form("/.keypin/login", &[("pin", pin), ("csrf", &csrf)]).await;
+        assert!(started.elapsed() >= Duration::from_millis(400), "PIN {pin} answered early");
     }
 }

@@ -40,36 +40,16 @@ async fn no_secret_reaches_any_log() {
     let mut recorded = Vec::new();
 
     // Unauthenticated, malformed, unknown, bad CSRF, oversized, bad backend data.
-    assert_eq!(
-        browser.get("/echo?token=abc").await.status,
-        StatusCode::FOUND
-    );
-    assert_eq!(
-        browser.login(WRONG_PIN, "/").await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        browser.login("12ab", "/").await.status,
-        StatusCode::BAD_REQUEST
-    );
-    let page = browser
-        .post_form("/.keypin/login", &[("pin", PIN), ("csrf", "forged")])
-        .await;
+    assert_eq!(browser.get("/echo?token=abc").await.status, StatusCode::FOUND);
+    assert_eq!(browser.login(WRONG_PIN, "/").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(browser.login("12ab", "/").await.status, StatusCode::BAD_REQUEST);
+    let page = browser.post_form("/.keypin/login", &[("pin", PIN), ("csrf", "forged")]).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     let csrf = browser.csrf().await;
     recorded.push(csrf.clone());
-    let page = browser
-        .post_raw(
-            "/.keypin/login",
-            format!("pin={PIN}&x={}", "9".repeat(5000)),
-            None,
-        )
-        .await;
+    let page = browser.post_raw("/.keypin/login", format!("pin={PIN}&x={}", "9".repeat(5000)), None).await;
     assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(
-        browser.login(BAD_DATA_PIN, "/").await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(browser.login(BAD_DATA_PIN, "/").await.status, StatusCode::SERVICE_UNAVAILABLE);
 
     // Success, authenticated traffic, logout, replay.
     let page = browser.login(PIN, "/echo").await;
@@ -84,13 +64,7 @@ async fn no_secret_reaches_any_log() {
         .unwrap();
     assert_eq!(browser.send(forged).await.status, StatusCode::OK);
     let csrf = browser.get("/.keypin/logout").await.field("csrf");
-    assert_eq!(
-        browser
-            .post_form("/.keypin/logout", &[("csrf", &csrf)])
-            .await
-            .status,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(browser.post_form("/.keypin/logout", &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
     let mut replay = Browser::connect(gw.addr.port(), &gw.cert());
     replay.cookies.insert("__Host-keypin".into(), session);
     assert_eq!(replay.get("/echo").await.status, StatusCode::FOUND);
@@ -107,19 +81,10 @@ async fn no_secret_reaches_any_log() {
     let output = status.1.output();
 
     // The log did record the events, so searching it means something.
-    assert!(
-        output.contains("\"event\":\"login_success\"") && output.contains("\"user\":\"carol\""),
-        "{output}"
-    );
+    assert!(output.contains("\"event\":\"login_success\"") && output.contains("\"user\":\"carol\""), "{output}");
     assert!(output.contains("\"reason\":\"invalid_pin\""), "{output}");
-    assert!(
-        output.contains("\"reason\":\"malformed\"") && output.contains("\"reason\":\"csrf\""),
-        "{output}"
-    );
-    assert!(
-        output.contains("\"event\":\"backend_error\"") && output.contains("\"event\":\"logout\""),
-        "{output}"
-    );
+    assert!(output.contains("\"reason\":\"malformed\"") && output.contains("\"reason\":\"csrf\""), "{output}");
+    assert!(output.contains("\"event\":\"backend_error\"") && output.contains("\"event\":\"logout\""), "{output}");
 
     let basic = BASE64.encode(format!("carol:{PASSWORD}"));
     let mut forbidden = vec![
@@ -134,9 +99,6 @@ async fn no_secret_reaches_any_log() {
     ];
     forbidden.extend(recorded);
     for secret in forbidden {
-        assert!(
-            !output.contains(&secret),
-            "{secret:.12}… appears in the log:\n{output}"
-        );
+        assert!(!output.contains(&secret), "{secret:.12}… appears in the log:\n{output}");
     }
 }

@@ -23,10 +23,7 @@ const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 const MAX_GROWTH_KIB: u64 = 20 * 1024;
 
 fn keypin(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_keypin"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_keypin")).args(args).output().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,23 +33,13 @@ async fn hundred_megabyte_bodies_stream_with_flat_memory() {
     let client = https_client(&gw.cert(), Proto::H1);
     // Warm up: connections, pools and buffers exist before the baseline.
     for _ in 0..3 {
-        let (resp, _) = send(
-            &client,
-            Request::get(gw.url("/bytes/1048576"))
-                .body(empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, _) = send(&client, Request::get(gw.url("/bytes/1048576")).body(empty()).unwrap()).await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
     let baseline = gw.memory_kib("VmRSS");
 
     // Download: read and drop each chunk as it arrives.
-    let resp = client.request(
-        Request::get(gw.url(&format!("/bytes/{HUNDRED_MB}")))
-            .body(empty())
-            .unwrap(),
-    );
+    let resp = client.request(Request::get(gw.url(&format!("/bytes/{HUNDRED_MB}"))).body(empty()).unwrap());
     let mut body = resp.await.unwrap().into_body();
     let mut received: u64 = 0;
     while let Some(frame) = body.frame().await {
@@ -69,13 +56,9 @@ async fn hundred_megabyte_bodies_stream_with_flat_memory() {
         }
         let n = left.min(chunk.len() as u64);
         left -= n;
-        std::task::Poll::Ready(Some(Ok::<_, std::io::Error>(Frame::data(
-            chunk.slice(..n as usize),
-        ))))
+        std::task::Poll::Ready(Some(Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n as usize)))))
     });
-    let upload = Request::put(gw.url("/sink"))
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap();
+    let upload = Request::put(gw.url("/sink")).body(BodyExt::boxed(StreamBody::new(stream))).unwrap();
     let (resp, body) = send(&client, upload).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(body, format!("{{\"bytes\":{HUNDRED_MB}}}"));
@@ -83,10 +66,7 @@ async fn hundred_megabyte_bodies_stream_with_flat_memory() {
     let peak = gw.memory_kib("VmHWM");
     let growth = peak.saturating_sub(baseline);
     eprintln!("gateway RSS: baseline {baseline} KiB, peak {peak} KiB, growth {growth} KiB");
-    assert!(
-        growth < MAX_GROWTH_KIB,
-        "RSS grew {growth} KiB while streaming 2 x 100 MB"
-    );
+    assert!(growth < MAX_GROWTH_KIB, "RSS grew {growth} KiB while streaming 2 x 100 MB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,68 +81,37 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_zero() {
     let (resp, body) = in_flight.await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(&body[..], b"slow done");
-    let status = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(15)))
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(15))).await.unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
 
 #[test]
 fn check_config_accepts_the_shipped_files_and_names_the_key_of_broken_ones() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = keypin(&[
-        "check-config",
-        "--config",
-        &format!("{root}/config/keypin.toml"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("warning:"),
-        "missing session keys warn"
-    );
+    let out = keypin(&["check-config", "--config", &format!("{root}/config/keypin.toml")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning:"), "missing session keys warn");
 
     let dir = tempfile::tempdir().unwrap();
     let route = "[[route]]\nupstream = \"http://127.0.0.1:8080\"\n";
     let cases = [
         ("[server]\nlisten_adress = \"x\"\n", "listen_adress"),
-        (
-            "[server]\nheader_read_timeout = \"ten seconds\"\n",
-            "server.header_read_timeout",
-        ),
-        (
-            "[limits]\nlogin_per_ip = \"5 per minute\"\n",
-            "limits.login_per_ip",
-        ),
-        (
-            "[session]\nkeys = [\"env:KEYPIN_TEST_UNSET_VARIABLE\"]\n",
-            "session.keys[0]",
-        ),
+        ("[server]\nheader_read_timeout = \"ten seconds\"\n", "server.header_read_timeout"),
+        ("[limits]\nlogin_per_ip = \"5 per minute\"\n", "limits.login_per_ip"),
+        ("[session]\nkeys = [\"env:KEYPIN_TEST_UNSET_VARIABLE\"]\n", "session.keys[0]"),
         ("", "route[0].upstream"),
         ("[pin]\nmax_digits = \"ten\"\n", "pin.max_digits"),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("broken{i}.toml"));
-        let body = if text.is_empty() {
-            "[[route]]\nupstream = \"htp://x\"\n".to_owned()
-        } else {
-            format!("{text}{route}")
-        };
+        let body =
+            if text.is_empty() { "[[route]]\nupstream = \"htp://x\"\n".to_owned() } else { format!("{text}{route}") };
         std::fs::write(&path, body).unwrap();
         let out = keypin(&["check-config", "--config", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
-        assert!(
-            stderr.contains(path.to_str().unwrap()),
-            "{text}: file not named: {stderr}"
-        );
-        assert!(
-            stderr.contains(key),
-            "{text}: key {key} not named: {stderr}"
-        );
+        assert!(stderr.contains(path.to_str().unwrap()), "{text}: file not named: {stderr}");
+        assert!(stderr.contains(key), "{text}: key {key} not named: {stderr}");
     }
     let out = keypin(&["check-config", "--config", "/nonexistent/keypin.toml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -175,9 +124,5 @@ fn gen_key_prints_a_usable_session_key() {
     let key = String::from_utf8(out.stdout).unwrap();
     keypin::secrets::SessionKey::from_base64(key.trim()).expect("a valid 64-byte key");
     let again = keypin(&["gen-key"]);
-    assert_ne!(
-        key,
-        String::from_utf8(again.stdout).unwrap(),
-        "keys are random"
-    );
+    assert_ne!(key, String::from_utf8(again.stdout).unwrap(), "keys are random");
 }

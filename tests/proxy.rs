@@ -44,33 +44,16 @@ async fn http1_and_http2_reach_the_upstream_and_come_back_intact() {
             .unwrap();
         let (resp, body) = send(&client, req).await;
         assert_eq!(resp.status(), StatusCode::OK, "{proto:?}");
-        let expected = if proto == Proto::H2 {
-            http::Version::HTTP_2
-        } else {
-            http::Version::HTTP_11
-        };
+        let expected = if proto == Proto::H2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 };
         assert_eq!(resp.version(), expected);
-        assert!(
-            !resp.headers().contains_key("x-upstream-hop"),
-            "hop-by-hop from the upstream must go"
-        );
+        assert!(!resp.headers().contains_key("x-upstream-hop"), "hop-by-hop from the upstream must go");
         let seen = Seen::parse(&body);
         assert_eq!(seen.0["method"], "POST");
         assert_eq!(seen.uri(), "/echo/a%20b?x=1&y=%2F");
-        assert_eq!(
-            seen.0["version"], "HTTP/1.1",
-            "upstream is spoken to in HTTP/1.1"
-        );
-        assert_eq!(
-            seen.all("x-custom"),
-            ["one", "two"],
-            "{proto:?}: repeated headers keep order"
-        );
+        assert_eq!(seen.0["version"], "HTTP/1.1", "upstream is spoken to in HTTP/1.1");
+        assert_eq!(seen.all("x-custom"), ["one", "two"], "{proto:?}: repeated headers keep order");
         assert_eq!(seen.one("host").as_deref(), Some(authority.as_str()));
-        assert_eq!(
-            seen.one("x-forwarded-host").as_deref(),
-            Some(authority.as_str())
-        );
+        assert_eq!(seen.one("x-forwarded-host").as_deref(), Some(authority.as_str()));
         assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
         assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("127.0.0.1"));
     }
@@ -82,13 +65,7 @@ async fn request_and_response_bodies_stream_both_ways() {
     let gw = gateway_to(&upstream, "").await;
     for proto in [Proto::H1, Proto::H2] {
         let client = gw.client(proto);
-        let (resp, body) = send(
-            &client,
-            Request::get(gw.url("/bytes/3000000"))
-                .body(empty())
-                .unwrap(),
-        )
-        .await;
+        let (resp, body) = send(&client, Request::get(gw.url("/bytes/3000000")).body(empty()).unwrap()).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(body.len(), 3_000_000);
         let upload = bytes(vec![7u8; 2_500_000]);
@@ -134,10 +111,7 @@ async fn forged_identity_and_forwarding_headers_never_reach_the_upstream() {
         "keep-alive",
         "te",
     ] {
-        assert!(
-            !names.iter().any(|n| n == gone),
-            "{gone} reached the upstream: {names:?}"
-        );
+        assert!(!names.iter().any(|n| n == gone), "{gone} reached the upstream: {names:?}");
     }
     assert_eq!(seen.all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
@@ -166,22 +140,15 @@ async fn websocket_echo_through_the_proxy() {
     let gw = gateway_to(&upstream, "").await;
     let tls = raw_tls(gw.addr, &gw.cert()).await;
     let url = format!("wss://localhost:{}/ws", gw.addr.port());
-    let (mut ws, resp) = tokio_tungstenite::client_async(url, tls)
-        .await
-        .expect("upgrade succeeds");
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.expect("upgrade succeeds");
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
     for text in ["hello", "second message"] {
         ws.send(Message::text(text)).await.unwrap();
         let echoed = ws.next().await.unwrap().unwrap();
         assert_eq!(echoed.into_text().unwrap().as_str(), text);
     }
-    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
-        .await
-        .unwrap();
-    assert_eq!(
-        ws.next().await.unwrap().unwrap().into_data().as_ref(),
-        [0u8, 1, 2, 255]
-    );
+    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().into_data().as_ref(), [0u8, 1, 2, 255]);
 }
 
 #[tokio::test]
@@ -209,32 +176,17 @@ async fn upstream_failures_are_502_and_504_pages_and_the_gateway_keeps_serving()
     let gw = TestGateway::start("upstream_timeout = \"500ms\"", &config).await;
     let client = gw.client(Proto::H1);
 
-    let (resp, body) = send(
-        &client,
-        Request::get(gw.url("/down/x")).body(empty()).unwrap(),
-    )
-    .await;
+    let (resp, body) = send(&client, Request::get(gw.url("/down/x")).body(empty()).unwrap()).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
     let page = String::from_utf8_lossy(&body);
-    assert!(
-        !page.contains(&closed.to_string()) && !page.contains("onnection refused"),
-        "{page}"
-    );
+    assert!(!page.contains(&closed.to_string()) && !page.contains("onnection refused"), "{page}");
 
-    let (resp, body) = send(
-        &client,
-        Request::get(gw.url("/stall")).body(empty()).unwrap(),
-    )
-    .await;
+    let (resp, body) = send(&client, Request::get(gw.url("/stall")).body(empty()).unwrap()).await;
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(String::from_utf8_lossy(&body).contains("too long"));
 
-    let (resp, _) = send(
-        &client,
-        Request::get(gw.url("/echo")).body(empty()).unwrap(),
-    )
-    .await;
+    let (resp, _) = send(&client, Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -243,28 +195,14 @@ async fn oversized_header_block_is_431_and_the_gateway_keeps_serving() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;
     let big = "a".repeat(20 * 1024);
-    let answer = raw_exchange(
-        &gw,
-        &format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n"),
-    )
-    .await;
+    let answer = raw_exchange(&gw, &format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n")).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
-    let req = Request::get(gw.url("/echo"))
-        .header("x-big", big)
-        .body(empty())
-        .unwrap();
+    let req = Request::get(gw.url("/echo")).header("x-big", big).body(empty()).unwrap();
     let h2 = gw.client(Proto::H2).request(req).await;
-    assert!(
-        h2.map(|r| r.status() != StatusCode::OK).unwrap_or(true),
-        "HTTP/2 must refuse it too"
-    );
+    assert!(h2.map(|r| r.status() != StatusCode::OK).unwrap_or(true), "HTTP/2 must refuse it too");
 
-    let (resp, _) = send(
-        &gw.client(Proto::H1),
-        Request::get(gw.url("/echo")).body(empty()).unwrap(),
-    )
-    .await;
+    let (resp, _) = send(&gw.client(Proto::H1), Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -278,29 +216,16 @@ async fn a_stalled_client_is_cut_off_while_others_are_served() {
 
     let client = gw.client(Proto::H1);
     for _ in 0..3 {
-        let (resp, _) = send(
-            &client,
-            Request::get(gw.url("/echo")).body(empty()).unwrap(),
-        )
-        .await;
+        let (resp, _) = send(&client, Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
 
     let mut raw = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut raw)).await;
-    assert!(
-        read.is_ok(),
-        "the stalled connection is closed by the gateway"
-    );
+    assert!(read.is_ok(), "the stalled connection is closed by the gateway");
     let answer = String::from_utf8_lossy(&raw);
-    assert!(
-        raw.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "unexpected answer: {answer}"
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "cut off before the timeout"
-    );
+    assert!(raw.is_empty() || answer.starts_with("HTTP/1.1 408"), "unexpected answer: {answer}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "cut off before the timeout");
 }
 
 #[tokio::test]
@@ -308,11 +233,8 @@ async fn encoded_separators_and_dot_segments_are_refused() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;
     for path in ["/public/..%2Fadmin", "/a/%2e%2e/b", "/a%5Cb", "/a%00"] {
-        let answer = raw_exchange(
-            &gw,
-            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+        let answer =
+            raw_exchange(&gw, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
     }
 }
@@ -330,10 +252,7 @@ async fn in_flight_requests_finish_on_shutdown() {
     let (resp, body) = slow.await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(&body[..], b"slow done");
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "no longer accepting"
-    );
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
 
 #[tokio::test]
@@ -341,14 +260,8 @@ async fn admin_listener_answers_health() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;
     let mut tcp = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut raw = Vec::new();
     tcp.read_to_end(&mut raw).await.unwrap();
-    assert!(
-        raw.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&raw)
-    );
+    assert!(raw.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&raw));
 }

@@ -342,19 +342,13 @@ impl FromStr for UpstreamUrl {
         }
         let authority = uri.authority().cloned().ok_or_else(bad)?;
         if authority.host().is_empty() || authority.as_str().contains('@') {
-            return Err(format!(
-                "{s:?} must be http(s)://host[:port][/path] without user info"
-            ));
+            return Err(format!("{s:?} must be http(s)://host[:port][/path] without user info"));
         }
         if uri.query().is_some() {
             return Err(format!("{s:?} must not carry a query"));
         }
         let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Self {
-            scheme,
-            authority,
-            base_path,
-        })
+        Ok(Self { scheme, authority, base_path })
     }
 }
 
@@ -398,27 +392,14 @@ impl Config {
 
     /// Parse and validate TOML `text` (named `file` in messages), with `env` answering
     /// `env:NAME` references and the `KEYPIN_SESSION_KEYS` override.
-    pub fn parse(
-        text: &str,
-        file: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let err = |key: String, reason: String| ConfigError {
-            file: file.to_owned(),
-            key,
-            reason,
-        };
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| err(String::new(), e.message().to_owned()))?;
+    pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let err = |key: String, reason: String| ConfigError { file: file.to_owned(), key, reason };
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| err(String::new(), e.message().to_owned()))?;
         resolve_env(&mut table, "", env).map_err(|(k, r)| err(k, r))?;
         if let Some(keys) = env(SESSION_KEYS_ENV).filter(|k| !k.trim().is_empty()) {
-            let keys = keys
-                .split(',')
-                .map(|k| toml::Value::String(k.trim().to_owned()));
-            let session = table
-                .entry("session")
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let keys = keys.split(',').map(|k| toml::Value::String(k.trim().to_owned()));
+            let session = table.entry("session").or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if let toml::Value::Table(session) = session {
                 session.insert("keys".into(), toml::Value::Array(keys.collect()));
             }
@@ -461,9 +442,7 @@ impl Config {
         }
         for net in &self.server.trusted_proxies {
             if net.prefix_len() == 0 {
-                out.push(format!(
-                    "server.trusted_proxies: {net} trusts every peer's X-Forwarded-For"
-                ));
+                out.push(format!("server.trusted_proxies: {net} trusts every peer's X-Forwarded-For"));
             }
         }
         if !canonical_ip(self.server.admin_listen.ip()).is_loopback() {

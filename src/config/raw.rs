@@ -153,9 +153,7 @@ fn default_true() -> bool {
 pub(super) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "{s:?} is not a duration (e.g. \"250ms\", \"90s\", \"15m\", \"8h\")"
-        ))
+        serde::de::Error::custom(format!("{s:?} is not a duration (e.g. \"250ms\", \"90s\", \"15m\", \"8h\")"))
     })
 }
 
@@ -166,9 +164,7 @@ pub(super) fn de_networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>,
         .map(|s| {
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    serde::de::Error::custom(format!("{s:?} is not an IP address or CIDR"))
-                })
+                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address or CIDR")))
         })
         .collect()
 }
@@ -180,8 +176,7 @@ where
     T::Err: fmt::Display,
 {
     let s = String::deserialize(d)?;
-    s.parse()
-        .map_err(|e: T::Err| serde::de::Error::custom(format!("{s:?}: {e}")))
+    s.parse().map_err(|e: T::Err| serde::de::Error::custom(format!("{s:?}: {e}")))
 }
 
 macro_rules! deserialize_via_from_str {
@@ -203,11 +198,7 @@ pub(super) fn resolve_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), (String, String)> {
     for (key, value) in table.iter_mut() {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         resolve_value(value, &path, env)?;
     }
     Ok(())
@@ -221,12 +212,8 @@ fn resolve_value(
     match value {
         toml::Value::String(s) => {
             if let Some(name) = s.strip_prefix(ENV_PREFIX) {
-                let resolved = env(name).ok_or_else(|| {
-                    (
-                        path.to_owned(),
-                        format!("environment variable {name} is not set"),
-                    )
-                })?;
+                let resolved =
+                    env(name).ok_or_else(|| (path.to_owned(), format!("environment variable {name} is not set")))?;
                 *s = resolved;
             }
         }

@@ -2,8 +2,7 @@
 
 use super::*;
 
-const KEY: &str =
-    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -38,10 +37,7 @@ fn every_shipped_config_file_parses() {
         }
         seen += 1;
     }
-    assert!(
-        seen >= 2,
-        "config/ should ship keypin.toml and keypin.example.toml"
-    );
+    assert!(seen >= 2, "config/ should ship keypin.toml and keypin.example.toml");
 }
 
 #[test]
@@ -51,10 +47,7 @@ fn defaults_follow_the_contract() {
     assert_eq!(cfg.server.header_read_timeout, Duration::from_secs(10));
     assert_eq!(cfg.pin.min_digits, 4);
     assert_eq!(cfg.pin.max_digits, 10);
-    assert_eq!(
-        cfg.limits.login_per_ip,
-        Rate::per(5, Duration::from_secs(60))
-    );
+    assert_eq!(cfg.limits.login_per_ip, Rate::per(5, Duration::from_secs(60)));
     assert_eq!(cfg.session.cookie_name, "__Host-keypin");
     assert_eq!(cfg.routes[0].name, "route0");
     assert_eq!(cfg.routes[0].inject, Inject::Basic);
@@ -64,22 +57,10 @@ fn defaults_follow_the_contract() {
 
 #[test]
 fn rates_parse_in_the_documented_forms() {
-    assert_eq!(
-        "5/min".parse::<Rate>().unwrap(),
-        Rate::per(5, Duration::from_secs(60))
-    );
-    assert_eq!(
-        "100/s".parse::<Rate>().unwrap(),
-        Rate::per(100, Duration::from_secs(1))
-    );
-    assert_eq!(
-        "200/hour".parse::<Rate>().unwrap(),
-        Rate::per(200, Duration::from_secs(3600))
-    );
-    assert_eq!(
-        "3/10m".parse::<Rate>().unwrap(),
-        Rate::per(3, Duration::from_secs(600))
-    );
+    assert_eq!("5/min".parse::<Rate>().unwrap(), Rate::per(5, Duration::from_secs(60)));
+    assert_eq!("100/s".parse::<Rate>().unwrap(), Rate::per(100, Duration::from_secs(1)));
+    assert_eq!("200/hour".parse::<Rate>().unwrap(), Rate::per(200, Duration::from_secs(3600)));
+    assert_eq!("3/10m".parse::<Rate>().unwrap(), Rate::per(3, Duration::from_secs(600)));
     for bad in ["0/min", "5", "five/min", "5/fortnight", "5/0s", "-1/s"] {
         assert!(bad.parse::<Rate>().is_err(), "{bad}");
     }
@@ -89,71 +70,24 @@ fn rates_parse_in_the_documented_forms() {
 fn errors_name_the_file_and_the_key() {
     let cases = [
         ("[server]\nlisten_addr = \"x\"\n", "server", "unknown field"),
-        (
-            "[server]\nheader_read_timeout = \"10 parsecs\"\n",
-            "server.header_read_timeout",
-            "not a duration",
-        ),
-        (
-            "[limits]\nlogin_per_ip = \"5/fortnight\"\n",
-            "limits.login_per_ip",
-            "not a rate",
-        ),
-        (
-            "[session]\nkeys = [\"env:NOPE\"]\n",
-            "session.keys[0]",
-            "NOPE is not set",
-        ),
-        (
-            "[[route]]\nupstream = \"htp://x\"\n",
-            "route[0].upstream",
-            "\"htp://x\" is not an http(s) URL",
-        ),
-        (
-            "[[route]]\nupstream = \"ftp://x\"\n",
-            "route[0].upstream",
-            "not an http(s) URL",
-        ),
-        (
-            "[session]\nkeys = [\"c2hvcnQ=\"]\n",
-            "session.keys[0]",
-            "64 bytes",
-        ),
-        (
-            "[pin]\nmin_digits = 8\nmax_digits = 6\n",
-            "pin.min_digits",
-            "between",
-        ),
-        (
-            "[secrets]\nbackend = \"keyvault\"\n",
-            "secrets.vault_url",
-            "required",
-        ),
-        (
-            "[secrets]\nbackend = \"s3\"\n",
-            "secrets.backend",
-            "unknown variant",
-        ),
+        ("[server]\nheader_read_timeout = \"10 parsecs\"\n", "server.header_read_timeout", "not a duration"),
+        ("[limits]\nlogin_per_ip = \"5/fortnight\"\n", "limits.login_per_ip", "not a rate"),
+        ("[session]\nkeys = [\"env:NOPE\"]\n", "session.keys[0]", "NOPE is not set"),
+        ("[[route]]\nupstream = \"htp://x\"\n", "route[0].upstream", "\"htp://x\" is not an http(s) URL"),
+        ("[[route]]\nupstream = \"ftp://x\"\n", "route[0].upstream", "not an http(s) URL"),
+        ("[session]\nkeys = [\"c2hvcnQ=\"]\n", "session.keys[0]", "64 bytes"),
+        ("[pin]\nmin_digits = 8\nmax_digits = 6\n", "pin.min_digits", "between"),
+        ("[secrets]\nbackend = \"keyvault\"\n", "secrets.vault_url", "required"),
+        ("[secrets]\nbackend = \"s3\"\n", "secrets.backend", "unknown variant"),
         ("", "route", "at least one"),
     ];
     for (text, key, reason) in cases {
-        let text = if text.is_empty() || text.contains("[[route]]") {
-            text.to_owned()
-        } else {
-            format!("{text}{MINIMAL}")
-        };
+        let text =
+            if text.is_empty() || text.contains("[[route]]") { text.to_owned() } else { format!("{text}{MINIMAL}") };
         let e = parse(&text).expect_err(&text);
         assert_eq!(e.file, "test.toml");
-        assert!(
-            e.key.starts_with(key),
-            "{text}: key {:?} should name {key}",
-            e.key
-        );
-        assert!(
-            e.reason.contains(reason),
-            "{text}: reason {:?} should say {reason}",
-            e.reason
-        );
+        assert!(e.key.starts_with(key), "{text}: key {:?} should name {key}", e.key);
+        assert!(e.reason.contains(reason), "{text}: reason {:?} should say {reason}", e.reason);
         assert!(e.to_string().starts_with(&format!("test.toml: {}", e.key)));
     }
 }
@@ -170,11 +104,7 @@ fn env_references_resolve_anywhere_and_keys_can_be_overridden() {
     assert_eq!(parse(&text).unwrap().session.keys.len(), 1);
     let two = format!("{KEY}, {KEY}");
     let over = |n: &str| {
-        if n == SESSION_KEYS_ENV {
-            Some(two.clone())
-        } else {
-            env(n)
-        }
+        if n == SESSION_KEYS_ENV { Some(two.clone()) } else { env(n) }
     };
     let cfg = Config::parse(MINIMAL, "t", &over).unwrap();
     assert_eq!(cfg.session.keys.len(), 2);
@@ -192,13 +122,7 @@ fn static_token_is_for_loopback_unless_allowed() {
     assert!(parse(&kv("https://localhost:8443/", "")).is_ok());
     let e = parse(&kv("https://myvault.example.net/", "")).unwrap_err();
     assert_eq!(e.key, "secrets.credential");
-    assert!(
-        parse(&kv(
-            "https://myvault.example.net/",
-            "allow_static_token = true\n"
-        ))
-        .is_ok()
-    );
+    assert!(parse(&kv("https://myvault.example.net/", "allow_static_token = true\n")).is_ok());
 }
 
 #[test]
@@ -212,9 +136,7 @@ fn upstream_urls_keep_their_base_path() {
 
 #[test]
 fn warnings_flag_risky_settings() {
-    let text = format!(
-        "[limits]\nlogin_per_ip = \"100/min\"\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n{MINIMAL}"
-    );
+    let text = format!("[limits]\nlogin_per_ip = \"100/min\"\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n{MINIMAL}");
     let w = parse(&text).unwrap().warnings().join("\n");
     assert!(w.contains("limits.login_per_ip"), "{w}");
     assert!(w.contains("server.trusted_proxies"), "{w}");

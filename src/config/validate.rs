@@ -8,8 +8,7 @@ use http::uri::{Scheme, Uri};
 
 use super::raw::{BackendKind, CredentialKind, RawConfig, RawRoute, RawSecrets, RawSession};
 use super::{
-    Config, CredentialConfig, KeyVaultConfig, RouteConfig, SecretBackend, SecretsConfig,
-    SessionConfig, canonical_ip,
+    Config, CredentialConfig, KeyVaultConfig, RouteConfig, SecretBackend, SecretsConfig, SessionConfig, canonical_ip,
 };
 use crate::secrets::{SecretText, SessionKey};
 
@@ -35,24 +34,15 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
 
     let pin = raw.pin;
     if pin.min_digits == 0 || pin.min_digits > pin.max_digits {
-        return Err(invalid(
-            "pin.min_digits",
-            "must be between 1 and pin.max_digits",
-        ));
+        return Err(invalid("pin.min_digits", "must be between 1 and pin.max_digits"));
     }
     // Key Vault names are at most 127 characters of [0-9a-zA-Z-].
-    if !pin
-        .secret_prefix
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    if !pin.secret_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         || pin.secret_prefix.len() + usize::from(pin.max_digits) > 127
     {
         return Err(invalid(
             "pin.secret_prefix",
-            format!(
-                "{:?} must be letters, digits and '-' (a Key Vault name)",
-                pin.secret_prefix
-            ),
+            format!("{:?} must be letters, digits and '-' (a Key Vault name)", pin.secret_prefix),
         ));
     }
     if pin.max_digits > 32 {
@@ -64,10 +54,7 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
 
     let limits = raw.limits;
     if limits.lockout_base > limits.lockout_max {
-        return Err(invalid(
-            "limits.lockout_base",
-            "must not exceed limits.lockout_max",
-        ));
+        return Err(invalid("limits.lockout_base", "must not exceed limits.lockout_max"));
     }
 
     if raw.route.is_empty() {
@@ -78,71 +65,39 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
     for (i, r) in raw.route.into_iter().enumerate() {
         let route = validate_route(i, r)?;
         if !names.insert(route.name.clone()) {
-            return Err(invalid(
-                format!("route[{i}].name"),
-                format!("{:?} is used twice", route.name),
-            ));
+            return Err(invalid(format!("route[{i}].name"), format!("{:?} is used twice", route.name)));
         }
         routes.push(route);
     }
 
-    Ok(Config {
-        source: file.to_owned(),
-        server,
-        pin,
-        secrets,
-        session,
-        limits,
-        routes,
-    })
+    Ok(Config { source: file.to_owned(), server, pin, secrets, session, limits, routes })
 }
 
 fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
     let backend = match raw.backend {
         BackendKind::File => SecretBackend::File { path: raw.path },
         BackendKind::Keyvault => {
-            let url_text = raw.vault_url.ok_or_else(|| {
-                invalid("secrets.vault_url", "required when backend = \"keyvault\"")
-            })?;
+            let url_text =
+                raw.vault_url.ok_or_else(|| invalid("secrets.vault_url", "required when backend = \"keyvault\""))?;
             let vault_url: Uri = url_text
                 .parse()
                 .ok()
                 .filter(|u: &Uri| u.scheme() == Some(&Scheme::HTTPS) && u.host().is_some())
-                .ok_or_else(|| {
-                    invalid(
-                        "secrets.vault_url",
-                        format!("{url_text:?} is not an https URL"),
-                    )
-                })?;
-            let loopback = vault_url
-                .host()
-                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-                .is_some_and(|h| {
-                    h == "localhost"
-                        || h.parse::<IpAddr>()
-                            .is_ok_and(|ip| canonical_ip(ip).is_loopback())
-                });
+                .ok_or_else(|| invalid("secrets.vault_url", format!("{url_text:?} is not an https URL")))?;
+            let loopback = vault_url.host().map(|h| h.trim_start_matches('[').trim_end_matches(']')).is_some_and(|h| {
+                h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| canonical_ip(ip).is_loopback())
+            });
             let credential = match raw.credential {
-                CredentialKind::Default => CredentialConfig::Default {
-                    client_id: raw.client_id,
-                },
-                CredentialKind::ManagedIdentity => CredentialConfig::ManagedIdentity {
-                    client_id: raw.client_id,
-                },
-                CredentialKind::WorkloadIdentity => CredentialConfig::WorkloadIdentity {
-                    client_id: raw.client_id,
-                    tenant_id: raw.tenant_id,
-                },
-                CredentialKind::AzureCli => CredentialConfig::AzureCli {
-                    tenant_id: raw.tenant_id,
-                },
+                CredentialKind::Default => CredentialConfig::Default { client_id: raw.client_id },
+                CredentialKind::ManagedIdentity => CredentialConfig::ManagedIdentity { client_id: raw.client_id },
+                CredentialKind::WorkloadIdentity => {
+                    CredentialConfig::WorkloadIdentity { client_id: raw.client_id, tenant_id: raw.tenant_id }
+                }
+                CredentialKind::AzureCli => CredentialConfig::AzureCli { tenant_id: raw.tenant_id },
                 CredentialKind::ClientSecret => {
                     let need = |v: Option<String>, key: &str| {
                         v.filter(|s| !s.is_empty()).ok_or_else(|| {
-                            invalid(
-                                format!("secrets.{key}"),
-                                "required when credential = \"client_secret\"",
-                            )
+                            invalid(format!("secrets.{key}"), "required when credential = \"client_secret\"")
                         })
                     };
                     CredentialConfig::ClientSecret {
@@ -153,10 +108,7 @@ fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
                 }
                 CredentialKind::StaticToken => {
                     let token = raw.static_token.filter(|t| !t.is_empty()).ok_or_else(|| {
-                        invalid(
-                            "secrets.static_token",
-                            "required when credential = \"static_token\"",
-                        )
+                        invalid("secrets.static_token", "required when credential = \"static_token\"")
                     })?;
                     if !loopback && !raw.allow_static_token {
                         return Err(invalid(
@@ -164,23 +116,14 @@ fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
                             "static_token is for emulators on loopback; set allow_static_token = true to use it elsewhere",
                         ));
                     }
-                    CredentialConfig::StaticToken {
-                        token: SecretText::new(token),
-                    }
+                    CredentialConfig::StaticToken { token: SecretText::new(token) }
                 }
             };
-            SecretBackend::KeyVault(KeyVaultConfig {
-                vault_url,
-                credential,
-                ca_cert: raw.ca_cert,
-            })
+            SecretBackend::KeyVault(KeyVaultConfig { vault_url, credential, ca_cert: raw.ca_cert })
         }
     };
     if raw.request_timeout.is_zero() {
-        return Err(invalid(
-            "secrets.request_timeout",
-            "must be longer than zero",
-        ));
+        return Err(invalid("secrets.request_timeout", "must be longer than zero"));
     }
     Ok(SecretsConfig {
         backend,
@@ -193,83 +136,48 @@ fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
 
 fn validate_session(raw: RawSession) -> Result<SessionConfig, Invalid> {
     let name_ok = !raw.cookie_name.is_empty()
-        && raw
-            .cookie_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        && raw.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !name_ok {
-        return Err(invalid(
-            "session.cookie_name",
-            format!("{:?} is not a cookie name", raw.cookie_name),
-        ));
+        return Err(invalid("session.cookie_name", format!("{:?} is not a cookie name", raw.cookie_name)));
     }
     let keys = raw
         .keys
         .into_iter()
         .enumerate()
-        .map(|(i, k)| {
-            SessionKey::from_base64(&k)
-                .map_err(|reason| invalid(format!("session.keys[{i}]"), reason))
-        })
+        .map(|(i, k)| SessionKey::from_base64(&k).map_err(|reason| invalid(format!("session.keys[{i}]"), reason)))
         .collect::<Result<Vec<_>, _>>()?;
     if raw.ttl.is_zero() {
         return Err(invalid("session.ttl", "must be longer than zero"));
     }
     if raw.idle_timeout.is_zero() || raw.idle_timeout > raw.ttl {
-        return Err(invalid(
-            "session.idle_timeout",
-            "must be between zero and session.ttl",
-        ));
+        return Err(invalid("session.idle_timeout", "must be between zero and session.ttl"));
     }
-    Ok(SessionConfig {
-        cookie_name: raw.cookie_name,
-        keys,
-        ttl: raw.ttl,
-        idle_timeout: raw.idle_timeout,
-    })
+    Ok(SessionConfig { cookie_name: raw.cookie_name, keys, ttl: raw.ttl, idle_timeout: raw.idle_timeout })
 }
 
 fn validate_route(i: usize, r: RawRoute) -> Result<RouteConfig, Invalid> {
     let key = |k: &str| format!("route[{i}].{k}");
     let name = r.name.unwrap_or_else(|| format!("route{i}"));
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(invalid(
-            key("name"),
-            format!("{name:?} must be letters, digits, '-' or '_'"),
-        ));
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(invalid(key("name"), format!("{name:?} must be letters, digits, '-' or '_'")));
     }
     let host = match r.host {
         None => None,
         Some(h) => {
             let h = h.to_ascii_lowercase();
-            if h.is_empty() || h.parse::<http::uri::Authority>().is_err() || h.contains([':', '@'])
-            {
-                return Err(invalid(
-                    key("host"),
-                    format!("{h:?} is not a host name (without port)"),
-                ));
+            if h.is_empty() || h.parse::<http::uri::Authority>().is_err() || h.contains([':', '@']) {
+                return Err(invalid(key("host"), format!("{h:?} is not a host name (without port)")));
             }
             Some(h)
         }
     };
-    let local_path =
-        |p: &str| p.starts_with('/') && !p.bytes().any(|b| b.is_ascii_control() || b == b' ');
+    let local_path = |p: &str| p.starts_with('/') && !p.bytes().any(|b| b.is_ascii_control() || b == b' ');
     if !local_path(&r.path_prefix) {
-        return Err(invalid(
-            key("path_prefix"),
-            format!("{:?} must start with '/'", r.path_prefix),
-        ));
+        return Err(invalid(key("path_prefix"), format!("{:?} must start with '/'", r.path_prefix)));
     }
     for (j, p) in r.public_paths.iter().enumerate() {
         if !local_path(p) {
-            return Err(invalid(
-                format!("route[{i}].public_paths[{j}]"),
-                format!("{p:?} must start with '/'"),
-            ));
+            return Err(invalid(format!("route[{i}].public_paths[{j}]"), format!("{p:?} must start with '/'")));
         }
     }
     Ok(RouteConfig {

@@ -4,12 +4,13 @@
 //! not end sessions.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::future::Cache;
 
-use super::{BackendError, Credentials, Lookup, SecretName, SecretStore};
+use super::{BackendError, Credentials, Lookup, PROBE_SECRET, SecretName, SecretStore};
 use crate::config::SecretsConfig;
 
 /// Most names remembered at once (found, unknown and stale each).
@@ -55,8 +56,38 @@ impl Expiry<SecretName, Entry> for TtlByAnswer {
     }
 }
 
+/// Whether the backend answered its last call, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct BackendHealth {
+    /// The kind of the last call's failure; `None` while it answers.
+    failing: Mutex<Option<&'static str>>,
+}
+
+impl BackendHealth {
+    fn record<T>(&self, result: &Result<T, BackendError>) {
+        let now = match result {
+            // Bad data is an answer: the backend itself is up.
+            Ok(_) | Err(BackendError::InvalidValue) => None,
+            Err(e) => Some(e.kind()),
+        };
+        let mut failing = self.failing.lock().expect("health lock");
+        match (*failing, now) {
+            (None, Some(kind)) => tracing::warn!(kind, "secret backend is failing; /readyz answers 503"),
+            (Some(_), None) => tracing::info!("secret backend answers again"),
+            _ => {}
+        }
+        *failing = now;
+    }
+
+    /// `Err(kind)` while the last backend call failed.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        self.failing.lock().expect("health lock").map_or(Ok(()), Err)
+    }
+}
+
 pub struct SecretCache {
     store: Arc<dyn SecretStore>,
+    health: Arc<BackendHealth>,
     fresh: Cache<SecretName, Entry>,
     /// Last good value per name, for `cache_ttl + stale_if_error` after it was read.
     last_good: Cache<SecretName, Arc<Credentials>>,
@@ -67,35 +98,36 @@ impl SecretCache {
     pub fn new(store: Arc<dyn SecretStore>, config: &SecretsConfig) -> Self {
         let fresh = Cache::builder()
             .max_capacity(MAX_ENTRIES)
-            .expire_after(TtlByAnswer {
-                found: config.cache_ttl,
-                not_found: config.negative_cache_ttl,
-            })
+            .expire_after(TtlByAnswer { found: config.cache_ttl, not_found: config.negative_cache_ttl })
             .build();
-        let last_good = Cache::builder()
-            .max_capacity(MAX_ENTRIES)
-            .time_to_live(config.cache_ttl + config.stale_if_error)
-            .build();
-        Self {
-            store,
-            fresh,
-            last_good,
-            request_timeout: config.request_timeout,
-        }
+        let last_good =
+            Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(config.cache_ttl + config.stale_if_error).build();
+        Self { store, health: Arc::default(), fresh, last_good, request_timeout: config.request_timeout }
+    }
+
+    pub fn health(&self) -> Arc<BackendHealth> {
+        self.health.clone()
+    }
+
+    /// Ask the store for a name no PIN can produce, past the cache: warms the
+    /// client (Key Vault's challenge round trip) and refreshes [`BackendHealth`].
+    pub async fn probe(&self) -> Result<(), BackendError> {
+        let name = SecretName(PROBE_SECRET.to_owned());
+        self.call_store(&name).await.map(drop)
+    }
+
+    async fn call_store(&self, name: &SecretName) -> Result<Lookup, BackendError> {
+        let result = tokio::time::timeout(self.request_timeout, self.store.lookup(name))
+            .await
+            .unwrap_or(Err(BackendError::Timeout));
+        self.health.record(&result);
+        result
     }
 
     /// Resolve `name`, from the cache when fresh, else from the store (one call
     /// however many ask at once).
-    pub async fn resolve(
-        &self,
-        name: &SecretName,
-        staleness: Staleness,
-    ) -> Result<Resolved, BackendError> {
-        match self
-            .fresh
-            .try_get_with(name.clone(), self.fetch(name))
-            .await
-        {
+    pub async fn resolve(&self, name: &SecretName, staleness: Staleness) -> Result<Resolved, BackendError> {
+        match self.fresh.try_get_with(name.clone(), self.fetch(name)).await {
             Ok(Entry::Found(creds)) => Ok(Resolved::Found(creds)),
             Ok(Entry::NotFound) => Ok(Resolved::NotFound),
             Ok(Entry::Invalid) => Err(BackendError::InvalidValue),
@@ -110,10 +142,7 @@ impl SecretCache {
     }
 
     async fn fetch(&self, name: &SecretName) -> Result<Entry, BackendError> {
-        let answer = tokio::time::timeout(self.request_timeout, self.store.lookup(name))
-            .await
-            .map_err(|_| BackendError::Timeout)??;
-        Ok(match answer {
+        Ok(match self.call_store(name).await? {
             Lookup::Found(value) => match Credentials::parse(&value) {
                 Ok(creds) => {
                     let creds = Arc::new(creds);
@@ -121,9 +150,7 @@ impl SecretCache {
                     Entry::Found(creds)
                 }
                 Err(_) => {
-                    tracing::error!(
-                        "a secret's value is not \"username:password\"; logins with it answer 503"
-                    );
+                    tracing::error!("a secret's value is not \"username:password\"; logins with it answer 503");
                     Entry::Invalid
                 }
             },
@@ -174,9 +201,7 @@ mod tests {
 
     fn config(ttl_ms: u64, stale_ms: u64) -> SecretsConfig {
         SecretsConfig {
-            backend: crate::config::SecretBackend::File {
-                path: "unused".into(),
-            },
+            backend: crate::config::SecretBackend::File { path: "unused".into() },
             cache_ttl: Duration::from_millis(ttl_ms),
             negative_cache_ttl: Duration::from_millis(ttl_ms),
             stale_if_error: Duration::from_millis(stale_ms),
@@ -190,10 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_lookups_of_one_name_make_one_backend_call() {
-        let store = Arc::new(Scripted {
-            delay: Duration::from_millis(50),
-            ..Default::default()
-        });
+        let store = Arc::new(Scripted { delay: Duration::from_millis(50), ..Default::default() });
         store.set(Ok(Some("user1:pw")));
         let cache = Arc::new(SecretCache::new(store.clone(), &config(60_000, 0)));
         let tasks: Vec<_> = (0..50)
@@ -214,18 +236,12 @@ mod tests {
         store.set(Ok(None));
         let cache = SecretCache::new(store.clone(), &config(300, 0));
         for _ in 0..5 {
-            assert!(matches!(
-                cache.resolve(&name(), Staleness::FreshOnly).await,
-                Ok(Resolved::NotFound)
-            ));
+            assert!(matches!(cache.resolve(&name(), Staleness::FreshOnly).await, Ok(Resolved::NotFound)));
         }
         assert_eq!(store.calls.load(Ordering::SeqCst), 1);
         store.set(Ok(Some("user1:pw")));
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert!(matches!(
-            cache.resolve(&name(), Staleness::FreshOnly).await,
-            Ok(Resolved::Found(_))
-        ));
+        assert!(matches!(cache.resolve(&name(), Staleness::FreshOnly).await, Ok(Resolved::Found(_))));
     }
 
     #[tokio::test]
@@ -236,20 +252,11 @@ mod tests {
         cache.resolve(&name(), Staleness::FreshOnly).await.unwrap();
         store.set(Err(BackendError::Unavailable("503".into())));
         tokio::time::sleep(Duration::from_millis(150)).await;
-        assert!(matches!(
-            cache.resolve(&name(), Staleness::AllowStale).await,
-            Ok(Resolved::Found(_))
-        ));
-        assert!(matches!(
-            cache.resolve(&name(), Staleness::FreshOnly).await,
-            Err(BackendError::Unavailable(_))
-        ));
+        assert!(matches!(cache.resolve(&name(), Staleness::AllowStale).await, Ok(Resolved::Found(_))));
+        assert!(matches!(cache.resolve(&name(), Staleness::FreshOnly).await, Err(BackendError::Unavailable(_))));
         // A deletion is an answer, and ends the stale value too.
         store.set(Ok(None));
-        assert!(matches!(
-            cache.resolve(&name(), Staleness::AllowStale).await,
-            Ok(Resolved::NotFound)
-        ));
+        assert!(matches!(cache.resolve(&name(), Staleness::AllowStale).await, Ok(Resolved::NotFound)));
         store.set(Err(BackendError::Throttled));
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(cache.resolve(&name(), Staleness::AllowStale).await.is_err());
@@ -257,31 +264,12 @@ mod tests {
 
     #[tokio::test]
     async fn errors_are_not_cached_and_slow_backends_time_out() {
-        let store = Arc::new(Scripted {
-            delay: Duration::from_millis(400),
-            ..Default::default()
-        });
+        let store = Arc::new(Scripted { delay: Duration::from_millis(400), ..Default::default() });
         store.set(Ok(Some("user1:pw")));
         let cache = SecretCache::new(store.clone(), &config(60_000, 0));
-        assert_eq!(
-            cache
-                .resolve(&name(), Staleness::FreshOnly)
-                .await
-                .unwrap_err(),
-            BackendError::Timeout
-        );
-        assert_eq!(
-            cache
-                .resolve(&name(), Staleness::FreshOnly)
-                .await
-                .unwrap_err(),
-            BackendError::Timeout
-        );
-        assert_eq!(
-            store.calls.load(Ordering::SeqCst),
-            2,
-            "a failure is retried on the next request"
-        );
+        assert_eq!(cache.resolve(&name(), Staleness::FreshOnly).await.unwrap_err(), BackendError::Timeout);
+        assert_eq!(cache.resolve(&name(), Staleness::FreshOnly).await.unwrap_err(), BackendError::Timeout);
+        assert_eq!(store.calls.load(Ordering::SeqCst), 2, "a failure is retried on the next request");
     }
 
     #[tokio::test]
@@ -289,20 +277,8 @@ mod tests {
         let store = Arc::new(Scripted::default());
         store.set(Ok(Some("no colon here")));
         let cache = SecretCache::new(store.clone(), &config(60_000, 0));
-        assert_eq!(
-            cache
-                .resolve(&name(), Staleness::FreshOnly)
-                .await
-                .unwrap_err(),
-            BackendError::InvalidValue
-        );
-        assert_eq!(
-            cache
-                .resolve(&name(), Staleness::FreshOnly)
-                .await
-                .unwrap_err(),
-            BackendError::InvalidValue
-        );
+        assert_eq!(cache.resolve(&name(), Staleness::FreshOnly).await.unwrap_err(), BackendError::InvalidValue);
+        assert_eq!(cache.resolve(&name(), Staleness::FreshOnly).await.unwrap_err(), BackendError::InvalidValue);
         assert_eq!(store.calls.load(Ordering::SeqCst), 1);
     }
 }

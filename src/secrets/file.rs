@@ -31,26 +31,19 @@ struct Stamp {
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-    })
+    Some(Stamp { modified: meta.modified().ok(), len: meta.len() })
 }
 
 /// Parse the secrets file. Messages never quote the file: it holds passwords.
 fn parse(text: &str) -> Result<Entries, String> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        let line = e.span().map_or(0, |s| {
-            text[..s.start.min(text.len())].lines().count().max(1)
-        });
+        let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].lines().count().max(1));
         format!("line {line}: {}", e.message())
     })?;
     let mut entries = HashMap::with_capacity(table.len());
     for (name, value) in table {
         let toml::Value::String(value) = value else {
-            return Err(format!(
-                "{name}: the value must be a string \"username:password\""
-            ));
+            return Err(format!("{name}: the value must be a string \"username:password\""));
         };
         entries.insert(name, SecretText::new(value));
     }
@@ -65,20 +58,12 @@ impl FileStore {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let entries = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         warn_if_readable_by_others(path);
-        Ok(Self {
-            entries: RwLock::new(entries),
-            path: Some(path.to_owned()),
-            loaded,
-        })
+        Ok(Self { entries: RwLock::new(entries), path: Some(path.to_owned()), loaded })
     }
 
     /// Secrets from text compiled into the binary; never reloaded.
     pub fn embedded(text: &str) -> Result<Self, String> {
-        Ok(Self {
-            entries: RwLock::new(parse(text)?),
-            path: None,
-            loaded: None,
-        })
+        Ok(Self { entries: RwLock::new(parse(text)?), path: None, loaded: None })
     }
 
     /// Poll the file every [`RELOAD_POLL`] and swap in new content when it parses.
@@ -99,10 +84,7 @@ impl FileStore {
                     continue;
                 }
                 last = now;
-                match std::fs::read_to_string(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| parse(&t))
-                {
+                match std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| parse(&t)) {
                     Ok(entries) => {
                         let count = entries.len();
                         *store.entries.write().expect("secrets lock") = entries;
@@ -163,18 +145,9 @@ mod tests {
     #[tokio::test]
     async fn embedded_dev_secrets_resolve() {
         let store = FileStore::embedded(include_str!("../../config/dev-secrets.toml")).unwrap();
-        assert_eq!(
-            get(&store, "1234").await.as_deref(),
-            Some("user1:p@ssw0rd1")
-        );
-        assert_eq!(
-            get(&store, "4567").await.as_deref(),
-            Some("user2:p@ssw0rd2")
-        );
-        assert_eq!(
-            get(&store, "1212").await.as_deref(),
-            Some("user3:p@ssw0rd3")
-        );
+        assert_eq!(get(&store, "1234").await.as_deref(), Some("user1:p@ssw0rd1"));
+        assert_eq!(get(&store, "4567").await.as_deref(), Some("user2:p@ssw0rd2"));
+        assert_eq!(get(&store, "1212").await.as_deref(), Some("user3:p@ssw0rd3"));
         assert_eq!(get(&store, "9999").await, None);
     }
 
@@ -195,21 +168,13 @@ mod tests {
         store.watch();
         assert_eq!(get(&store, "1111").await.as_deref(), Some("a:1"));
 
-        std::fs::write(
-            &path,
-            "\"secret-1111\" = \"a:2\"\n\"secret-2222\" = \"b:2\"\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "\"secret-1111\" = \"a:2\"\n\"secret-2222\" = \"b:2\"\n").unwrap();
         wait_for(|| async { get(&store, "2222").await.is_some() }).await;
         assert_eq!(get(&store, "1111").await.as_deref(), Some("a:2"));
 
         std::fs::write(&path, "this is not toml = = =").unwrap();
         tokio::time::sleep(RELOAD_POLL * 2).await;
-        assert_eq!(
-            get(&store, "2222").await.as_deref(),
-            Some("b:2"),
-            "a bad edit keeps the old content"
-        );
+        assert_eq!(get(&store, "2222").await.as_deref(), Some("b:2"), "a bad edit keeps the old content");
     }
 
     async fn wait_for<F, Fut>(check: F)

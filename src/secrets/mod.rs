@@ -20,6 +20,11 @@ pub const SESSION_KEY_BYTES: usize = 64;
 
 pub mod cache;
 pub mod file;
+pub mod keyvault;
+
+/// A secret name no PIN can produce (PINs are digits): looked up to warm the
+/// backend client and to probe readiness.
+pub const PROBE_SECRET: &str = "keypin-readiness-probe";
 
 /// Longest secret value accepted from a backend; anything longer is bad data.
 pub const MAX_SECRET_VALUE_BYTES: usize = 4096;
@@ -73,7 +78,7 @@ impl BackendError {
 /// A secret's name. It embeds the PIN, so it prints as `[redacted]`.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct SecretName(String);
+pub struct SecretName(pub(crate) String);
 
 impl SecretName {
     /// `prefix` + `pin`; the PIN must already be validated (ASCII digits).
@@ -104,9 +109,7 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
     }
 }
 
@@ -124,16 +127,11 @@ impl Credentials {
             return Err(BackendError::InvalidValue);
         }
         let encoded = Zeroizing::new(BASE64.encode(value.as_bytes()));
-        let mut basic = HeaderValue::try_from(format!("Basic {}", &*encoded))
-            .map_err(|_| BackendError::InvalidValue)?;
+        let mut basic =
+            HeaderValue::try_from(format!("Basic {}", &*encoded)).map_err(|_| BackendError::InvalidValue)?;
         basic.set_sensitive(true);
-        let user =
-            HeaderValue::from_bytes(username.as_bytes()).map_err(|_| BackendError::InvalidValue)?;
-        Ok(Self {
-            username: username.to_owned(),
-            basic,
-            user,
-        })
+        let user = HeaderValue::from_bytes(username.as_bytes()).map_err(|_| BackendError::InvalidValue)?;
+        Ok(Self { username: username.to_owned(), basic, user })
     }
 }
 
@@ -166,9 +164,7 @@ impl SessionKey {
     /// Decode a key written as standard base64 of exactly 64 bytes.
     pub fn from_base64(text: &str) -> Result<Self, String> {
         let bytes = Zeroizing::new(
-            BASE64
-                .decode(text.trim())
-                .map_err(|_| "is not base64 (create one with `keypin gen-key`)".to_owned())?,
+            BASE64.decode(text.trim()).map_err(|_| "is not base64 (create one with `keypin gen-key`)".to_owned())?,
         );
         if bytes.len() != SESSION_KEY_BYTES {
             return Err(format!(
@@ -219,13 +215,7 @@ mod tests {
 
     #[test]
     fn hostile_secret_values_are_bad_data() {
-        for bad in [
-            "no-colon",
-            ":password",
-            "us\r\ner:pw",
-            "user:pw\n",
-            &"x".repeat(5000),
-        ] {
+        for bad in ["no-colon", ":password", "us\r\ner:pw", "user:pw\n", &"x".repeat(5000)] {
             let err = Credentials::parse(&SecretText::new(bad.to_string())).unwrap_err();
             assert_eq!(err, BackendError::InvalidValue, "{bad:?}");
         }
@@ -253,11 +243,7 @@ mod tests {
     fn session_keys_round_trip_and_reject_wrong_sizes() {
         let k = SessionKey::generate();
         assert_eq!(SessionKey::from_base64(&k.to_base64()).unwrap(), k);
-        assert!(
-            SessionKey::from_base64("c2hvcnQ=")
-                .unwrap_err()
-                .contains("64 bytes")
-        );
+        assert!(SessionKey::from_base64("c2hvcnQ=").unwrap_err().contains("64 bytes"));
         assert!(SessionKey::from_base64("not base64!").is_err());
     }
 }

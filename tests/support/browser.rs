@@ -25,25 +25,16 @@ pub struct Page {
 
 impl Page {
     pub fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .map_or("", |v| v.to_str().unwrap())
+        self.headers.get(header::LOCATION).map_or("", |v| v.to_str().unwrap())
     }
 
     /// The value of hidden field `name` in the page's form.
     pub fn field(&self, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no {name} field in {}", self.body))
-            + marker.len();
+        let start =
+            self.body.find(&marker).unwrap_or_else(|| panic!("no {name} field in {}", self.body)) + marker.len();
         let end = self.body[start..].find('"').unwrap() + start;
-        self.body[start..end]
-            .replace("&amp;", "&")
-            .replace("&quot;", "\"")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
+        self.body[start..end].replace("&amp;", "&").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">")
     }
 
     /// `Set-Cookie` header of cookie `name`, if the answer sets it.
@@ -75,34 +66,25 @@ impl Browser {
     }
 
     fn cookie_header(&self) -> Option<String> {
-        (!self.cookies.is_empty()).then(|| {
-            self.cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        (!self.cookies.is_empty())
+            .then(|| self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
     }
 
     fn keep_cookies(&mut self, headers: &HeaderMap) {
         for value in headers.get_all(header::SET_COOKIE) {
             let c = cookie::Cookie::parse(value.to_str().unwrap().to_owned()).unwrap();
-            let removed = c
-                .max_age()
-                .is_some_and(|age| age.is_zero() || age.is_negative());
+            let removed = c.max_age().is_some_and(|age| age.is_zero() || age.is_negative());
             if removed {
                 self.cookies.remove(c.name());
             } else {
-                self.cookies
-                    .insert(c.name().to_owned(), c.value().to_owned());
+                self.cookies.insert(c.name().to_owned(), c.value().to_owned());
             }
         }
     }
 
     /// A navigation: `GET` accepting HTML.
     pub async fn get(&mut self, path: &str) -> Page {
-        let mut req =
-            Request::get(self.url(path)).header(header::ACCEPT, "text/html,application/xhtml+xml");
+        let mut req = Request::get(self.url(path)).header(header::ACCEPT, "text/html,application/xhtml+xml");
         if let Some(c) = self.cookie_header() {
             req = req.header(header::COOKIE, c);
         }
@@ -115,15 +97,8 @@ impl Browser {
         self.post_form_from(path, fields, Some(&origin)).await
     }
 
-    pub async fn post_form_from(
-        &mut self,
-        path: &str,
-        fields: &[(&str, &str)],
-        origin: Option<&str>,
-    ) -> Page {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
+    pub async fn post_form_from(&mut self, path: &str, fields: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
         self.post_raw(path, body, origin).await
     }
 
@@ -152,17 +127,11 @@ impl Browser {
 
     /// Open the login form for `rd`, type `pin`, submit.
     pub async fn login(&mut self, pin: &str, rd: &str) -> Page {
-        let form = self
-            .get(&format!("/.keypin/login?rd={}", urlencode(rd)))
-            .await;
+        let form = self.get(&format!("/.keypin/login?rd={}", urlencode(rd))).await;
         assert_eq!(form.status, StatusCode::OK, "{}", form.body);
         let csrf = form.field("csrf");
         let rd_field = form.field("rd");
-        self.post_form(
-            "/.keypin/login",
-            &[("pin", pin), ("rd", &rd_field), ("csrf", &csrf)],
-        )
-        .await
+        self.post_form("/.keypin/login", &[("pin", pin), ("rd", &rd_field), ("csrf", &csrf)]).await
     }
 
     /// The CSRF token a fresh login form carries.

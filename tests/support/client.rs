@@ -42,9 +42,7 @@ pub fn tls_config(cert: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
 
 /// A pooled client speaking only `proto`, trusting `cert`.
 pub fn https_client(cert: &Path, proto: Proto) -> HttpsClient {
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(cert, &[]))
-        .https_only();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config(cert, &[])).https_only();
     let connector = match proto {
         Proto::H1 => builder.enable_http1().build(),
         Proto::H2 => builder.enable_http2().build(),
@@ -59,17 +57,12 @@ pub fn empty() -> Body {
 }
 
 pub fn bytes(data: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(data.into())
-        .map_err(|never| match never {})
-        .boxed()
+    http_body_util::Full::new(data.into()).map_err(|never| match never {}).boxed()
 }
 
 /// Send and collect the whole answer.
 pub async fn send(client: &HttpsClient, req: Request<Body>) -> (Response<()>, Bytes) {
-    let resp = client
-        .request(req)
-        .await
-        .expect("request reaches the gateway");
+    let resp = client.request(req).await.expect("request reaches the gateway");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body arrives").to_bytes();
     (Response::from_parts(parts, ()), body)
@@ -79,8 +72,5 @@ pub async fn send(client: &HttpsClient, req: Request<Body>) -> (Response<()>, By
 pub async fn raw_tls(addr: std::net::SocketAddr, cert: &Path) -> TlsStream<TcpStream> {
     let connector = TlsConnector::from(Arc::new(tls_config(cert, &[b"http/1.1"])));
     let tcp = TcpStream::connect(addr).await.unwrap();
-    connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
+    connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
 }

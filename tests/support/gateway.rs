@@ -60,19 +60,12 @@ impl TestGateway {
         Self::start_inner(server_extra, config, Some(store)).await
     }
 
-    async fn start_inner(
-        server_extra: &str,
-        config: &str,
-        store: Option<Arc<dyn SecretStore>>,
-    ) -> Self {
+    async fn start_inner(server_extra: &str, config: &str, store: Option<Arc<dyn SecretStore>>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("{}{config}", server_table(dir.path(), server_extra));
         let supply_key = !text_has_keys(config);
-        let env = move |name: &str| {
-            (name == SESSION_KEYS_ENV && supply_key).then(|| TEST_SESSION_KEY.to_owned())
-        };
-        let config =
-            Config::parse(&text, "test.toml", &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let env = move |name: &str| (name == SESSION_KEYS_ENV && supply_key).then(|| TEST_SESSION_KEY.to_owned());
+        let config = Config::parse(&text, "test.toml", &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let app = match store {
             Some(store) => App::bind_with_store(config, store).await.unwrap(),
             None => App::bind(config).await.unwrap(),
@@ -82,13 +75,7 @@ impl TestGateway {
         let done = tokio::spawn(app.run(async move {
             let _ = stopped.await;
         }));
-        Self {
-            addr,
-            admin,
-            dir,
-            stop: Some(stop),
-            done: Some(done),
-        }
+        Self { addr, admin, dir, stop: Some(stop), done: Some(done) }
     }
 
     pub fn cert(&self) -> PathBuf {
@@ -138,38 +125,21 @@ impl GatewayProcess {
     pub fn start_with_log(server_extra: &str, config: &str, filter: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keypin.toml");
-        std::fs::write(
-            &path,
-            format!("{}{config}", server_table(dir.path(), server_extra)),
-        )
-        .unwrap();
+        std::fs::write(&path, format!("{}{config}", server_table(dir.path(), server_extra))).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keypin"));
-        cmd.args(["serve", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", filter)
-            .env(SESSION_KEYS_ENV, TEST_SESSION_KEY);
+        cmd.args(["serve", "--config"]).arg(&path).env("RUST_LOG", filter).env(SESSION_KEYS_ENV, TEST_SESSION_KEY);
         Self::spawn(cmd, dir)
     }
 
     /// Run a prepared command of the binary and wait for its "listening" line.
     pub fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let output = Arc::new(Mutex::new(Vec::new()));
         collect_lines(child.stdout.take().unwrap(), output.clone(), None);
         let (tx, rx) = mpsc::channel();
         collect_lines(child.stderr.take().unwrap(), output.clone(), Some(tx));
         let addr = wait_for_listen(&rx, &output);
-        Self {
-            child,
-            addr,
-            dir,
-            output,
-        }
+        Self { child, addr, dir, output }
     }
 
     /// All output so far, one line each.
@@ -192,19 +162,12 @@ impl GatewayProcess {
     /// A field of /proc/PID/status in KiB (e.g. "VmRSS", "VmHWM").
     pub fn memory_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(&format!("{field}:")))
-            .unwrap();
+        let line = status.lines().find(|l| l.starts_with(&format!("{field}:"))).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
         assert!(ok.success());
     }
 
@@ -215,10 +178,7 @@ impl GatewayProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "keypin did not exit within {limit:?}"
-            );
+            assert!(std::time::Instant::now() < deadline, "keypin did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -232,11 +192,7 @@ impl Drop for GatewayProcess {
 }
 
 /// Keep every line of a child's stream; also pass them to `tx` while it listens.
-fn collect_lines(
-    stream: impl Read + Send + 'static,
-    into: Arc<Mutex<Vec<String>>>,
-    tx: Option<mpsc::Sender<String>>,
-) {
+fn collect_lines(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>, tx: Option<mpsc::Sender<String>>) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
@@ -258,8 +214,5 @@ fn wait_for_listen(rx: &mpsc::Receiver<String>, output: &Mutex<Vec<String>>) -> 
             return rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     }
-    panic!(
-        "keypin did not report its address; output:\n{}",
-        output.lock().unwrap().join("\n")
-    );
+    panic!("keypin did not report its address; output:\n{}", output.lock().unwrap().join("\n"));
 }

@@ -7,6 +7,7 @@ pub mod client;
 pub mod gateway;
 pub mod store;
 pub mod upstream;
+pub mod vault;
 
 /// An address that refuses connections: a port that was bound and released.
 pub fn closed_port() -> std::net::SocketAddr {

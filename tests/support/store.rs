@@ -27,12 +27,7 @@ pub struct CountingStore {
 impl CountingStore {
     pub fn new(pairs: &[(&str, &str)]) -> Self {
         Self {
-            secrets: Mutex::new(
-                pairs
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            ),
+            secrets: Mutex::new(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
             calls: Mutex::default(),
             total: AtomicUsize::new(0),
             mode: Mutex::new(Mode::Normal),
@@ -50,10 +45,7 @@ impl CountingStore {
     }
 
     pub fn set(&self, name: &str, value: &str) {
-        self.secrets
-            .lock()
-            .unwrap()
-            .insert(name.to_owned(), value.to_owned());
+        self.secrets.lock().unwrap().insert(name.to_owned(), value.to_owned());
     }
 
     pub fn remove(&self, name: &str) {
@@ -78,12 +70,7 @@ impl SecretStore for CountingStore {
     fn lookup<'a>(&'a self, name: &'a SecretName) -> BoxFuture<'a, Result<Lookup, BackendError>> {
         Box::pin(async move {
             self.total.fetch_add(1, Ordering::SeqCst);
-            *self
-                .calls
-                .lock()
-                .unwrap()
-                .entry(name.as_str().to_owned())
-                .or_default() += 1;
+            *self.calls.lock().unwrap().entry(name.as_str().to_owned()).or_default() += 1;
             tokio::time::sleep(self.delay).await;
             let mode = *self.mode.lock().unwrap();
             match mode {

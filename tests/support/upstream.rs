@@ -51,15 +51,10 @@ impl Upstream {
 type Body = BoxBody<Bytes, std::io::Error>;
 
 fn full(text: impl Into<Bytes>) -> Body {
-    Full::new(text.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(text.into()).map_err(|never| match never {}).boxed()
 }
 
-async fn handle(
-    mut req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Result<Response<Body>, Infallible> {
+async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let resp = if path == "/sink" {
         // Count the body without keeping it.
@@ -94,8 +89,7 @@ async fn handle(
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             let io = TokioIo::new(upgrade.await.unwrap());
-            let mut ws =
-                tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None).await;
             while let Some(Ok(msg)) = ws.next().await {
                 if msg.is_text() || msg.is_binary() {
                     ws.send(msg).await.unwrap();
@@ -106,10 +100,7 @@ async fn handle(
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header("connection", "upgrade")
             .header("upgrade", "websocket")
-            .header(
-                "sec-websocket-accept",
-                tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key),
-            )
+            .header("sec-websocket-accept", tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key))
             .body(full(""))
             .unwrap()
     } else {
@@ -123,12 +114,7 @@ fn echo(req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(n, v)| {
-            (
-                n.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let json = serde_json::json!({
         "method": req.method().as_str(),
@@ -172,12 +158,7 @@ impl Seen {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.0["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p[0].as_str().unwrap().to_owned())
-            .collect()
+        self.0["headers"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap().to_owned()).collect()
     }
 
     pub fn uri(&self) -> &str {

@@ -1,0 +1,103 @@
+//! The deployment files: docker-compose.yml and the Dockerfile reference only files
+//! that exist, and the keypin configuration compose mounts is valid.
+
+use std::path::{Path, PathBuf};
+
+use keypin::config::{Config, CredentialConfig, SESSION_KEYS_ENV, SecretBackend};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn compose() -> Value {
+    let text = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    serde_saphyr::from_str(&text).expect("docker-compose.yml parses")
+}
+
+/// `(source, target)` of a service's bind mounts (`./src:/target[:ro]`).
+fn bind_mounts(service: &Value) -> Vec<(String, String)> {
+    service["volumes"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.starts_with("./"))
+        .map(|v| {
+            let mut parts = v.split(':');
+            (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_file_compose_references_exists() {
+    let compose = compose();
+    let services = compose["services"].as_object().expect("services");
+    for name in ["keypin", "lowkey-vault", "seed", "demo-app", "certs"] {
+        assert!(services.contains_key(name), "service {name} missing");
+    }
+    assert!(services["lowkey-vault"]["image"].as_str().unwrap().starts_with("nagyesta/lowkey-vault"));
+    let named: Vec<&String> = compose["volumes"].as_object().map(|v| v.keys().collect()).unwrap_or_default();
+    for (name, service) in services {
+        if let Some(build) = service.get("build") {
+            let context = build.as_str().or_else(|| build["context"].as_str()).unwrap();
+            assert!(root().join(context).join("Dockerfile").is_file(), "{name}: no Dockerfile in {context}");
+        }
+        for (source, _) in bind_mounts(service) {
+            assert!(root().join(&source).exists(), "{name}: {source} does not exist");
+        }
+        for volume in service["volumes"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            if !volume.starts_with("./") {
+                let volume_name = volume.split(':').next().unwrap();
+                assert!(named.iter().any(|n| *n == volume_name), "{name}: volume {volume_name} not declared");
+            }
+        }
+        for dependency in service["depends_on"].as_object().into_iter().flat_map(|d| d.keys()) {
+            assert!(services.contains_key(dependency), "{name} depends on unknown {dependency}");
+        }
+    }
+}
+
+#[test]
+fn the_config_compose_mounts_passes_check_config() {
+    let compose = compose();
+    let keypin = &compose["services"]["keypin"];
+    let (source, _) = bind_mounts(keypin)
+        .into_iter()
+        .find(|(_, target)| target == "/etc/keypin/keypin.toml")
+        .expect("keypin mounts its config");
+    let environment = keypin["environment"].as_object().unwrap();
+    let key = keypin::secrets::SessionKey::generate().to_base64().to_string();
+    let env = |name: &str| {
+        if name == SESSION_KEYS_ENV {
+            return Some(key.clone());
+        }
+        environment.get(name).and_then(Value::as_str).map(str::to_owned)
+    };
+    let text = std::fs::read_to_string(root().join(&source)).unwrap();
+    let config = Config::parse(&text, &source, &env).unwrap_or_else(|e| panic!("{e}"));
+    let SecretBackend::KeyVault(kv) = &config.secrets.backend else { panic!("compose uses Key Vault") };
+    assert!(matches!(kv.credential, CredentialConfig::StaticToken { .. }));
+    assert_eq!(kv.vault_url.host(), Some("lowkey-vault"));
+    assert_eq!(config.routes[0].upstream.to_string(), "http://demo-app:8080");
+    // The files it names come from the compose `certs` volume.
+    let cert_mount =
+        keypin["volumes"].as_array().unwrap().iter().filter_map(Value::as_str).any(|v| v == "certs:/certs:ro");
+    assert!(cert_mount && kv.ca_cert.as_deref() == Some(Path::new("/certs/ca.pem")));
+}
+
+#[test]
+fn the_dockerfile_copies_files_that_exist() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let mut copies = 0;
+    for line in text.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from=")) {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for source in &parts[1..parts.len() - 1] {
+            assert!(root().join(source).exists(), "Dockerfile copies missing {source}");
+            copies += 1;
+        }
+    }
+    assert!(copies >= 5, "the Dockerfile copies the sources");
+    assert!(text.contains("USER nonroot"), "the image runs as non-root");
+}
