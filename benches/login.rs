@@ -12,7 +12,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
-use keypin::config::{PinConfig, SecretBackend, SecretsConfig, SessionConfig};
+use keypin::config::{LimitsConfig, PinConfig, Rate, SecretBackend, SecretsConfig, SessionConfig};
+use keypin::limits::MemoryLimitStore;
 use keypin::login::Login;
 use keypin::secrets::cache::{SecretCache, Staleness};
 use keypin::secrets::file::FileStore;
@@ -57,7 +58,7 @@ fn sessions(c: &mut Criterion) {
 fn login(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let store = Arc::new(FileStore::embedded(keypin::demo::SECRETS).unwrap());
-    let cache = Arc::new(SecretCache::new(store, &secrets_config()));
+    let cache = Arc::new(SecretCache::new(store, &secrets_config(), Arc::default()));
     let name = SecretName::for_pin("secret-", "1234");
     rt.block_on(cache.resolve(&name, Staleness::FreshOnly)).unwrap();
     c.bench_function("secret_cache_hit", |b| {
@@ -66,7 +67,13 @@ fn login(c: &mut Criterion) {
 
     let sessions = Arc::new(Sessions::new(&session_config()));
     let pin = PinConfig { min_response: Duration::ZERO, ..PinConfig::default() };
-    let login = Login::new(pin, sessions, cache);
+    // Limits generous enough never to refuse: the bench measures the login itself.
+    let limits = LimitsConfig {
+        login_per_ip: Rate::per(u32::MAX, Duration::from_secs(1)),
+        login_global: Rate::per(u32::MAX, Duration::from_secs(1)),
+        ..LimitsConfig::default()
+    };
+    let login = Login::new(pin, sessions, cache, Arc::new(MemoryLimitStore::new(&limits)), Arc::default());
     let client: IpAddr = "192.0.2.1".parse().unwrap();
 
     // One form visit for a CSRF cookie and token.

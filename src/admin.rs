@@ -1,6 +1,6 @@
 //! The admin listener (plain HTTP, loopback by default): `/healthz` (the process
-//! runs) and `/readyz` (listeners up and the secret backend answering) for probes.
-//! Never serves user traffic.
+//! runs), `/readyz` (listeners up and the secret backend answering) and `/metrics`
+//! (Prometheus text). Never serves user traffic.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,26 +15,44 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::limits::LimitStore;
+use crate::metrics::Metrics;
 use crate::secrets::cache::BackendHealth;
 use crate::server::SHUTDOWN_GRACE;
 
-fn answer(req: &Request<Incoming>, health: &BackendHealth) -> Response<Full<Bytes>> {
-    let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n".to_owned()),
-        (&Method::GET | &Method::HEAD, "/readyz") => match health.ready() {
-            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-            Err(kind) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: secret backend {kind}\n")),
-        },
-        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
-    };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp
+const TEXT: &str = "text/plain; charset=utf-8";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the admin endpoints report on.
+pub struct Admin {
+    pub health: Arc<BackendHealth>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Arc<dyn LimitStore>,
+}
+
+impl Admin {
+    fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let (status, content_type, body) = match (req.method(), req.uri().path()) {
+            (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, TEXT, "ok\n".to_owned()),
+            (&Method::GET | &Method::HEAD, "/readyz") => match self.health.ready() {
+                Ok(()) => (StatusCode::OK, TEXT, "ready\n".to_owned()),
+                Err(kind) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("not ready: secret backend {kind}\n")),
+            },
+            (&Method::GET | &Method::HEAD, "/metrics") => {
+                self.metrics.active_lockouts.set(i64::try_from(self.limits.active_lockouts()).unwrap_or(i64::MAX));
+                (StatusCode::OK, PROMETHEUS, self.metrics.render())
+            }
+            _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".to_owned()),
+        };
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+        resp
+    }
 }
 
 /// Serve the admin endpoints until `shutdown` resolves.
-pub async fn run(listener: TcpListener, health: Arc<BackendHealth>, shutdown: impl Future<Output = ()>) {
+pub async fn run(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -45,10 +63,10 @@ pub async fn run(listener: TcpListener, health: Arc<BackendHealth>, shutdown: im
             },
             () = &mut shutdown => break,
         };
-        let health = health.clone();
+        let admin = admin.clone();
         let service = service_fn(move |req| {
-            let health = health.clone();
-            async move { Ok::<_, Infallible>(answer(&req, &health)) }
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.answer(&req)) }
         });
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new());

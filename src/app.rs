@@ -9,19 +9,22 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admin::Admin;
 use crate::config::{Config, SecretBackend};
 use crate::gateway::Gateway;
+use crate::limits::{self, LimitStore};
+use crate::metrics::Metrics;
 use crate::secrets::SecretStore;
 use crate::secrets::cache::SecretCache;
 use crate::secrets::file::FileStore;
 use crate::secrets::keyvault::KeyVaultStore;
+use crate::server::{self, ListenerSettings};
+use crate::tls;
 
 /// How often the secret backend is probed for `/readyz` while it answers…
 const PROBE_EVERY: Duration = Duration::from_secs(30);
 /// …and while it fails, so readiness comes back soon after the backend does.
 const PROBE_EVERY_FAILING: Duration = Duration::from_secs(2);
-use crate::server::{self, ListenerSettings};
-use crate::tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -31,6 +34,8 @@ pub enum StartError {
     NoSessionKeys,
     #[error("secrets: {0}")]
     Secrets(String),
+    #[error("{0}")]
+    Limits(String),
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -44,6 +49,8 @@ pub enum StartError {
 pub struct App {
     config: Config,
     secrets: Arc<SecretCache>,
+    limits: Arc<dyn LimitStore>,
+    metrics: Arc<Metrics>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     admin: TcpListener,
@@ -71,7 +78,9 @@ impl App {
         if config.session.keys.is_empty() {
             return Err(StartError::NoSessionKeys);
         }
-        let secrets = Arc::new(SecretCache::new(store, &config.secrets));
+        let limits = limits::store_for(&config.limits).map_err(StartError::Limits)?;
+        let metrics = Arc::new(Metrics::new());
+        let secrets = Arc::new(SecretCache::new(store, &config.secrets, metrics.clone()));
         // Pay the backend's first-call costs (Key Vault's challenge round trip) now,
         // not on the first login. A failure is logged and shows on /readyz.
         if let Err(e) = secrets.probe().await {
@@ -87,7 +96,7 @@ impl App {
         };
         let listener = bind(s.listen, "server.listen").await?;
         let admin = bind(s.admin_listen, "server.admin_listen").await?;
-        Ok(Self { config, secrets, tls, listener, admin })
+        Ok(Self { config, secrets, limits, metrics, tls, listener, admin })
     }
 
     /// The TLS listener's address (its port when configured as 0).
@@ -101,7 +110,8 @@ impl App {
 
     /// Serve until `shutdown` resolves; returns when in-flight work is done.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let gateway = Arc::new(Gateway::new(&self.config, self.secrets.clone()));
+        let gateway =
+            Arc::new(Gateway::new(&self.config, self.secrets.clone(), self.limits.clone(), self.metrics.clone()));
         let settings = ListenerSettings {
             header_read_timeout: self.config.server.header_read_timeout,
             max_connections: self.config.server.max_connections,
@@ -110,9 +120,10 @@ impl App {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let admin = tokio::spawn(crate::admin::run(self.admin, self.secrets.health(), stopped(stop_rx.clone())));
+        let admin = Admin { health: self.secrets.health(), metrics: self.metrics.clone(), limits: self.limits.clone() };
+        let admin = tokio::spawn(crate::admin::run(self.admin, Arc::new(admin), stopped(stop_rx.clone())));
         let probe = tokio::spawn(probe_backend(self.secrets.clone()));
-        let main = server::run(self.listener, self.tls, gateway, settings, async move {
+        let main = server::run(self.listener, self.tls, gateway, settings, self.metrics.clone(), async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });

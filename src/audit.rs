@@ -3,6 +3,7 @@
 //! operational log. PINs, passwords and cookies never appear here.
 
 use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
 /// The `tracing` target of audit events.
 pub const TARGET: &str = "keypin::audit";
@@ -11,7 +12,8 @@ pub fn login_success(user: &str, ip: IpAddr) {
     tracing::info!(target: TARGET, event = "login_success", user, ip = %ip);
 }
 
-/// `reason` is one of a fixed set: `invalid_pin`, `malformed`, `csrf`, `form_too_large`.
+/// `reason` is one of a fixed set: `invalid_pin`, `malformed`, `csrf`,
+/// `form_too_large`, `rate_limited`.
 pub fn login_failure(ip: IpAddr, reason: &'static str) {
     tracing::info!(target: TARGET, event = "login_failure", ip = %ip, reason);
 }
@@ -22,4 +24,10 @@ pub fn logout(user: &str, ip: IpAddr) {
 
 pub fn backend_error(kind: &'static str) {
     tracing::warn!(target: TARGET, event = "backend_error", kind);
+}
+
+/// A client key locked out for `duration` (`until` in RFC 3339).
+pub fn lockout(ip: IpAddr, duration: Duration) {
+    let until = humantime::format_rfc3339_seconds(SystemTime::now() + duration);
+    tracing::warn!(target: TARGET, event = "lockout", ip = %ip, until = %until, seconds = duration.as_secs());
 }

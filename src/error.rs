@@ -32,6 +32,9 @@ pub enum GatewayError {
     Csrf,
     #[error("form body too large")]
     FormTooLarge,
+    /// Too many attempts, or locked out: try again after `retry_after`.
+    #[error("rate limited")]
+    RateLimited { retry_after: std::time::Duration },
     /// The secret backend failed. Never a wrong PIN: no lockout counts it.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -57,6 +60,7 @@ impl GatewayError {
             Self::MalformedPin => StatusCode::BAD_REQUEST,
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSiteUpgrade => StatusCode::FORBIDDEN,
             Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => StatusCode::BAD_GATEWAY,
@@ -65,8 +69,27 @@ impl GatewayError {
     }
 
     /// The sentence shown to the client.
-    pub fn public_message(&self) -> &'static str {
+    pub fn public_message(&self) -> std::borrow::Cow<'static, str> {
         match self {
+            Self::RateLimited { retry_after } => {
+                let secs = crate::limits::retry_after_secs(*retry_after);
+                format!("Too many sign-in attempts. Please try again in {secs} seconds.").into()
+            }
+            other => other.fixed_message().into(),
+        }
+    }
+
+    /// `Retry-After` for answers that have one.
+    pub fn retry_after(&self) -> Option<HeaderValue> {
+        match self {
+            Self::RateLimited { retry_after } => Some(HeaderValue::from(crate::limits::retry_after_secs(*retry_after))),
+            _ => None,
+        }
+    }
+
+    fn fixed_message(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "Too many sign-in attempts. Please try again later.",
             Self::MethodNotAllowed => "This method is not allowed here.",
             Self::LoginRequired { .. } => "Please sign in.",
             Self::MalformedPin => "A PIN is a short number: please check it and try again.",
@@ -104,7 +127,13 @@ impl GatewayError {
                 resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 resp
             }
-            other => error_page(status, other.public_message()),
+            other => {
+                let mut resp = error_page(status, &other.public_message());
+                if let Some(retry) = other.retry_after() {
+                    resp.headers_mut().insert(http::header::RETRY_AFTER, retry);
+                }
+                resp
+            }
         }
     }
 }
@@ -144,6 +173,10 @@ mod tests {
         assert_eq!(GatewayError::FormTooLarge.status(), 413);
         assert_eq!(GatewayError::Backend(BackendError::Timeout).status(), 503);
         assert_eq!(GatewayError::MethodNotAllowed.status(), 405);
+        let limited = GatewayError::RateLimited { retry_after: std::time::Duration::from_millis(4500) };
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.retry_after().unwrap(), "5");
+        assert!(limited.public_message().contains("5 seconds"));
         let build = http::Request::builder().header("bad\nname", "x").body(()).unwrap_err();
         assert_eq!(GatewayError::UpstreamRequest(build).status(), 502);
     }

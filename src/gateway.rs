@@ -13,7 +13,9 @@ use hyper::body::Incoming;
 
 use crate::config::{Config, RouteConfig, ServerConfig, canonical_ip};
 use crate::error::GatewayError;
+use crate::limits::{LimitStore, client_ip};
 use crate::login::{Login, login_url};
+use crate::metrics::Metrics;
 use crate::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
 use crate::route::{self, RESERVED_PREFIX, Router, same_origin};
 use crate::secrets::Credentials;
@@ -36,45 +38,64 @@ pub struct Gateway {
     sessions: Arc<Sessions>,
     secrets: Arc<SecretCache>,
     login: Login,
+    metrics: Arc<Metrics>,
 }
+
+/// The `route` label of requests no route matched.
+const NO_ROUTE: &str = "none";
+/// The `route` label of keypin's own pages.
+const KEYPIN_ROUTE: &str = "keypin";
 
 impl Gateway {
     /// `config.session.keys` must not be empty (`App` checks it first).
-    pub fn new(config: &Config, secrets: Arc<SecretCache>) -> Self {
+    pub fn new(config: &Config, secrets: Arc<SecretCache>, limits: Arc<dyn LimitStore>, metrics: Arc<Metrics>) -> Self {
         let sessions = Arc::new(Sessions::new(&config.session));
         Self {
             server: config.server.clone(),
             router: Router::new(config.routes.clone()),
-            proxy: Proxy::new(config.server.upstream_timeout),
-            login: Login::new(config.pin.clone(), sessions.clone(), secrets.clone()),
+            proxy: Proxy::new(config.server.upstream_timeout, metrics.clone()),
+            login: Login::new(config.pin.clone(), sessions.clone(), secrets.clone(), limits, metrics.clone()),
             sessions,
             secrets,
+            metrics,
         }
     }
 
     /// Serve one request from `peer`. Never fails.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        match self.serve(req, peer).await {
+        let mut route = NO_ROUTE;
+        let resp = match self.serve(req, peer, &mut route).await {
             Ok(resp) => resp,
             Err(e) => {
                 if e.status().is_server_error() {
-                    tracing::warn!(error = %e, peer = %peer.ip(), "request failed");
+                    tracing::warn!(error = %e, route, "request failed");
                 } else {
-                    tracing::debug!(error = %e, peer = %peer.ip(), "request refused");
+                    tracing::debug!(error = %e, route, "request refused");
                 }
                 e.into_response()
             }
-        }
+        };
+        self.metrics.request(route, resp.status().as_u16());
+        resp
     }
 
-    async fn serve(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, GatewayError> {
+    /// The request path; `label` learns the route's name as soon as it is known.
+    async fn serve<'a>(
+        &'a self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        label: &mut &'a str,
+    ) -> Result<Response<Body>, GatewayError> {
         let path = route::normalize_path(req.uri().path())?.into_owned();
         let peer_ip = canonical_ip(peer.ip());
         if path.starts_with(RESERVED_PREFIX) {
-            return self.login.handle(req, &path, peer_ip).await;
+            *label = KEYPIN_ROUTE;
+            let client = client_ip(peer_ip, req.headers(), &self.server);
+            return self.login.handle(req, &path, client).await;
         }
         let host = route::request_host(&req);
         let route = self.router.select(host.as_deref(), &path).ok_or(GatewayError::NoRoute)?;
+        *label = &route.name;
         if upgrade_protocol(req.headers()).is_some() && !same_origin(req.headers(), req.uri()) {
             return Err(GatewayError::CrossSiteUpgrade);
         }

@@ -19,6 +19,8 @@ use crate::audit;
 use crate::config::PinConfig;
 use crate::error::GatewayError;
 use crate::gateway::{Body, full_body};
+use crate::limits::{ClientKey, LimitStore};
+use crate::metrics::{LoginResult, Metrics};
 use crate::route::same_origin;
 use crate::secrets::SecretName;
 use crate::secrets::cache::{Resolved, SecretCache, Staleness};
@@ -49,6 +51,8 @@ pub struct Login {
     pin: PinConfig,
     sessions: Arc<Sessions>,
     secrets: Arc<SecretCache>,
+    limits: Arc<dyn LimitStore>,
+    metrics: Arc<Metrics>,
     csrf_cookie: String,
 }
 
@@ -61,9 +65,15 @@ struct Form {
 }
 
 impl Login {
-    pub fn new(pin: PinConfig, sessions: Arc<Sessions>, secrets: Arc<SecretCache>) -> Self {
+    pub fn new(
+        pin: PinConfig,
+        sessions: Arc<Sessions>,
+        secrets: Arc<SecretCache>,
+        limits: Arc<dyn LimitStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let csrf_cookie = sessions.companion_name("csrf");
-        Self { pin, sessions, secrets, csrf_cookie }
+        Self { pin, sessions, secrets, limits, metrics, csrf_cookie }
     }
 
     /// Serve a request under `/.keypin/`; `client` is the address used for audit.
@@ -89,23 +99,26 @@ impl Login {
 
     async fn login_post<B: FormBody>(&self, parts: Parts, body: B, client: IpAddr) -> Response<Body> {
         let started = Instant::now();
-        let form = match read_form(&parts.headers, body).await {
+        let headers = &parts.headers;
+        let form = match read_form(headers, body).await {
             Ok(form) => form,
-            Err(e) => {
-                audit::login_failure(client, "form_too_large");
-                return self.login_form(&parts.headers, e.status(), Some(&e), "/");
-            }
+            Err(e) => return self.refuse(headers, client, e, "/"),
         };
         let rd = safe_redirect(form.rd.as_deref().unwrap_or("/"));
         if !self.csrf_ok(&parts, &form) {
-            audit::login_failure(client, "csrf");
-            return self.login_form(&parts.headers, StatusCode::FORBIDDEN, Some(&GatewayError::Csrf), &rd);
+            return self.refuse(headers, client, GatewayError::Csrf, &rd);
+        }
+        // Limits come before the PIN is even looked at: a limited client learns
+        // nothing (a valid PIN is refused too) and costs the backend nothing.
+        let key = ClientKey::of(client);
+        if let Err(retry_after) = self.limits.admit(key).await {
+            return self.refuse(headers, client, GatewayError::RateLimited { retry_after }, &rd);
         }
         let pin = match parse_pin(&form.pins, &self.pin) {
             Ok(pin) => pin,
             Err(e) => {
-                audit::login_failure(client, "malformed");
-                return self.login_form(&parts.headers, e.status(), Some(&e), &rd);
+                self.failed(key, client).await;
+                return self.refuse(headers, client, e, &rd);
             }
         };
 
@@ -122,6 +135,8 @@ impl Login {
 
         let error = match outcome {
             Ok(Resolved::Found(creds)) => {
+                self.limits.record_success(key).await;
+                self.metrics.login(LoginResult::Success);
                 audit::login_success(&creds.username, client);
                 let (_, cookie) = self.sessions.mint(name, &creds.username);
                 let mut resp = redirect(StatusCode::SEE_OTHER, &rd);
@@ -130,17 +145,41 @@ impl Login {
                 return resp;
             }
             Ok(Resolved::NotFound) => {
-                audit::login_failure(client, "invalid_pin");
+                self.failed(key, client).await;
                 GatewayError::InvalidPin
             }
-            Err(e) => {
-                // An outage is not a wrong PIN: it must not count toward a lockout.
+            // An outage is not a wrong PIN: it must not count toward a lockout.
+            Err(e) => GatewayError::Backend(e),
+        };
+        self.refuse(headers, client, error, &rd)
+    }
+
+    /// A wrong or malformed PIN: one more failure in the client's streak.
+    async fn failed(&self, key: ClientKey, client: IpAddr) {
+        if let Some(lockout) = self.limits.record_failure(key).await {
+            audit::lockout(client, lockout.duration);
+        }
+    }
+
+    /// Count and audit a refused login, then show the form again saying why.
+    fn refuse(&self, headers: &HeaderMap, client: IpAddr, error: GatewayError, rd: &str) -> Response<Body> {
+        let (result, reason) = match &error {
+            GatewayError::Csrf => (LoginResult::Csrf, Some("csrf")),
+            GatewayError::RateLimited { .. } => (LoginResult::RateLimited, Some("rate_limited")),
+            GatewayError::InvalidPin => (LoginResult::InvalidPin, Some("invalid_pin")),
+            GatewayError::FormTooLarge => (LoginResult::Malformed, Some("form_too_large")),
+            GatewayError::Backend(e) => {
                 audit::backend_error(e.kind());
                 tracing::warn!(error = %e, "secret lookup failed at login");
-                GatewayError::Backend(e)
+                (LoginResult::BackendError, None)
             }
+            _ => (LoginResult::Malformed, Some("malformed")),
         };
-        self.login_form(&parts.headers, error.status(), Some(&error), &rd)
+        self.metrics.login(result);
+        if let Some(reason) = reason {
+            audit::login_failure(client, reason);
+        }
+        self.login_form(headers, error.status(), Some(&error), rd)
     }
 
     async fn logout_post<B: FormBody>(
@@ -207,7 +246,7 @@ impl Login {
     ) -> Response<Body> {
         let (token, cookie) = self.csrf_for_form(headers);
         let alert = error.map_or_else(String::new, |e| {
-            format!("<p class=\"alert\" role=\"alert\">{}</p>\n", escape(e.public_message()))
+            format!("<p class=\"alert\" role=\"alert\">{}</p>\n", escape(&e.public_message()))
         });
         let body = format!(
             "<h1>Sign in</h1>\n<p>Enter your PIN to continue.</p>\n{alert}\
@@ -222,7 +261,11 @@ impl Login {
             min = self.pin.min_digits,
             max = self.pin.max_digits,
         );
-        page(status, "Sign in", &body, cookie)
+        let mut resp = page(status, "Sign in", &body, cookie);
+        if let Some(retry) = error.and_then(GatewayError::retry_after) {
+            resp.headers_mut().insert(header::RETRY_AFTER, retry);
+        }
+        resp
     }
 
     fn logout_form(&self, headers: &HeaderMap) -> Response<Body> {

@@ -58,6 +58,21 @@ enum Command {
     },
     /// Print a fresh random session key (base64 of 64 bytes).
     GenKey,
+    /// The brute-force budget of a configuration: worst-case guesses for one and
+    /// for many addresses, and the chance they hit a PIN in use.
+    Limits {
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Addresses (IPv6: /64s) the attacker controls.
+        #[arg(long, default_value_t = 1000)]
+        attackers: u64,
+        /// Span of the attack, in days.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// Valid PINs in use.
+        #[arg(long, default_value_t = 1000)]
+        users: u64,
+    },
 }
 
 #[derive(Args)]
@@ -80,6 +95,26 @@ fn main() -> ExitCode {
             report(init_logging(&LogArgs { audit_log: None }).and_then(|()| demo_app(listen)))
         }
         Command::CheckConfig { config } => check_config(&config),
+        Command::Limits { config, attackers, days, users } => match Config::load(&config) {
+            Ok(config) => {
+                let scenario = keypin::limits::budget::Scenario { attackers, days, users };
+                println!("keypin limits: {}", config.source);
+                print!(
+                    "{}",
+                    keypin::limits::budget::report(
+                        &config.limits,
+                        config.pin.min_digits,
+                        config.pin.max_digits,
+                        scenario
+                    )
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_INVALID_CONFIG)
+            }
+        },
         Command::GenKey => {
             println!("{}", &*SessionKey::generate().to_base64());
             ExitCode::SUCCESS

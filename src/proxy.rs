@@ -3,6 +3,7 @@
 //! and WebSocket upgrades.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -18,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::gateway::Body;
+use crate::metrics::Metrics;
 
 /// Idle keep-alive connections kept per upstream host.
 const POOL_IDLE_PER_HOST: usize = 256;
@@ -202,11 +204,12 @@ fn upstream_uri(route: &RouteConfig, path: &str, query: Option<&str>) -> Result<
 pub struct Proxy {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Proxy {
     /// `timeout` bounds the wait for the upstream's response head.
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -221,7 +224,7 @@ impl Proxy {
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(https);
-        Self { client, timeout }
+        Self { client, timeout, metrics }
     }
 
     /// Send `req` to the route's upstream and stream the answer back. `path` is the
@@ -249,10 +252,10 @@ impl Proxy {
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
 
-        let mut resp = tokio::time::timeout(self.timeout, self.client.request(req))
-            .await
-            .map_err(|_| GatewayError::UpstreamTimeout)?
-            .map_err(GatewayError::UpstreamUnreachable)?;
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        self.metrics.upstream_duration(started.elapsed().as_secs_f64());
+        let mut resp = answer.map_err(|_| GatewayError::UpstreamTimeout)?.map_err(GatewayError::UpstreamUnreachable)?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_upgrade) = client_upgrade

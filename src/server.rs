@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::gateway::Gateway;
+use crate::metrics::Metrics;
 
 /// Largest request head (request line + headers) accepted; larger gets `431`.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -39,6 +40,7 @@ pub async fn run(
     tls: Arc<TlsConfig>,
     gateway: Arc<Gateway>,
     settings: ListenerSettings,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -65,15 +67,23 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, gateway, builder) = (acceptor.clone(), gateway.clone(), builder.clone());
+        let (acceptor, gateway, builder, metrics) =
+            (acceptor.clone(), gateway.clone(), builder.clone(), metrics.clone());
         let watcher = graceful.watcher();
         let handshake_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = OpenConnection::count(&metrics);
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    metrics.tls_handshake_failures.inc();
+                    return tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    metrics.tls_handshake_failures.inc();
+                    return tracing::debug!(%peer, "TLS handshake timed out");
+                }
             };
             let service = service_fn(move |req| {
                 let gateway = gateway.clone();
@@ -89,6 +99,22 @@ pub async fn run(
     tracing::info!(connections = graceful.count(), "shutting down; waiting for in-flight requests");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+    }
+}
+
+/// Counts a connection in `keypin_open_connections` while it lives.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenConnection {
+    fn count(metrics: &Metrics) -> Self {
+        metrics.open_connections.inc();
+        Self(metrics.open_connections.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

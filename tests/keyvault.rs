@@ -22,7 +22,8 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-/// A gateway on the test vault; `secrets_extra` adds keys to `[secrets]`.
+/// A gateway on the test vault; `secrets_extra` adds keys to `[secrets]`, `limits`
+/// to `[limits]` (whose rate is high: these tests are not about it).
 async fn setup(secrets_extra: &str, limits: &str) -> Setup {
     let upstream = Upstream::spawn().await;
     let vault = TestVault::start().await;
@@ -31,7 +32,7 @@ async fn setup(secrets_extra: &str, limits: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let ca = vault.write_ca(dir.path());
     let config = format!(
-        "[pin]\nmin_response = \"1ms\"\n{limits}\n[secrets]\nbackend = \"keyvault\"\nvault_url = \"{}\"\n\
+        "[pin]\nmin_response = \"1ms\"\n[limits]\nlogin_per_ip = \"10000/s\"\n{limits}\n[secrets]\nbackend = \"keyvault\"\nvault_url = \"{}\"\n\
          credential = \"static_token\"\nstatic_token = \"{TOKEN}\"\nca_cert = \"{}\"\n{secrets_extra}\n{}",
         vault.url(),
         ca.display(),
@@ -89,7 +90,7 @@ async fn concurrent_logins_and_repeated_unknown_pins_reach_the_vault_once_per_na
 
 #[tokio::test]
 async fn vault_failures_at_login_are_503_quickly_and_never_lock_anyone_out() {
-    let s = setup("request_timeout = \"1s\"", "[limits]\nlockout_after = 3\n").await;
+    let s = setup("request_timeout = \"1s\"", "lockout_after = 3").await;
     let faults = [Fault::ServerError, Fault::Hang, Fault::Throttle, Fault::Rbac];
     let mut browser = Browser::new(&s.gw);
     for (i, fault) in faults.iter().cycle().take(8).enumerate() {

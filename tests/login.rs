@@ -15,8 +15,9 @@ use support::gateway::{TestGateway, route_table};
 use support::store::{CountingStore, Mode};
 use support::upstream::{Seen, Upstream};
 
-/// Fast answers: the response-time floor has its own test.
-const FAST: &str = "[pin]\nmin_response = \"1ms\"\n";
+/// Fast answers and a high login rate: the response-time floor and the limits have
+/// tests of their own.
+const FAST: &str = "[pin]\nmin_response = \"1ms\"\n[limits]\nlogin_per_ip = \"10000/s\"\nlockout_after = 1000\n";
 
 fn basic(user_pass: &str) -> String {
     format!("Basic {}", BASE64.encode(user_pass))

@@ -31,7 +31,7 @@ async fn no_secret_reaches_any_log() {
     )
     .unwrap();
     let config = format!(
-        "[pin]\nmin_response = \"1ms\"\n[secrets]\npath = \"{}\"\n{}",
+        "[pin]\nmin_response = \"1ms\"\n[limits]\nlogin_per_ip = \"10000/s\"\n[secrets]\npath = \"{}\"\n{}",
         secrets.display(),
         route_table(&upstream.url(), "inject = \"both\"")
     );

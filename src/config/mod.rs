@@ -431,6 +431,14 @@ impl Config {
                 self.limits.lockout_after
             ));
         }
+        if let Some(p) = crate::limits::budget::weak_for_one_client(&self.limits, self.pin.min_digits) {
+            out.push(format!(
+                "limits: one address has a {:.1}% chance a year to hit one of 1,000 {}-digit PINs \
+                 (see `keypin limits`); lower limits.login_per_ip, raise lockouts or pin.min_digits",
+                p * 100.0,
+                self.pin.min_digits
+            ));
+        }
         if self.pin.min_digits < 6 {
             out.push(format!(
                 "pin.min_digits: {} digits is a small search space; rely on the limits or use 6+",

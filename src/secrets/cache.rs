@@ -3,8 +3,8 @@
 //! backend call, and the last good value kept for `stale_if_error` so an outage does
 //! not end sessions.
 
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -12,6 +12,7 @@ use moka::future::Cache;
 
 use super::{BackendError, Credentials, Lookup, PROBE_SECRET, SecretName, SecretStore};
 use crate::config::SecretsConfig;
+use crate::metrics::{LookupResult, Metrics};
 
 /// Most names remembered at once (found, unknown and stale each).
 const MAX_ENTRIES: u64 = 100_000;
@@ -88,6 +89,7 @@ impl BackendHealth {
 pub struct SecretCache {
     store: Arc<dyn SecretStore>,
     health: Arc<BackendHealth>,
+    metrics: Arc<Metrics>,
     fresh: Cache<SecretName, Entry>,
     /// Last good value per name, for `cache_ttl + stale_if_error` after it was read.
     last_good: Cache<SecretName, Arc<Credentials>>,
@@ -95,14 +97,14 @@ pub struct SecretCache {
 }
 
 impl SecretCache {
-    pub fn new(store: Arc<dyn SecretStore>, config: &SecretsConfig) -> Self {
+    pub fn new(store: Arc<dyn SecretStore>, config: &SecretsConfig, metrics: Arc<Metrics>) -> Self {
         let fresh = Cache::builder()
             .max_capacity(MAX_ENTRIES)
             .expire_after(TtlByAnswer { found: config.cache_ttl, not_found: config.negative_cache_ttl })
             .build();
         let last_good =
             Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(config.cache_ttl + config.stale_if_error).build();
-        Self { store, health: Arc::default(), fresh, last_good, request_timeout: config.request_timeout }
+        Self { store, health: Arc::default(), metrics, fresh, last_good, request_timeout: config.request_timeout }
     }
 
     pub fn health(&self) -> Arc<BackendHealth> {
@@ -127,7 +129,20 @@ impl SecretCache {
     /// Resolve `name`, from the cache when fresh, else from the store (one call
     /// however many ask at once).
     pub async fn resolve(&self, name: &SecretName, staleness: Staleness) -> Result<Resolved, BackendError> {
-        match self.fresh.try_get_with(name.clone(), self.fetch(name)).await {
+        // Set when this call's own fetch ran; coalesced waiters count as cache hits.
+        let fetched = AtomicBool::new(false);
+        let fetch = async {
+            fetched.store(true, Ordering::Relaxed);
+            self.fetch(name).await
+        };
+        let answer = self.fresh.try_get_with(name.clone(), fetch).await;
+        self.metrics.lookup(match &answer {
+            Ok(Entry::Found(_)) if fetched.load(Ordering::Relaxed) => LookupResult::Miss,
+            Ok(Entry::Found(_)) => LookupResult::Hit,
+            Ok(Entry::NotFound) => LookupResult::NotFound,
+            Ok(Entry::Invalid) | Err(_) => LookupResult::Error,
+        });
+        match answer {
             Ok(Entry::Found(creds)) => Ok(Resolved::Found(creds)),
             Ok(Entry::NotFound) => Ok(Resolved::NotFound),
             Ok(Entry::Invalid) => Err(BackendError::InvalidValue),
@@ -217,7 +232,7 @@ mod tests {
     async fn concurrent_lookups_of_one_name_make_one_backend_call() {
         let store = Arc::new(Scripted { delay: Duration::from_millis(50), ..Default::default() });
         store.set(Ok(Some("user1:pw")));
-        let cache = Arc::new(SecretCache::new(store.clone(), &config(60_000, 0)));
+        let cache = Arc::new(SecretCache::new(store.clone(), &config(60_000, 0), Arc::default()));
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let cache = cache.clone();
@@ -234,7 +249,7 @@ mod tests {
     async fn unknown_names_are_remembered_and_values_expire() {
         let store = Arc::new(Scripted::default());
         store.set(Ok(None));
-        let cache = SecretCache::new(store.clone(), &config(300, 0));
+        let cache = SecretCache::new(store.clone(), &config(300, 0), Arc::default());
         for _ in 0..5 {
             assert!(matches!(cache.resolve(&name(), Staleness::FreshOnly).await, Ok(Resolved::NotFound)));
         }
@@ -248,7 +263,7 @@ mod tests {
     async fn outages_serve_the_last_good_value_to_sessions_only() {
         let store = Arc::new(Scripted::default());
         store.set(Ok(Some("user1:pw")));
-        let cache = SecretCache::new(store.clone(), &config(100, 60_000));
+        let cache = SecretCache::new(store.clone(), &config(100, 60_000), Arc::default());
         cache.resolve(&name(), Staleness::FreshOnly).await.unwrap();
         store.set(Err(BackendError::Unavailable("503".into())));
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -266,7 +281,7 @@ mod tests {
     async fn errors_are_not_cached_and_slow_backends_time_out() {
         let store = Arc::new(Scripted { delay: Duration::from_millis(400), ..Default::default() });
         store.set(Ok(Some("user1:pw")));
-        let cache = SecretCache::new(store.clone(), &config(60_000, 0));
+        let cache = SecretCache::new(store.clone(), &config(60_000, 0), Arc::default());
         assert_eq!(cache.resolve(&name(), Staleness::FreshOnly).await.unwrap_err(), BackendError::Timeout);
         assert_eq!(cache.resolve(&name(), Staleness::FreshOnly).await.unwrap_err(), BackendError::Timeout);
         assert_eq!(store.calls.load(Ordering::SeqCst), 2, "a failure is retried on the next request");
@@ -276,7 +291,7 @@ mod tests {
     async fn invalid_values_answer_as_backend_errors() {
         let store = Arc::new(Scripted::default());
         store.set(Ok(Some("no colon here")));
-        let cache = SecretCache::new(store.clone(), &config(60_000, 0));
+        let cache = SecretCache::new(store.clone(), &config(60_000, 0), Arc::default());
         assert_eq!(cache.resolve(&name(), Staleness::FreshOnly).await.unwrap_err(), BackendError::InvalidValue);
         assert_eq!(cache.resolve(&name(), Staleness::FreshOnly).await.unwrap_err(), BackendError::InvalidValue);
         assert_eq!(store.calls.load(Ordering::SeqCst), 1);

@@ -1,0 +1,362 @@
+//! Brute-force defence: who the client is (socket peer, or the right-most untrusted
+//! `X-Forwarded-For` hop behind a trusted proxy), per-client and global login rates
+//! (governor), lockouts that double up to a cap, and the `LimitStore` seam for a
+//! shared store. `budget` computes what these limits allow an attacker.
+//!
+//! Memory stays bounded under address spraying: per-client state lives in LRU caches
+//! of at most [`MAX_TRACKED_CLIENTS`] keys, so the least recently seen keys go first,
+//! and idle keys expire once their state is back to "fresh". The global limit bounds
+//! how fast anyone can churn the tables.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed, StateStore};
+use governor::{Quota, RateLimiter};
+use http::HeaderMap;
+use moka::ops::compute::Op;
+
+use crate::config::{LimitsConfig, Rate, ServerConfig, canonical_ip};
+
+pub mod budget;
+use crate::secrets::BoxFuture;
+
+/// Most client keys whose rate or lockout state is kept (LRU beyond that).
+pub const MAX_TRACKED_CLIENTS: u64 = 100_000;
+/// A lockout streak is forgotten after this long without failures.
+const LOCKOUT_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// What limits are counted per: an IPv4 address, or an IPv6 /64 (one subscriber's
+/// allocation: an attacker holds all of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    pub fn of(ip: IpAddr) -> Self {
+        match canonical_ip(ip) {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                Self(IpAddr::V6(Ipv6Addr::from(prefix)))
+            }
+            v4 => Self(v4),
+        }
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.0
+    }
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then
+/// the right-most `X-Forwarded-For` hop that is not itself trusted. A spoofed header
+/// from anyone else is ignored.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, server: &ServerConfig) -> IpAddr {
+    let peer = canonical_ip(peer);
+    if !server.is_trusted_proxy(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else { break };
+        client = canonical_ip(ip);
+        if !server.is_trusted_proxy(client) {
+            break;
+        }
+    }
+    client
+}
+
+/// A lockout that a failure started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    pub duration: Duration,
+}
+
+/// The `n`-th lockout of a streak (1-based) lasts `base * 2^(n-1)`, at most `max`.
+pub fn lockout_duration(n: u32, base: Duration, max: Duration) -> Duration {
+    let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+    base.checked_mul(factor).unwrap_or(max).min(max)
+}
+
+/// Where limiter state lives: in this process now; a shared store (Redis) for
+/// replicas implements the same calls.
+pub trait LimitStore: Send + Sync {
+    /// Let one login attempt from `key` through, or say how long until one may.
+    /// Concurrent callers never overshoot: N attempts with one slot left admit one.
+    fn admit(&self, key: ClientKey) -> BoxFuture<'_, Result<(), Duration>>;
+    /// A failed PIN from `key`; returns the lockout it starts, if any.
+    fn record_failure(&self, key: ClientKey) -> BoxFuture<'_, Option<Lockout>>;
+    /// A successful login ends the failure streak.
+    fn record_success(&self, key: ClientKey) -> BoxFuture<'_, ()>;
+    /// Keys locked out now.
+    fn active_lockouts(&self) -> u64;
+}
+
+/// governor state keyed by client in a bounded LRU cache.
+struct BoundedKeyedState {
+    cells: moka::sync::Cache<ClientKey, u64>,
+}
+
+impl StateStore for BoundedKeyedState {
+    type Key = ClientKey;
+
+    fn measure_and_replace<T, F, E>(&self, key: &ClientKey, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        // The entry is computed under its lock: concurrent attempts are serialized
+        // per key, so a limit cannot be overshot.
+        let mut outcome = None;
+        self.cells.entry(*key).and_compute_with(|old| {
+            let (op, result) = match f(old.map(|e| Nanos::from(e.into_value()))) {
+                Ok((value, next)) => (Op::Put(u64::from(next)), Ok(value)),
+                Err(e) => (Op::Nop, Err(e)),
+            };
+            outcome = Some(result);
+            op
+        });
+        outcome.expect("the compute closure ran")
+    }
+}
+
+type KeyedLimiter = RateLimiter<ClientKey, BoundedKeyedState, DefaultClock, NoOpMiddleware>;
+type GlobalLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware>;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Streak {
+    failures: u32,
+    lockouts: u32,
+    locked_until: Option<Instant>,
+}
+
+/// Limiter state in this process.
+pub struct MemoryLimitStore {
+    per_client: KeyedLimiter,
+    /// The per-client limiter's cells (shared with it), for sizing.
+    cells: moka::sync::Cache<ClientKey, u64>,
+    global: GlobalLimiter,
+    clock: DefaultClock,
+    streaks: moka::sync::Cache<ClientKey, Streak>,
+    config: LimitsConfig,
+}
+
+fn quota(rate: Rate) -> Quota {
+    let period = rate.per / rate.count.get();
+    Quota::with_period(period.max(Duration::from_nanos(1))).expect("a positive period").allow_burst(rate.count)
+}
+
+impl MemoryLimitStore {
+    pub fn new(config: &LimitsConfig) -> Self {
+        let clock = DefaultClock::default();
+        // A key's GCRA state is back to fresh one whole period after its last use.
+        let cells = moka::sync::Cache::builder()
+            .max_capacity(MAX_TRACKED_CLIENTS)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .time_to_idle(config.login_per_ip.per)
+            .build();
+        let streaks = moka::sync::Cache::builder()
+            .max_capacity(MAX_TRACKED_CLIENTS)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .time_to_idle(LOCKOUT_MEMORY.max(config.lockout_max))
+            .build();
+        Self {
+            per_client: RateLimiter::new(
+                quota(config.login_per_ip),
+                BoundedKeyedState { cells: cells.clone() },
+                clock.clone(),
+            ),
+            cells,
+            global: RateLimiter::direct_with_clock(quota(config.login_global), clock.clone()),
+            clock,
+            streaks,
+            config: config.clone(),
+        }
+    }
+
+    fn wait(&self, not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> Duration {
+        not_until.wait_time_from(self.clock.now())
+    }
+
+    /// How many keys the per-client limiter tracks now (for the memory bench).
+    pub fn tracked_keys(&self) -> u64 {
+        self.cells.run_pending_tasks();
+        self.cells.entry_count()
+    }
+}
+
+impl LimitStore for MemoryLimitStore {
+    fn admit(&self, key: ClientKey) -> BoxFuture<'_, Result<(), Duration>> {
+        let now = Instant::now();
+        let result = match self.streaks.get(&key).and_then(|s| s.locked_until).filter(|until| *until > now) {
+            Some(until) => Err(until - now),
+            None => self
+                .per_client
+                .check_key(&key)
+                .map_err(|nu| self.wait(&nu))
+                .and_then(|()| self.global.check().map_err(|nu| self.wait(&nu))),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn record_failure(&self, key: ClientKey) -> BoxFuture<'_, Option<Lockout>> {
+        let now = Instant::now();
+        let (after, base, max) = (self.config.lockout_after, self.config.lockout_base, self.config.lockout_max);
+        let mut started = None;
+        self.streaks.entry(key).and_compute_with(|old| {
+            let mut s = old.map(|e| e.into_value()).unwrap_or_default();
+            if s.locked_until.is_some_and(|until| until <= now) {
+                s.locked_until = None;
+            }
+            s.failures += 1;
+            if after > 0 && s.failures >= after {
+                s.lockouts += 1;
+                s.failures = 0;
+                let duration = lockout_duration(s.lockouts, base, max);
+                s.locked_until = Some(now + duration);
+                started = Some(Lockout { duration });
+            }
+            Op::Put(s)
+        });
+        Box::pin(std::future::ready(started))
+    }
+
+    fn record_success(&self, key: ClientKey) -> BoxFuture<'_, ()> {
+        self.streaks.invalidate(&key);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn active_lockouts(&self) -> u64 {
+        let now = Instant::now();
+        self.streaks.iter().filter(|(_, s)| s.locked_until.is_some_and(|u| u > now)).count() as u64
+    }
+}
+
+/// `Retry-After` in whole seconds, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
+}
+
+/// The store a config asks for.
+pub fn store_for(config: &LimitsConfig) -> Result<Arc<dyn LimitStore>, String> {
+    match &config.store {
+        crate::config::LimitStoreKind::Memory => Ok(Arc::new(MemoryLimitStore::new(config))),
+        crate::config::LimitStoreKind::Redis(_) => {
+            Err("limits.store: a shared (redis) store is not available in this build; use \"memory\"".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LimitsConfig;
+
+    fn server(trusted: &[&str]) -> ServerConfig {
+        ServerConfig { trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(), ..Default::default() }
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a = ClientKey::of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = ClientKey::of("2001:db8:1:2:ffff::9".parse().unwrap());
+        let c = ClientKey::of("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(ClientKey::of("::ffff:192.0.2.1".parse().unwrap()).ip(), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let spoofed = xff(&["203.0.113.7"]);
+        assert_eq!(client_ip(peer, &spoofed, &server(&[])), peer, "untrusted peer: header ignored");
+        let trusted = server(&["10.0.0.0/8"]);
+        assert_eq!(client_ip(peer, &spoofed, &trusted).to_string(), "203.0.113.7");
+        // The client may prepend lies; the right-most untrusted hop is the truth.
+        let chain = xff(&["198.51.100.1, 203.0.113.7", "10.0.0.9"]);
+        assert_eq!(client_ip(peer, &chain, &trusted).to_string(), "203.0.113.7");
+        let garbage = xff(&["not-an-ip, 10.0.0.9"]);
+        assert_eq!(client_ip(peer, &garbage, &trusted).to_string(), "10.0.0.9");
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+    }
+
+    #[test]
+    fn lockouts_double_and_cap() {
+        let (base, max) = (Duration::from_secs(60), Duration::from_secs(3600));
+        let d: Vec<u64> = (1..=9).map(|n| lockout_duration(n, base, max).as_secs()).collect();
+        assert_eq!(d, [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+        assert_eq!(lockout_duration(200, base, max), max);
+    }
+
+    fn limits(per_ip: &str, after: u32, base: u64, max: u64) -> LimitsConfig {
+        LimitsConfig {
+            login_per_ip: per_ip.parse().unwrap(),
+            lockout_after: after,
+            lockout_base: Duration::from_secs(base),
+            lockout_max: Duration::from_secs(max),
+            ..LimitsConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_streak_locks_a_key_and_success_resets_it() {
+        let store = MemoryLimitStore::new(&limits("1000/s", 3, 60, 3600));
+        let key = ClientKey::of("192.0.2.1".parse().unwrap());
+        let other = ClientKey::of("192.0.2.2".parse().unwrap());
+        assert!(store.record_failure(key).await.is_none());
+        store.record_success(key).await;
+        assert!(store.record_failure(key).await.is_none());
+        assert!(store.record_failure(key).await.is_none());
+        assert_eq!(store.record_failure(key).await, Some(Lockout { duration: Duration::from_secs(60) }));
+        let wait = store.admit(key).await.unwrap_err();
+        assert!(wait > Duration::from_secs(58) && wait <= Duration::from_secs(60));
+        assert!(store.admit(other).await.is_ok(), "other clients are not affected");
+        assert_eq!(store.active_lockouts(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_rate_admits_exactly_its_burst_even_when_raced() {
+        let store = Arc::new(MemoryLimitStore::new(&limits("5/min", 10, 60, 3600)));
+        let key = ClientKey::of("192.0.2.1".parse().unwrap());
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.admit(key).await.is_ok() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(admitted, 5);
+        let wait = store.admit(key).await.unwrap_err();
+        assert_eq!(retry_after_secs(wait), 12, "one slot replenishes every 12 s at 5/min");
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(100)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+        assert_eq!(retry_after_secs(Duration::from_millis(3001)), 4);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+}

@@ -1,0 +1,194 @@
+//! Brute-force defence over real TLS: per-client rate, lockouts, client addresses
+//! behind trusted proxies, IPv6 /64 keys, metrics, and `keypin limits`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{StatusCode, header};
+use support::browser::{Browser, Page};
+use support::gateway::{TestGateway, route_table};
+use support::store::{CountingStore, Mode};
+use support::upstream::Upstream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn setup(limits: &str, server_extra: &str) -> (Upstream, Arc<CountingStore>, TestGateway) {
+    let upstream = Upstream::spawn().await;
+    let store = Arc::new(CountingStore::demo());
+    let config = format!("[pin]\nmin_response = \"1ms\"\n[limits]\n{limits}\n{}", route_table(&upstream.url(), ""));
+    let gw = TestGateway::with_store(server_extra, &config, store.clone()).await;
+    (upstream, store, gw)
+}
+
+/// POST a PIN with a fresh CSRF token, as the client behind `xff` when given.
+async fn attempt(browser: &mut Browser, pin: &str, xff: Option<&str>) -> Page {
+    let csrf = browser.csrf().await;
+    let body = format!("pin={pin}&csrf={csrf}");
+    let mut req = http::Request::post(browser.url("/.keypin/login"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ORIGIN, browser.url(""));
+    if let Some(xff) = xff {
+        req = req.header("x-forwarded-for", xff);
+    }
+    let cookies = browser.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    req = req.header(header::COOKIE, cookies);
+    browser.send(req.body(support::client::bytes(body)).unwrap()).await
+}
+
+fn retry_after(page: &Page) -> u64 {
+    page.headers[header::RETRY_AFTER].to_str().unwrap().parse().expect("Retry-After is whole seconds")
+}
+
+async fn metrics(gw: &TestGateway) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.unwrap();
+    String::from_utf8(raw).unwrap()
+}
+
+/// The value of one sample line, parsed.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_sixth_attempt_in_a_minute_is_429_even_with_a_valid_pin() {
+    let (_up, store, gw) = setup("login_per_ip = \"5/min\"\nlockout_after = 100", "").await;
+    let mut browser = Browser::new(&gw);
+    for i in 0..5 {
+        assert_eq!(attempt(&mut browser, &format!("99{i:02}"), None).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let before = store.total();
+    let page = attempt(&mut browser, "1234", None).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!((1..=12).contains(&retry_after(&page)), "Retry-After {}", retry_after(&page));
+    assert!(page.body.contains("role=\"alert\"") && page.body.contains("seconds"), "{}", page.body);
+    assert!(page.set_cookie("__Host-keypin").is_none(), "no session while limited");
+    assert_eq!(store.total(), before, "a limited attempt never reaches the store");
+    let text = metrics(&gw).await;
+    assert_eq!(sample(&text, "keypin_login_attempts_total{result=\"rate_limited\"}"), 1.0);
+    assert_eq!(sample(&text, "keypin_login_attempts_total{result=\"invalid_pin\"}"), 5.0);
+}
+
+#[tokio::test]
+async fn consecutive_failures_lock_out_with_doubling_and_a_cap() {
+    let (_up, store, gw) =
+        setup("login_per_ip = \"1000/s\"\nlockout_after = 3\nlockout_base = \"1s\"\nlockout_max = \"2s\"", "").await;
+    let mut browser = Browser::new(&gw);
+    for expected_lock in [1, 2, 2] {
+        assert_eq!(attempt(&mut browser, "9999", None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(attempt(&mut browser, "12ab", None).await.status, StatusCode::BAD_REQUEST, "malformed counts");
+        assert_eq!(attempt(&mut browser, "9998", None).await.status, StatusCode::UNAUTHORIZED);
+        let page = attempt(&mut browser, "1234", None).await;
+        assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "the third failure locks");
+        assert_eq!(retry_after(&page), expected_lock);
+        assert_eq!(sample(&metrics(&gw).await, "keypin_active_lockouts"), 1.0);
+        tokio::time::sleep(Duration::from_millis(expected_lock * 1000 + 100)).await;
+    }
+    // A success resets the streak: two failures after it do not lock.
+    assert_eq!(attempt(&mut browser, "1234", None).await.status, StatusCode::SEE_OTHER);
+    for _ in 0..2 {
+        assert_eq!(attempt(&mut browser, "9999", None).await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(attempt(&mut browser, "4567", None).await.status, StatusCode::SEE_OTHER);
+    assert!(store.total() > 0);
+}
+
+#[tokio::test]
+async fn backend_outages_never_lock_anyone_out() {
+    let (_up, store, gw) = setup("login_per_ip = \"1000/s\"\nlockout_after = 2", "").await;
+    store.set_mode(Mode::Unavailable);
+    let mut browser = Browser::new(&gw);
+    for _ in 0..6 {
+        assert_eq!(attempt(&mut browser, "1234", None).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    store.set_mode(Mode::Normal);
+    assert_eq!(attempt(&mut browser, "1234", None).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn fifty_parallel_guesses_with_five_allowed_reach_the_pin_check_five_times() {
+    let (_up, store, gw) = setup("login_per_ip = \"5/min\"\nlockout_after = 1000", "").await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let mut browser = Browser::new(&gw);
+        let csrf = browser.csrf().await;
+        tasks.push(tokio::spawn(async move {
+            let pin = format!("7{i:03}");
+            browser.post_form("/.keypin/login", &[("pin", &pin), ("csrf", &csrf)]).await.status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count(), 5);
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count(), 45);
+    assert_eq!(store.total(), 5, "exactly five guesses reached the secret store");
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+    // Untrusted peer: a different X-Forwarded-For on every attempt changes nothing.
+    let (_up, _store, gw) = setup("login_per_ip = \"2/min\"\nlockout_after = 100", "").await;
+    let mut browser = Browser::new(&gw);
+    let spoofs = ["203.0.113.1", "203.0.113.2", "203.0.113.3"];
+    let statuses: Vec<_> = {
+        let mut v = Vec::new();
+        for s in spoofs {
+            v.push(attempt(&mut browser, "9999", Some(s)).await.status);
+        }
+        v
+    };
+    assert_eq!(statuses, [StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS]);
+
+    // Trusted proxy: the right-most untrusted hop is the client.
+    let (_up, _store, gw) =
+        setup("login_per_ip = \"2/min\"\nlockout_after = 100", "trusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/8\"]")
+            .await;
+    let mut browser = Browser::new(&gw);
+    for _ in 0..2 {
+        let page = attempt(&mut browser, "9999", Some("198.51.100.7, 203.0.113.1, 10.1.1.1")).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    let page = attempt(&mut browser, "9999", Some("198.51.100.99, 203.0.113.1, 10.1.1.1")).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "a forged left-most hop does not escape the limit");
+    let page = attempt(&mut browser, "9999", Some("203.0.113.2, 10.1.1.1")).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "another client behind the proxy has its own limit");
+}
+
+#[tokio::test]
+async fn ipv6_clients_share_a_limit_per_64() {
+    let (_up, _store, gw) =
+        setup("login_per_ip = \"2/min\"\nlockout_after = 100", "trusted_proxies = [\"127.0.0.1\"]").await;
+    let mut browser = Browser::new(&gw);
+    for addr in ["2001:db8:aa:1::1", "2001:db8:aa:1:ffff::2"] {
+        assert_eq!(attempt(&mut browser, "9999", Some(addr)).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let page = attempt(&mut browser, "9999", Some("2001:db8:aa:1:1234::3")).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "same /64");
+    let page = attempt(&mut browser, "9999", Some("2001:db8:aa:2::1")).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "another /64");
+}
+
+#[test]
+fn keypin_limits_prints_the_budget_of_the_default_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keypin"))
+        .args(["limits", "--config", &format!("{root}/config/keypin.toml"), "--attackers", "1000", "--days", "30"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Hand-computed in src/limits/budget.rs: 714 cycles of 10 guesses; the global
+    // ceiling is 100 + 100/s x 2,592,000 s.
+    for expected in ["7,140 ", "7,140,000", "259,200,100", "10,000 possible 4-digit PINs"] {
+        assert!(text.contains(expected), "{expected:?} missing in\n{text}");
+    }
+}
