@@ -45,7 +45,7 @@ fn pair(set_cookie: &HeaderValue) -> String {
 }
 
 fn sessions(c: &mut Criterion) {
-    let sessions = Sessions::new(&session_config());
+    let sessions = Sessions::new(&session_config(), keypin::session::revocations());
     let name = SecretName::for_pin("secret-", "1234");
     c.bench_function("session_seal", |b| b.iter(|| sessions.mint(black_box(name.clone()), "user1")));
 
@@ -65,7 +65,7 @@ fn login(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async { cache.resolve(black_box(&name), Staleness::AllowStale).await.unwrap() })
     });
 
-    let sessions = Arc::new(Sessions::new(&session_config()));
+    let sessions = Arc::new(Sessions::new(&session_config(), keypin::session::revocations()));
     let pin = PinConfig { min_response: Duration::ZERO, ..PinConfig::default() };
     // Limits generous enough never to refuse: the bench measures the login itself.
     let limits = LimitsConfig {

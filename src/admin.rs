@@ -15,31 +15,32 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::limits::LimitStore;
+use arc_swap::ArcSwap;
+
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
-use crate::secrets::cache::BackendHealth;
 use crate::server::SHUTDOWN_GRACE;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What the admin endpoints report on.
+/// What the admin endpoints report on: the gateway in service (reloads swap it).
 pub struct Admin {
-    pub health: Arc<BackendHealth>,
+    pub gateway: Arc<ArcSwap<Gateway>>,
     pub metrics: Arc<Metrics>,
-    pub limits: Arc<dyn LimitStore>,
 }
 
 impl Admin {
     fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let (status, content_type, body) = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, TEXT, "ok\n".to_owned()),
-            (&Method::GET | &Method::HEAD, "/readyz") => match self.health.ready() {
+            (&Method::GET | &Method::HEAD, "/readyz") => match self.gateway.load().secrets().health().ready() {
                 Ok(()) => (StatusCode::OK, TEXT, "ready\n".to_owned()),
                 Err(kind) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("not ready: secret backend {kind}\n")),
             },
             (&Method::GET | &Method::HEAD, "/metrics") => {
-                self.metrics.active_lockouts.set(i64::try_from(self.limits.active_lockouts()).unwrap_or(i64::MAX));
+                let lockouts = self.gateway.load().limits().active_lockouts();
+                self.metrics.active_lockouts.set(i64::try_from(lockouts).unwrap_or(i64::MAX));
                 (StatusCode::OK, PROMETHEUS, self.metrics.render())
             }
             _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".to_owned()),

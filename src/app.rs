@@ -3,23 +3,27 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::admin::Admin;
-use crate::config::{Config, SecretBackend};
-use crate::gateway::Gateway;
-use crate::limits::{self, LimitStore};
+use crate::config::{Config, SecretBackend, SecretsConfig};
+use crate::gateway::{Gateway, Shared};
+use crate::limits;
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::secrets::SecretStore;
 use crate::secrets::cache::SecretCache;
 use crate::secrets::file::FileStore;
 use crate::secrets::keyvault::KeyVaultStore;
 use crate::server::{self, ListenerSettings};
-use crate::tls;
+use crate::session::revocations;
+use crate::tls::{self, CertResolver};
 
 /// How often the secret backend is probed for `/readyz` while it answers…
 const PROBE_EVERY: Duration = Duration::from_secs(30);
@@ -45,31 +49,37 @@ pub enum StartError {
     },
 }
 
+/// The secret store a configuration names.
+pub fn open_store(secrets: &SecretsConfig) -> Result<Arc<dyn SecretStore>, String> {
+    Ok(match &secrets.backend {
+        SecretBackend::File { path } => {
+            let store = Arc::new(FileStore::load(path)?);
+            store.watch();
+            store
+        }
+        SecretBackend::KeyVault(kv) => Arc::new(KeyVaultStore::new(kv, secrets.request_timeout)?),
+    })
+}
+
 /// keypin with its listeners bound, ready to run.
 pub struct App {
     config: Config,
-    secrets: Arc<SecretCache>,
-    limits: Arc<dyn LimitStore>,
-    metrics: Arc<Metrics>,
+    /// Where the configuration came from, when it is to be watched and reloaded.
+    config_path: Option<PathBuf>,
+    gateway: Arc<ArcSwap<Gateway>>,
+    shared: Shared,
+    certs: Arc<CertResolver>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     admin: TcpListener,
+    reload: Arc<Notify>,
 }
 
 impl App {
     /// Open the configured secret store, prepare TLS (creating a development
     /// certificate if asked) and bind both listeners.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
-        let store: Arc<dyn SecretStore> = match &config.secrets.backend {
-            SecretBackend::File { path } => {
-                let store = Arc::new(FileStore::load(path).map_err(StartError::Secrets)?);
-                store.watch();
-                store
-            }
-            SecretBackend::KeyVault(kv) => {
-                Arc::new(KeyVaultStore::new(kv, config.secrets.request_timeout).map_err(StartError::Secrets)?)
-            }
-        };
+        let store = open_store(&config.secrets).map_err(StartError::Secrets)?;
         Self::bind_with_store(config, store).await
     }
 
@@ -79,8 +89,8 @@ impl App {
             return Err(StartError::NoSessionKeys);
         }
         let limits = limits::store_for(&config.limits).map_err(StartError::Limits)?;
-        let metrics = Arc::new(Metrics::new());
-        let secrets = Arc::new(SecretCache::new(store, &config.secrets, metrics.clone()));
+        let shared = Shared { metrics: Arc::new(Metrics::new()), revoked: revocations() };
+        let secrets = Arc::new(SecretCache::new(store, &config.secrets, shared.metrics.clone()));
         // Pay the backend's first-call costs (Key Vault's challenge round trip) now,
         // not on the first login. A failure is logged and shows on /readyz.
         if let Err(e) = secrets.probe().await {
@@ -90,13 +100,26 @@ impl App {
         if s.self_signed && tls::ensure_self_signed(&s.tls_cert, &s.tls_key)? {
             tracing::warn!(cert = %s.tls_cert.display(), "created a self-signed development certificate");
         }
-        let tls = tls::server_config(&s.tls_cert, &s.tls_key)?;
+        let certs = CertResolver::load(&s.tls_cert, &s.tls_key)?;
+        let tls = tls::server_config(certs.clone())?;
         let bind = |addr: SocketAddr, key: &'static str| async move {
             TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, key, source })
         };
         let listener = bind(s.listen, "server.listen").await?;
         let admin = bind(s.admin_listen, "server.admin_listen").await?;
-        Ok(Self { config, secrets, limits, metrics, tls, listener, admin })
+        let gateway = Arc::new(ArcSwap::from_pointee(Gateway::new(&config, secrets, limits, &shared)));
+        Ok(Self { config, config_path: None, gateway, shared, certs, tls, listener, admin, reload: Arc::default() })
+    }
+
+    /// Reload from `path` on SIGHUP and when it (or the certificate) changes.
+    pub fn watch(mut self, path: PathBuf) -> Self {
+        self.config_path = Some(path);
+        self
+    }
+
+    /// Notify this to reload the watched configuration now.
+    pub fn reload_trigger(&self) -> Arc<Notify> {
+        self.reload.clone()
     }
 
     /// The TLS listener's address (its port when configured as 0).
@@ -110,8 +133,6 @@ impl App {
 
     /// Serve until `shutdown` resolves; returns when in-flight work is done.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let gateway =
-            Arc::new(Gateway::new(&self.config, self.secrets.clone(), self.limits.clone(), self.metrics.clone()));
         let settings = ListenerSettings {
             header_read_timeout: self.config.server.header_read_timeout,
             max_connections: self.config.server.max_connections,
@@ -120,25 +141,41 @@ impl App {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let admin = Admin { health: self.secrets.health(), metrics: self.metrics.clone(), limits: self.limits.clone() };
-        let admin = tokio::spawn(crate::admin::run(self.admin, Arc::new(admin), stopped(stop_rx.clone())));
-        let probe = tokio::spawn(probe_backend(self.secrets.clone()));
-        let main = server::run(self.listener, self.tls, gateway, settings, self.metrics.clone(), async move {
+        let metrics = self.shared.metrics.clone();
+        let admin = Arc::new(Admin { gateway: self.gateway.clone(), metrics: metrics.clone() });
+        let admin = tokio::spawn(crate::admin::run(self.admin, admin, stopped(stop_rx.clone())));
+        let probe = tokio::spawn(probe_backend(self.gateway.clone()));
+        let reloader = self.config_path.map(|path| {
+            let reloader = Reloader {
+                path,
+                running: self.config,
+                gateway: self.gateway.clone(),
+                shared: self.shared.clone(),
+                certs: self.certs,
+                trigger: self.reload,
+            };
+            tokio::spawn(reloader.run())
+        });
+        server::run(self.listener, self.tls, self.gateway, settings, metrics, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
-        });
-        main.await;
+        })
+        .await;
         probe.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         let _ = admin.await;
     }
 }
 
 /// Keep `/readyz` true to the backend even without login traffic: probe every
 /// [`PROBE_EVERY`] while it answers, every [`PROBE_EVERY_FAILING`] while it fails.
-async fn probe_backend(secrets: Arc<SecretCache>) {
+async fn probe_backend(gateway: Arc<ArcSwap<Gateway>>) {
     let mut last = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(PROBE_EVERY_FAILING).await;
+        let secrets = gateway.load().secrets().clone();
         if secrets.health().ready().is_err() || last.elapsed() >= PROBE_EVERY {
             let _ = secrets.probe().await;
             last = tokio::time::Instant::now();

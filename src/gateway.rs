@@ -20,7 +20,7 @@ use crate::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
 use crate::route::{self, RESERVED_PREFIX, Router, same_origin};
 use crate::secrets::Credentials;
 use crate::secrets::cache::{Resolved, SecretCache, Staleness};
-use crate::session::{Sessions, strip_cookies};
+use crate::session::{Revocations, Sessions, strip_cookies};
 
 /// Response body: an upstream's streamed body, or a page keypin made itself.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -30,7 +30,15 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
     Either::Right(Full::new(bytes.into()))
 }
 
-/// Everything a request needs, shared by all connections.
+/// What outlives a configuration: kept across reloads.
+#[derive(Clone)]
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub revoked: Revocations,
+}
+
+/// Everything a request needs under one configuration, shared by all connections.
+/// A reload builds a new one; requests in flight finish on the one they started on.
 pub struct Gateway {
     server: ServerConfig,
     router: Router,
@@ -38,6 +46,7 @@ pub struct Gateway {
     sessions: Arc<Sessions>,
     secrets: Arc<SecretCache>,
     login: Login,
+    limits: Arc<dyn LimitStore>,
     metrics: Arc<Metrics>,
 }
 
@@ -45,24 +54,42 @@ pub struct Gateway {
 const NO_ROUTE: &str = "none";
 /// The `route` label of keypin's own pages.
 const KEYPIN_ROUTE: &str = "keypin";
+/// The `tracing` target of the access log: one line per request, without query
+/// strings, cookies or credentials (`RUST_LOG=keypin::access=off` silences it).
+pub const ACCESS_LOG: &str = "keypin::access";
 
 impl Gateway {
     /// `config.session.keys` must not be empty (`App` checks it first).
-    pub fn new(config: &Config, secrets: Arc<SecretCache>, limits: Arc<dyn LimitStore>, metrics: Arc<Metrics>) -> Self {
-        let sessions = Arc::new(Sessions::new(&config.session));
+    pub fn new(config: &Config, secrets: Arc<SecretCache>, limits: Arc<dyn LimitStore>, shared: &Shared) -> Self {
+        let sessions = Arc::new(Sessions::new(&config.session, shared.revoked.clone()));
+        let metrics = shared.metrics.clone();
         Self {
             server: config.server.clone(),
             router: Router::new(config.routes.clone()),
             proxy: Proxy::new(config.server.upstream_timeout, metrics.clone()),
-            login: Login::new(config.pin.clone(), sessions.clone(), secrets.clone(), limits, metrics.clone()),
+            login: Login::new(config.pin.clone(), sessions.clone(), secrets.clone(), limits.clone(), metrics.clone()),
             sessions,
             secrets,
+            limits,
             metrics,
         }
     }
 
+    pub fn secrets(&self) -> &Arc<SecretCache> {
+        &self.secrets
+    }
+
+    pub fn limits(&self) -> &Arc<dyn LimitStore> {
+        &self.limits
+    }
+
     /// Serve one request from `peer`. Never fails.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        // The path only: queries may carry tokens.
+        let path = req.uri().path().to_owned();
+        let client = client_ip(peer.ip(), req.headers(), &self.server);
         let mut route = NO_ROUTE;
         let resp = match self.serve(req, peer, &mut route).await {
             Ok(resp) => resp,
@@ -76,6 +103,17 @@ impl Gateway {
             }
         };
         self.metrics.request(route, resp.status().as_u16());
+        let bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        tracing::info!(
+            target: ACCESS_LOG,
+            %method,
+            path,
+            route,
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            bytes,
+            client = %client,
+        );
         resp
     }
 

@@ -16,7 +16,10 @@
 //! - `audit`   one JSON line per security event
 //! - `route`   path normalization and route selection
 //! - `proxy`   upstream client, header rewriting, identity injection, upgrades
-//! - `admin`   /healthz /readyz
+//! - `reload`  SIGHUP / file-change reload: validate, then swap the gateway
+//! - `limits`  per-client and global login limits, lockouts, the guessing budget
+//! - `metrics` the Prometheus registry
+//! - `admin`   /healthz /readyz /metrics
 //! - `demo`    `keypin demo`: embedded config and a built-in legacy app
 //! - `secrets` the secret store trait, file store, cache; redacted newtypes
 //! - `error`   `GatewayError` and its status table
@@ -33,6 +36,7 @@ pub mod limits;
 pub mod login;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod secrets;
 pub mod server;

@@ -81,19 +81,31 @@ struct LogArgs {
     /// instead of stdout.
     #[arg(long, value_name = "PATH")]
     audit_log: Option<PathBuf>,
+    /// Format of the operational log on stderr: `auto` is text on a terminal and
+    /// JSON lines otherwise.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli
-        .command
-        .unwrap_or(Command::Serve { config: PathBuf::from(DEFAULT_CONFIG_PATH), log: LogArgs { audit_log: None } });
+    let command = cli.command.unwrap_or(Command::Serve {
+        config: PathBuf::from(DEFAULT_CONFIG_PATH),
+        log: LogArgs { audit_log: None, log_format: LogFormat::Auto },
+    });
     match command {
         Command::Serve { config, log } => report(init_logging(&log).and_then(|()| serve(&config))),
         Command::Demo { listen, log } => report(init_logging(&log).and_then(|()| demo(listen))),
-        Command::DemoApp { listen } => {
-            report(init_logging(&LogArgs { audit_log: None }).and_then(|()| demo_app(listen)))
-        }
+        Command::DemoApp { listen } => report(
+            init_logging(&LogArgs { audit_log: None, log_format: LogFormat::Auto }).and_then(|()| demo_app(listen)),
+        ),
         Command::CheckConfig { config } => check_config(&config),
         Command::Limits { config, attackers, days, users } => match Config::load(&config) {
             Ok(config) => {
@@ -168,11 +180,18 @@ fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
         .with_writer(audit_writer)
         .with_filter(filter::filter_fn(is_audit));
     let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ops = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(env_filter)
-        .with_filter(filter::filter_fn(move |meta| !is_audit(meta)));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = match args.log_format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !terminal,
+    };
+    let ops = if json {
+        tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(terminal).boxed()
+    };
+    let ops = ops.with_filter(env_filter).with_filter(filter::filter_fn(move |meta| !is_audit(meta)));
     tracing_subscriber::registry().with(audit).with(ops).init();
     Ok(())
 }
@@ -194,7 +213,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         tracing::warn!("{}: {warning}", config.source);
     }
     runtime()?.block_on(async {
-        let app = App::bind(config).await?;
+        let app = App::bind(config).await?.watch(path.to_owned());
         tracing::info!(listen = %app.local_addr(), admin = %app.admin_addr(), "keypin listening");
         app.run(shutdown_signal()).await;
         tracing::info!("stopped");

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -38,7 +39,7 @@ pub struct ListenerSettings {
 pub async fn run(
     listener: TcpListener,
     tls: Arc<TlsConfig>,
-    gateway: Arc<Gateway>,
+    gateway: Arc<ArcSwap<Gateway>>,
     settings: ListenerSettings,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
@@ -86,7 +87,8 @@ pub async fn run(
                 }
             };
             let service = service_fn(move |req| {
-                let gateway = gateway.clone();
+                // The gateway in service when the request arrives serves it to the end.
+                let gateway = gateway.load_full();
                 async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer).await) }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);

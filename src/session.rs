@@ -16,8 +16,21 @@ use crate::secrets::SecretName;
 
 /// A session is re-sealed with a new last-seen time at most this often.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
-/// Revoked session ids remembered at most (each until its session would expire).
+/// Revoked session ids remembered at most.
 const MAX_REVOKED: u64 = 1_000_000;
+/// The longest session lifetime (`session.ttl`) allowed; revocations are kept this
+/// long, so no revoked session can outlive its revocation, whatever the ttl is
+/// reloaded to.
+pub const MAX_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Session ids ended on the server (logout, deleted secret), shared by every
+/// configuration that is reloaded.
+pub type Revocations = moka::sync::Cache<String, ()>;
+
+/// An empty revocation table.
+pub fn revocations() -> Revocations {
+    moka::sync::Cache::builder().max_capacity(MAX_REVOKED).time_to_live(MAX_SESSION_TTL).build()
+}
 /// Random bytes in a session id.
 const SESSION_ID_BYTES: usize = 16;
 
@@ -67,19 +80,19 @@ pub struct Sessions {
     cookie_name: String,
     ttl: Duration,
     idle: Duration,
-    revoked: moka::sync::Cache<String, ()>,
+    revoked: Revocations,
 }
 
 impl Sessions {
     /// `config.keys` must not be empty (start-up refuses that earlier).
-    pub fn new(config: &SessionConfig) -> Self {
+    pub fn new(config: &SessionConfig, revoked: Revocations) -> Self {
         assert!(!config.keys.is_empty(), "at least one session key");
         Self {
             keys: config.keys.iter().map(|k| Key::from(k.bytes())).collect(),
             cookie_name: config.cookie_name.clone(),
             ttl: config.ttl,
             idle: config.idle_timeout,
-            revoked: moka::sync::Cache::builder().max_capacity(MAX_REVOKED).time_to_live(config.ttl).build(),
+            revoked,
         }
     }
 
@@ -227,7 +240,7 @@ mod tests {
 
     #[test]
     fn sealed_sessions_open_and_carry_the_right_attributes() {
-        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
         let (session, cookie) = sessions.mint(secret(), "user1");
         let text = cookie.to_str().unwrap();
         for attr in ["__Host-keypin=", "Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
@@ -241,7 +254,7 @@ mod tests {
 
     #[test]
     fn tampered_truncated_and_foreign_cookies_do_not_open() {
-        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
         let (_, cookie) = sessions.mint(secret(), "user1");
         let text = cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
         let (name, value) = text.split_once('=').unwrap();
@@ -259,16 +272,16 @@ mod tests {
             h.insert(COOKIE, HeaderValue::try_from(case.clone()).unwrap());
             assert!(sessions.open(&h).is_none(), "{case} opened");
         }
-        let foreign = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
+        let foreign = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
         assert!(foreign.open(&request_with(&cookie)).is_none(), "another key must not open it");
     }
 
     #[test]
     fn rotation_keeps_old_cookies_open() {
         let (old, new) = (SessionKey::generate(), SessionKey::generate());
-        let before = Sessions::new(&config(vec![old.clone()], 3600, 600));
+        let before = Sessions::new(&config(vec![old.clone()], 3600, 600), revocations());
         let (_, cookie) = before.mint(secret(), "user1");
-        let after = Sessions::new(&config(vec![new, old.clone()], 3600, 600));
+        let after = Sessions::new(&config(vec![new, old.clone()], 3600, 600), revocations());
         assert!(after.open(&request_with(&cookie)).is_some());
         let (_, fresh) = after.mint(secret(), "user1");
         assert!(before.open(&request_with(&fresh)).is_none(), "new cookies are sealed with the new key");
@@ -276,7 +289,7 @@ mod tests {
 
     #[test]
     fn expired_idle_and_revoked_sessions_do_not_open() {
-        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600));
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
         let seal = |s: &Session| sessions.seal_session(s);
         let t = now();
         let base = Session { id: "x".into(), secret: secret(), user: "u".into(), issued: t, seen: t };

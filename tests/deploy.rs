@@ -101,3 +101,74 @@ fn the_dockerfile_copies_files_that_exist() {
     assert!(copies >= 5, "the Dockerfile copies the sources");
     assert!(text.contains("USER nonroot"), "the image runs as non-root");
 }
+
+/// Every Kubernetes document in `deploy/kubernetes/`, parsed.
+fn kubernetes_documents() -> Vec<(String, Value)> {
+    let dir = root().join("deploy/kubernetes");
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: Vec<Value> =
+            serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        docs.extend(parsed.into_iter().filter(|d| !d.is_null()).map(|d| (name.clone(), d)));
+    }
+    assert!(docs.len() >= 8, "the sidecar and gateway examples");
+    docs
+}
+
+#[test]
+fn kubernetes_examples_carry_valid_documented_configs_and_probe_the_admin_port() {
+    let docs = kubernetes_documents();
+    let reference = std::fs::read_to_string(root().join("docs/configuration.md")).unwrap();
+    let key = keypin::secrets::SessionKey::generate().to_base64().to_string();
+    let env = |name: &str| (name == SESSION_KEYS_ENV).then(|| key.clone());
+    let mut configs = std::collections::HashMap::new();
+    for (file, doc) in docs.iter().filter(|(_, d)| d["kind"] == "ConfigMap") {
+        let text = doc["data"]["keypin.toml"].as_str().expect("keypin.toml in the ConfigMap");
+        let config = Config::parse(text, file, &env).unwrap_or_else(|e| panic!("{e}"));
+        // Every key the example uses is in the configuration reference.
+        let table: toml::Table = text.parse().unwrap();
+        for (section, value) in &table {
+            let keys: Vec<&String> = match value {
+                toml::Value::Table(t) => t.keys().collect(),
+                toml::Value::Array(routes) => {
+                    routes.iter().filter_map(|r| r.as_table()).flat_map(|t| t.keys()).collect()
+                }
+                _ => vec![],
+            };
+            for key in keys {
+                assert!(reference.contains(&format!("`{key}`")), "{file}: {section}.{key} is not documented");
+            }
+        }
+        configs.insert(doc["metadata"]["name"].as_str().unwrap().to_owned(), config);
+    }
+    assert_eq!(configs.len(), 2);
+
+    for (file, deployment) in docs.iter().filter(|(_, d)| d["kind"] == "Deployment") {
+        let spec = &deployment["spec"]["template"]["spec"];
+        let container = spec["containers"].as_array().unwrap().iter().find(|c| c["name"] == "keypin").unwrap();
+        let args: Vec<&str> = container["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert_eq!(args[0], "serve", "{file}");
+        let config_map = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|v| v["configMap"]["name"].as_str())
+            .expect("the config comes from a ConfigMap");
+        let config = &configs[config_map];
+        let admin_port = container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "admin")
+            .and_then(|p| p["containerPort"].as_u64())
+            .unwrap();
+        assert_eq!(u64::from(config.server.admin_listen.port()), admin_port, "{file}: probes hit the admin listener");
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert!(matches!(config.secrets.backend, SecretBackend::KeyVault(_)), "{file}: production uses Key Vault");
+        assert_eq!(deployment["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"], "true");
+    }
+}

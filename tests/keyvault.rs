@@ -13,7 +13,6 @@ use support::browser::Browser;
 use support::gateway::{TestGateway, route_table};
 use support::upstream::{Seen, Upstream};
 use support::vault::{Fault, TOKEN, TestVault};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Setup {
     _upstream: Upstream,
@@ -44,14 +43,6 @@ async fn setup(secrets_extra: &str, limits: &str) -> Setup {
 
 fn basic(user_pass: &str) -> String {
     format!("Basic {}", BASE64.encode(user_pass))
-}
-
-async fn readyz(gw: &TestGateway) -> u16 {
-    let mut tcp = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
-    tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).await.unwrap();
-    String::from_utf8_lossy(&raw[9..12]).parse().unwrap()
 }
 
 #[tokio::test]
@@ -161,14 +152,14 @@ async fn deleted_disabled_expired_and_changed_secrets_take_effect_within_cache_t
 #[tokio::test]
 async fn readiness_follows_the_vault() {
     let s = setup("request_timeout = \"500ms\"", "").await;
-    assert_eq!(readyz(&s.gw).await, 200);
+    assert_eq!(s.gw.readyz().await, 200);
     s.vault.set_fault(Fault::ServerError);
     assert_eq!(Browser::new(&s.gw).login("1234", "/").await.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(readyz(&s.gw).await, 503);
+    assert_eq!(s.gw.readyz().await, 503);
     s.vault.set_fault(Fault::None);
     // The probe notices within a few seconds, without any login traffic.
     let deadline = Instant::now() + Duration::from_secs(6);
-    while readyz(&s.gw).await != 200 {
+    while s.gw.readyz().await != 200 {
         assert!(Instant::now() < deadline, "/readyz did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -11,7 +11,6 @@ use support::browser::{Browser, Page};
 use support::gateway::{TestGateway, route_table};
 use support::store::{CountingStore, Mode};
 use support::upstream::Upstream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn setup(limits: &str, server_extra: &str) -> (Upstream, Arc<CountingStore>, TestGateway) {
     let upstream = Upstream::spawn().await;
@@ -40,21 +39,8 @@ fn retry_after(page: &Page) -> u64 {
     page.headers[header::RETRY_AFTER].to_str().unwrap().parse().expect("Retry-After is whole seconds")
 }
 
-async fn metrics(gw: &TestGateway) -> String {
-    let mut tcp = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).await.unwrap();
-    String::from_utf8(raw).unwrap()
-}
-
-/// The value of one sample line, parsed.
-fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
-        .parse()
-        .unwrap()
+fn sample(metrics: &std::collections::HashMap<String, f64>, name: &str) -> f64 {
+    *metrics.get(name).unwrap_or_else(|| panic!("{name} missing in {metrics:?}"))
 }
 
 #[tokio::test]
@@ -71,7 +57,7 @@ async fn the_sixth_attempt_in_a_minute_is_429_even_with_a_valid_pin() {
     assert!(page.body.contains("role=\"alert\"") && page.body.contains("seconds"), "{}", page.body);
     assert!(page.set_cookie("__Host-keypin").is_none(), "no session while limited");
     assert_eq!(store.total(), before, "a limited attempt never reaches the store");
-    let text = metrics(&gw).await;
+    let text = gw.metrics().await;
     assert_eq!(sample(&text, "keypin_login_attempts_total{result=\"rate_limited\"}"), 1.0);
     assert_eq!(sample(&text, "keypin_login_attempts_total{result=\"invalid_pin\"}"), 5.0);
 }
@@ -88,7 +74,7 @@ async fn consecutive_failures_lock_out_with_doubling_and_a_cap() {
         let page = attempt(&mut browser, "1234", None).await;
         assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "the third failure locks");
         assert_eq!(retry_after(&page), expected_lock);
-        assert_eq!(sample(&metrics(&gw).await, "keypin_active_lockouts"), 1.0);
+        assert_eq!(sample(&gw.metrics().await, "keypin_active_lockouts"), 1.0);
         tokio::time::sleep(Duration::from_millis(expected_lock * 1000 + 100)).await;
     }
     // A success resets the streak: two failures after it do not lock.

@@ -1,6 +1,6 @@
 //! The PIN, the password, cookie values and session keys never reach a log: the real
 //! binary runs with debug logging through every login path, and everything it
-//! printed (operational log and audit log) is searched.
+//! printed (operational, access and audit logs, all JSON lines) is searched.
 
 mod support;
 
@@ -80,6 +80,11 @@ async fn no_secret_reaches_any_log() {
     assert!(status.0.success());
     let output = status.1.output();
 
+    // Both logs are JSON lines (`--log-format json` for the operational log).
+    for line in output.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    }
+    assert!(output.contains("\"target\":\"keypin::access\""), "the access log is there: {output}");
     // The log did record the events, so searching it means something.
     assert!(output.contains("\"event\":\"login_success\"") && output.contains("\"user\":\"carol\""), "{output}");
     assert!(output.contains("\"reason\":\"invalid_pin\""), "{output}");

@@ -138,7 +138,7 @@ impl Default for PinConfig {
 }
 
 /// Where secrets come from, plus the cache in front of the store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecretsConfig {
     pub backend: SecretBackend,
     pub cache_ttl: Duration,
@@ -147,7 +147,7 @@ pub struct SecretsConfig {
     pub request_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SecretBackend {
     /// A TOML file of `name = "value"` pairs, re-read when it changes.
     File {
@@ -156,7 +156,7 @@ pub enum SecretBackend {
     KeyVault(KeyVaultConfig),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyVaultConfig {
     pub vault_url: Uri,
     pub credential: CredentialConfig,
@@ -165,7 +165,7 @@ pub struct KeyVaultConfig {
 }
 
 /// How keypin authenticates to Key Vault.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CredentialConfig {
     /// Workload identity when `AZURE_FEDERATED_TOKEN_FILE` is set, else managed identity.
     Default {
@@ -201,7 +201,7 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     pub login_per_ip: Rate,

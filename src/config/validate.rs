@@ -146,8 +146,8 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, Invalid> {
         .enumerate()
         .map(|(i, k)| SessionKey::from_base64(&k).map_err(|reason| invalid(format!("session.keys[{i}]"), reason)))
         .collect::<Result<Vec<_>, _>>()?;
-    if raw.ttl.is_zero() {
-        return Err(invalid("session.ttl", "must be longer than zero"));
+    if raw.ttl.is_zero() || raw.ttl > crate::session::MAX_SESSION_TTL {
+        return Err(invalid("session.ttl", "must be longer than zero and at most 7 days"));
     }
     if raw.idle_timeout.is_zero() || raw.idle_timeout > raw.ttl {
         return Err(invalid("session.idle_timeout", "must be between zero and session.ttl"));

@@ -101,6 +101,9 @@ pub trait LimitStore: Send + Sync {
     fn record_success(&self, key: ClientKey) -> BoxFuture<'_, ()>;
     /// Keys locked out now.
     fn active_lockouts(&self) -> u64;
+    /// The same state under new limits (a configuration reload): clients keep
+    /// their streaks, lockouts and rate history.
+    fn reconfigure(&self, config: &LimitsConfig) -> Arc<dyn LimitStore>;
 }
 
 /// governor state keyed by client in a bounded LRU cache.
@@ -158,7 +161,6 @@ fn quota(rate: Rate) -> Quota {
 
 impl MemoryLimitStore {
     pub fn new(config: &LimitsConfig) -> Self {
-        let clock = DefaultClock::default();
         // A key's GCRA state is back to fresh one whole period after its last use.
         let cells = moka::sync::Cache::builder()
             .max_capacity(MAX_TRACKED_CLIENTS)
@@ -170,6 +172,15 @@ impl MemoryLimitStore {
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .time_to_idle(LOCKOUT_MEMORY.max(config.lockout_max))
             .build();
+        Self::with_state(config, cells, streaks, DefaultClock::default())
+    }
+
+    fn with_state(
+        config: &LimitsConfig,
+        cells: moka::sync::Cache<ClientKey, u64>,
+        streaks: moka::sync::Cache<ClientKey, Streak>,
+        clock: DefaultClock,
+    ) -> Self {
         Self {
             per_client: RateLimiter::new(
                 quota(config.login_per_ip),
@@ -239,6 +250,10 @@ impl LimitStore for MemoryLimitStore {
     fn active_lockouts(&self) -> u64 {
         let now = Instant::now();
         self.streaks.iter().filter(|(_, s)| s.locked_until.is_some_and(|u| u > now)).count() as u64
+    }
+
+    fn reconfigure(&self, config: &LimitsConfig) -> Arc<dyn LimitStore> {
+        Arc::new(Self::with_state(config, self.cells.clone(), self.streaks.clone(), self.clock.clone()))
     }
 }
 

@@ -107,6 +107,11 @@ impl SecretCache {
         Self { store, health: Arc::default(), metrics, fresh, last_good, request_timeout: config.request_timeout }
     }
 
+    /// The store behind the cache (a reload that only changes TTLs keeps it).
+    pub fn store(&self) -> &Arc<dyn SecretStore> {
+        &self.store
+    }
+
     pub fn health(&self) -> Arc<BackendHealth> {
         self.health.clone()
     }

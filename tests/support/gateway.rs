@@ -45,6 +45,9 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
+    /// For a gateway started with `start_watched`: its config file, the `[server]`
+    /// extras, and the reload trigger.
+    watched: Option<(PathBuf, String, Arc<tokio::sync::Notify>)>,
 }
 
 impl TestGateway {
@@ -70,12 +73,66 @@ impl TestGateway {
             Some(store) => App::bind_with_store(config, store).await.unwrap(),
             None => App::bind(config).await.unwrap(),
         };
+        Self::launch(app, dir, None)
+    }
+
+    /// Start keypin from a config file that it watches and reloads. The config must
+    /// carry its own `[session] keys`.
+    pub async fn start_watched(server_extra: &str, config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keypin.toml");
+        std::fs::write(&path, format!("{}{config}", server_table(dir.path(), server_extra))).unwrap();
+        let loaded = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let app = App::bind(loaded).await.unwrap().watch(path.clone());
+        let trigger = app.reload_trigger();
+        Self::launch(app, dir, Some((path, server_extra.to_owned(), trigger)))
+    }
+
+    fn launch(app: App, dir: tempfile::TempDir, watched: Option<(PathBuf, String, Arc<tokio::sync::Notify>)>) -> Self {
         let (addr, admin) = (app.local_addr(), app.admin_addr());
         let (stop, stopped) = oneshot::channel();
         let done = tokio::spawn(app.run(async move {
             let _ = stopped.await;
         }));
-        Self { addr, admin, dir, stop: Some(stop), done: Some(done) }
+        Self { addr, admin, dir, stop: Some(stop), done: Some(done), watched }
+    }
+
+    /// Rewrite the watched config file (same `[server]` table) and reload now.
+    pub async fn reconfigure(&self, config: &str) {
+        let (path, server_extra, trigger) = self.watched.as_ref().expect("started with start_watched");
+        std::fs::write(path, format!("{}{config}", server_table(self.dir.path(), server_extra))).unwrap();
+        trigger.notify_one();
+        // The reload itself takes milliseconds.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// A plain GET on the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let status = text[9..12].parse().unwrap();
+        (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    }
+
+    pub async fn readyz(&self) -> u16 {
+        self.admin_get("/readyz").await.0
+    }
+
+    /// `/metrics`, parsed: `name{labels}` -> value.
+    pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let (status, body) = self.admin_get("/metrics").await;
+        assert_eq!(status, 200);
+        body.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let (name, value) = l.rsplit_once(' ').expect("sample line");
+                (name.to_owned(), value.parse().unwrap_or_else(|_| panic!("bad sample {l}")))
+            })
+            .collect()
     }
 
     pub fn cert(&self) -> PathBuf {
@@ -127,7 +184,10 @@ impl GatewayProcess {
         let path = dir.path().join("keypin.toml");
         std::fs::write(&path, format!("{}{config}", server_table(dir.path(), server_extra))).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keypin"));
-        cmd.args(["serve", "--config"]).arg(&path).env("RUST_LOG", filter).env(SESSION_KEYS_ENV, TEST_SESSION_KEY);
+        cmd.args(["serve", "--log-format", "json", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", filter)
+            .env(SESSION_KEYS_ENV, TEST_SESSION_KEY);
         Self::spawn(cmd, dir)
     }
 
@@ -204,14 +264,23 @@ fn collect_lines(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>
     });
 }
 
+/// The `listen` field of a log line, JSON (`"listen":"ADDR"`) or text (`listen=ADDR`).
+fn listen_addr(line: &str) -> Option<SocketAddr> {
+    if line.starts_with('{') {
+        let json: serde_json::Value = serde_json::from_str(line).ok()?;
+        return json["listen"].as_str()?.parse().ok();
+    }
+    line.split("listen=").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
 /// Wait for the "keypin listening … listen=ADDR" line.
 fn wait_for_listen(rx: &mpsc::Receiver<String>, output: &Mutex<Vec<String>>) -> SocketAddr {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
-            && let Some(rest) = line.split("listen=").nth(1)
+            && let Some(addr) = listen_addr(&line)
         {
-            return rest.split_whitespace().next().unwrap().parse().unwrap();
+            return addr;
         }
     }
     panic!("keypin did not report its address; output:\n{}", output.lock().unwrap().join("\n"));
