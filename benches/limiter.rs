@@ -32,7 +32,7 @@ fn limiter(c: &mut Criterion) {
     let before = rss_kib();
     for i in 0..1_000_000u32 {
         let key = ClientKey::of(IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i)));
-        let _ = store.admit(key).now_or_never();
+        let _ = store.admit(key, None).now_or_never();
     }
     let after = rss_kib();
     println!(
@@ -43,7 +43,7 @@ fn limiter(c: &mut Criterion) {
     );
 
     let key = ClientKey::of("192.0.2.1".parse().unwrap());
-    c.bench_function("limiter_admit", |b| b.iter(|| store.admit(black_box(key)).now_or_never()));
+    c.bench_function("limiter_admit", |b| b.iter(|| store.admit(black_box(key), None).now_or_never()));
 }
 
 criterion_group!(benches, limiter);

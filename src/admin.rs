@@ -39,8 +39,9 @@ impl Admin {
                 Err(kind) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("not ready: secret backend {kind}\n")),
             },
             (&Method::GET | &Method::HEAD, "/metrics") => {
-                let lockouts = self.gateway.load().limits().active_lockouts();
-                self.metrics.active_lockouts.set(i64::try_from(lockouts).unwrap_or(i64::MAX));
+                let limits = self.gateway.load().limits().clone();
+                self.metrics.active_lockouts.set(i64::try_from(limits.active_lockouts()).unwrap_or(i64::MAX));
+                crate::limits::observe_attack_mode(limits.as_ref(), &self.metrics);
                 (StatusCode::OK, PROMETHEUS, self.metrics.render())
             }
             _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".to_owned()),

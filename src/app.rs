@@ -144,7 +144,7 @@ impl App {
         let metrics = self.shared.metrics.clone();
         let admin = Arc::new(Admin { gateway: self.gateway.clone(), metrics: metrics.clone() });
         let admin = tokio::spawn(crate::admin::run(self.admin, admin, stopped(stop_rx.clone())));
-        let probe = tokio::spawn(probe_backend(self.gateway.clone()));
+        let probe = tokio::spawn(probe_backend(self.gateway.clone(), metrics.clone()));
         let reloader = self.config_path.map(|path| {
             let reloader = Reloader {
                 path,
@@ -171,11 +171,16 @@ impl App {
 
 /// Keep `/readyz` true to the backend even without login traffic: probe every
 /// [`PROBE_EVERY`] while it answers, every [`PROBE_EVERY_FAILING`] while it fails.
-async fn probe_backend(gateway: Arc<ArcSwap<Gateway>>) {
+async fn probe_backend(gateway: Arc<ArcSwap<Gateway>>, metrics: Arc<Metrics>) {
     let mut last = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(PROBE_EVERY_FAILING).await;
-        let secrets = gateway.load().secrets().clone();
+        let (secrets, limits) = {
+            let current = gateway.load();
+            (current.secrets().clone(), current.limits().clone())
+        };
+        // Reports the end of attack mode even when nobody is signing in.
+        crate::limits::observe_attack_mode(limits.as_ref(), &metrics);
         if secrets.health().ready().is_err() || last.elapsed() >= PROBE_EVERY {
             let _ = secrets.probe().await;
             last = tokio::time::Instant::now();

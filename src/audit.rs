@@ -13,7 +13,7 @@ pub fn login_success(user: &str, ip: IpAddr) {
 }
 
 /// `reason` is one of a fixed set: `invalid_pin`, `malformed`, `csrf`,
-/// `form_too_large`, `rate_limited`.
+/// `form_too_large`, `rate_limited`, `attack_mode`.
 pub fn login_failure(ip: IpAddr, reason: &'static str) {
     tracing::info!(target: TARGET, event = "login_failure", ip = %ip, reason);
 }
@@ -30,4 +30,17 @@ pub fn backend_error(kind: &'static str) {
 pub fn lockout(ip: IpAddr, duration: Duration) {
     let until = humantime::format_rfc3339_seconds(SystemTime::now() + duration);
     tracing::warn!(target: TARGET, event = "lockout", ip = %ip, until = %until, seconds = duration.as_secs());
+}
+
+/// Attack mode switched `on` (after `failures` over the budget) or off (after
+/// `failures` refused-or-failed attempts while on). Warn level: page on it.
+pub fn attack_mode(on: bool, failures: u64) {
+    let state = if on { "on" } else { "off" };
+    tracing::warn!(target: TARGET, event = "attack_mode", state, failures);
+    tracing::warn!(
+        state,
+        failures,
+        "attack mode {state}: sign-in from unknown devices is {}",
+        if on { "refused" } else { "allowed again" }
+    );
 }

@@ -35,6 +35,9 @@ pub enum GatewayError {
     /// Too many attempts, or locked out: try again after `retry_after`.
     #[error("rate limited")]
     RateLimited { retry_after: std::time::Duration },
+    /// Attack mode: only known devices may sign in for `retry_after`.
+    #[error("attack mode: sign-in restricted to known devices")]
+    AttackMode { retry_after: std::time::Duration },
     /// The secret backend failed. Never a wrong PIN: no lockout counts it.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -60,7 +63,7 @@ impl GatewayError {
             Self::MalformedPin => StatusCode::BAD_REQUEST,
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::AttackMode { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSiteUpgrade => StatusCode::FORBIDDEN,
             Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => StatusCode::BAD_GATEWAY,
@@ -75,6 +78,14 @@ impl GatewayError {
                 let secs = crate::limits::retry_after_secs(*retry_after);
                 format!("Too many sign-in attempts. Please try again in {secs} seconds.").into()
             }
+            Self::AttackMode { retry_after } => {
+                let minutes = crate::limits::retry_after_secs(*retry_after).div_ceil(60);
+                format!(
+                    "Sign-in is temporarily restricted to devices that signed in before. \
+                     Please try again in {minutes} minute(s)."
+                )
+                .into()
+            }
             other => other.fixed_message().into(),
         }
     }
@@ -82,7 +93,9 @@ impl GatewayError {
     /// `Retry-After` for answers that have one.
     pub fn retry_after(&self) -> Option<HeaderValue> {
         match self {
-            Self::RateLimited { retry_after } => Some(HeaderValue::from(crate::limits::retry_after_secs(*retry_after))),
+            Self::RateLimited { retry_after } | Self::AttackMode { retry_after } => {
+                Some(HeaderValue::from(crate::limits::retry_after_secs(*retry_after)))
+            }
             _ => None,
         }
     }
@@ -90,6 +103,7 @@ impl GatewayError {
     fn fixed_message(&self) -> &'static str {
         match self {
             Self::RateLimited { .. } => "Too many sign-in attempts. Please try again later.",
+            Self::AttackMode { .. } => "Sign-in is temporarily restricted. Please try again later.",
             Self::MethodNotAllowed => "This method is not allowed here.",
             Self::LoginRequired { .. } => "Please sign in.",
             Self::MalformedPin => "A PIN is a short number: please check it and try again.",

@@ -19,7 +19,7 @@ use crate::audit;
 use crate::config::PinConfig;
 use crate::error::GatewayError;
 use crate::gateway::{Body, full_body};
-use crate::limits::{ClientKey, LimitStore};
+use crate::limits::{ClientKey, LimitStore, observe_attack_mode};
 use crate::metrics::{LoginResult, Metrics};
 use crate::route::same_origin;
 use crate::secrets::SecretName;
@@ -54,6 +54,25 @@ pub struct Login {
     limits: Arc<dyn LimitStore>,
     metrics: Arc<Metrics>,
     csrf_cookie: String,
+    device_cookie: String,
+    /// `limits.attack_failures`' count, for the audit line.
+    attack_budget: u32,
+}
+
+/// How long a known-device cookie lasts (re-issued at every sign-in).
+pub const DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+const DEVICE_ID_BYTES: usize = 16;
+
+/// A browser that signed in before: it carries no authority of its own (it never
+/// logs anyone in); under attack mode it may still try PINs.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct KnownDevice {
+    #[serde(rename = "d")]
+    id: String,
+    #[serde(rename = "u")]
+    user: String,
+    #[serde(rename = "t")]
+    issued: u64,
 }
 
 /// A parsed login or logout form.
@@ -71,9 +90,11 @@ impl Login {
         secrets: Arc<SecretCache>,
         limits: Arc<dyn LimitStore>,
         metrics: Arc<Metrics>,
+        attack_budget: u32,
     ) -> Self {
         let csrf_cookie = sessions.companion_name("csrf");
-        Self { pin, sessions, secrets, limits, metrics, csrf_cookie }
+        let device_cookie = sessions.companion_name("device");
+        Self { pin, sessions, secrets, limits, metrics, csrf_cookie, device_cookie, attack_budget }
     }
 
     /// Serve a request under `/.keypin/`; `client` is the address used for audit.
@@ -110,14 +131,22 @@ impl Login {
         }
         // Limits come before the PIN is even looked at: a limited client learns
         // nothing (a valid PIN is refused too) and costs the backend nothing.
+        // Under attack mode only browsers that signed in before may try at all.
+        let device = self.known_device(headers);
+        if let Some(retry_after) = observe_attack_mode(self.limits.as_ref(), &self.metrics)
+            && device.is_none()
+        {
+            return self.refuse(headers, client, GatewayError::AttackMode { retry_after }, &rd);
+        }
         let key = ClientKey::of(client);
-        if let Err(retry_after) = self.limits.admit(key).await {
+        let device = device.as_ref().map(|d| d.id.as_str());
+        if let Err(retry_after) = self.limits.admit(key, device).await {
             return self.refuse(headers, client, GatewayError::RateLimited { retry_after }, &rd);
         }
         let pin = match parse_pin(&form.pins, &self.pin) {
             Ok(pin) => pin,
             Err(e) => {
-                self.failed(key, client).await;
+                self.failed(key, device, client).await;
                 return self.refuse(headers, client, e, &rd);
             }
         };
@@ -135,17 +164,19 @@ impl Login {
 
         let error = match outcome {
             Ok(Resolved::Found(creds)) => {
-                self.limits.record_success(key).await;
+                self.limits.record_success(key, device).await;
                 self.metrics.login(LoginResult::Success);
                 audit::login_success(&creds.username, client);
                 let (_, cookie) = self.sessions.mint(name, &creds.username);
                 let mut resp = redirect(StatusCode::SEE_OTHER, &rd);
-                resp.headers_mut().append(header::SET_COOKIE, cookie);
-                resp.headers_mut().append(header::SET_COOKIE, self.sessions.clear(&self.csrf_cookie));
+                let headers = resp.headers_mut();
+                headers.append(header::SET_COOKIE, cookie);
+                headers.append(header::SET_COOKIE, self.device_cookie(device, &creds.username));
+                headers.append(header::SET_COOKIE, self.sessions.clear(&self.csrf_cookie));
                 return resp;
             }
             Ok(Resolved::NotFound) => {
-                self.failed(key, client).await;
+                self.failed(key, device, client).await;
                 GatewayError::InvalidPin
             }
             // An outage is not a wrong PIN: it must not count toward a lockout.
@@ -154,11 +185,38 @@ impl Login {
         self.refuse(headers, client, error, &rd)
     }
 
-    /// A wrong or malformed PIN: one more failure in the client's streak.
-    async fn failed(&self, key: ClientKey, client: IpAddr) {
-        if let Some(lockout) = self.limits.record_failure(key).await {
+    /// A wrong or malformed PIN: one more failure in the client's (and device's)
+    /// streak and in the global failure budget.
+    async fn failed(&self, key: ClientKey, device: Option<&str>, client: IpAddr) {
+        let outcome = self.limits.record_failure(key, device).await;
+        if let Some(lockout) = outcome.client_lockout.or(outcome.device_lockout) {
             audit::lockout(client, lockout.duration);
         }
+        if outcome.attack_mode_started {
+            self.metrics.attack_mode.set(1);
+            audit::attack_mode(true, u64::from(self.attack_budget) + 1);
+        }
+    }
+
+    /// The browser's known-device cookie, when it is ours, unexpired and opens.
+    fn known_device(&self, headers: &HeaderMap) -> Option<KnownDevice> {
+        let now = crate::session::now();
+        self.sessions.open_sealed(headers, &self.device_cookie).find_map(|json| {
+            let device: KnownDevice = serde_json::from_str(&json).ok()?;
+            (now < device.issued.saturating_add(DEVICE_TTL.as_secs())).then_some(device)
+        })
+    }
+
+    /// `Set-Cookie` for the known-device cookie: the device keeps its id, and
+    /// remembers the user it last saw.
+    fn device_cookie(&self, id: Option<&str>, user: &str) -> HeaderValue {
+        let device = KnownDevice {
+            id: id.map_or_else(|| random_token(DEVICE_ID_BYTES), str::to_owned),
+            user: user.to_owned(),
+            issued: crate::session::now(),
+        };
+        let json = serde_json::to_string(&device).expect("a device serializes");
+        self.sessions.seal(&self.device_cookie, json, DEVICE_TTL, SameSite::Strict)
     }
 
     /// Count and audit a refused login, then show the form again saying why.
@@ -166,6 +224,7 @@ impl Login {
         let (result, reason) = match &error {
             GatewayError::Csrf => (LoginResult::Csrf, Some("csrf")),
             GatewayError::RateLimited { .. } => (LoginResult::RateLimited, Some("rate_limited")),
+            GatewayError::AttackMode { .. } => (LoginResult::RateLimited, Some("attack_mode")),
             GatewayError::InvalidPin => (LoginResult::InvalidPin, Some("invalid_pin")),
             GatewayError::FormTooLarge => (LoginResult::Malformed, Some("form_too_large")),
             GatewayError::Backend(e) => {

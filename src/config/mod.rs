@@ -439,6 +439,13 @@ impl Config {
                 self.pin.min_digits
             ));
         }
+        if let Some(y) = crate::limits::budget::weak_against_a_botnet(&self.limits, self.pin.min_digits) {
+            out.push(format!(
+                "limits.attack_failures: 1,000 addresses could find {:.1} of 1,000 {}-digit PINs a year \
+                 within the global failure budget; PINs of {} digits (or a smaller budget) keep it under one",
+                y.pins_with_budget, self.pin.min_digits, y.safe_digits
+            ));
+        }
         if self.pin.min_digits < 6 {
             out.push(format!(
                 "pin.min_digits: {} digits is a small search space; rely on the limits or use 6+",

@@ -107,6 +107,46 @@ pub fn weak_for_one_client(limits: &LimitsConfig, min_digits: u8) -> Option<f64>
     (b.p_one_client > 0.01).then_some(b.p_one_client)
 }
 
+/// A year of attack by `attackers` client keys without known devices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YearlyExposure {
+    /// Guesses a year with per-client limits alone (capped by `login_global`).
+    pub guesses_per_client_limits: u64,
+    /// Failures a year the global budget lets through before attack mode shuts
+    /// unknown devices out.
+    pub guesses_with_budget: u64,
+    /// Expected PINs discovered a year: (a) per-client limits alone…
+    pub pins_per_client_limits: f64,
+    /// …and (b) with the global failure budget.
+    pub pins_with_budget: f64,
+    /// The shortest PIN length that keeps (b) under one PIN a year.
+    pub safe_digits: u32,
+}
+
+pub fn yearly_exposure(limits: &LimitsConfig, min_digits: u8, attackers: u64, users: u64) -> YearlyExposure {
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let b = budget(limits, min_digits, attackers, year, users);
+    let guesses_with_budget = b.effective.min(rate_ceiling(limits.attack_failures, year));
+    let found = |guesses: u64, digits: u32| {
+        let space = 10f64.powi(digits as i32);
+        (guesses as f64 * users as f64 / space).min(users as f64)
+    };
+    let safe_digits = (1..=32).find(|d| found(guesses_with_budget, *d) < 1.0).unwrap_or(32);
+    YearlyExposure {
+        guesses_per_client_limits: b.effective,
+        guesses_with_budget,
+        pins_per_client_limits: found(b.effective, u32::from(min_digits)),
+        pins_with_budget: found(guesses_with_budget, u32::from(min_digits)),
+        safe_digits,
+    }
+}
+
+/// Whether the budget lets 1,000 addresses find more than one of 1,000 PINs a year.
+pub fn weak_against_a_botnet(limits: &LimitsConfig, min_digits: u8) -> Option<YearlyExposure> {
+    let y = yearly_exposure(limits, min_digits, 1000, 1000);
+    (y.pins_with_budget > 1.0).then_some(y)
+}
+
 /// What `keypin limits` asks about.
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {
@@ -195,6 +235,21 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
         thousands(b.pin_space),
         thousands(users)
     ));
+    let y = yearly_exposure(limits, min_digits, attackers, users);
+    out.push_str(&format!(
+        "\nA year of {} addresses without known devices:\n  \
+         (a) per-address limits alone: {} guesses, {:.1} PINs found\n  \
+         (b) with the global failure budget ({} then attack mode for {}): {} guesses, {:.1} PINs found\n  \
+         PINs of at least {} digits keep (b) under one PIN a year.\n",
+        thousands(attackers),
+        thousands(y.guesses_per_client_limits),
+        y.pins_per_client_limits,
+        limits.attack_failures,
+        humantime::format_duration(limits.attack_cooldown),
+        thousands(y.guesses_with_budget),
+        y.pins_with_budget,
+        y.safe_digits,
+    ));
     out
 }
 
@@ -264,6 +319,28 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(259_200_100), "259,200,100");
+    }
+
+    #[test]
+    fn the_global_budget_bounds_a_botnet_whatever_its_size() {
+        // Defaults: 200 failures/hour: 200 + 200 x 8,760 = 1,752,200 a year, far below
+        // 1,000 addresses x per-address limits. With 6-digit PINs and 1,000 users:
+        // (b) = 1,752,200 x 1,000 / 10^6 = 1,752.2, i.e. all 1,000 PINs; 10 digits
+        // bring it to 0.18.
+        let defaults = LimitsConfig::default();
+        let small = yearly_exposure(&defaults, 6, 1000, 1000);
+        assert_eq!(small.guesses_with_budget, 1_752_200);
+        assert_eq!(small.pins_with_budget, 1000.0, "capped: every PIN in use is found");
+        assert_eq!(small.safe_digits, 10);
+        assert!(small.guesses_per_client_limits > small.guesses_with_budget);
+        // A large deployment with a strict budget: 20/day, 100,000 users, 8 digits.
+        let strict = LimitsConfig { attack_failures: "20/day".parse().unwrap(), ..defaults };
+        let large = yearly_exposure(&strict, 8, 100_000, 100_000);
+        assert_eq!(large.guesses_with_budget, 20 + 20 * 365);
+        assert!((large.pins_with_budget - 7320.0 * 1e5 / 1e8).abs() < 1e-9, "{}", large.pins_with_budget);
+        assert_eq!(large.safe_digits, 9, "7,320 x 100,000 / 10^9 = 0.73");
+        assert!(weak_against_a_botnet(&LimitsConfig::default(), 6).is_some());
+        assert!(weak_against_a_botnet(&strict, 10).is_none());
     }
 
     #[test]

@@ -83,6 +83,30 @@ pub struct Lockout {
     pub duration: Duration,
 }
 
+/// What one failed PIN set off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailureOutcome {
+    /// The client key's streak reached `lockout_after`.
+    pub client_lockout: Option<Lockout>,
+    /// The device's streak reached `lockout_after`.
+    pub device_lockout: Option<Lockout>,
+    /// This failure pushed all clients together over `attack_failures`: attack
+    /// mode starts (it was off).
+    pub attack_mode_started: bool,
+}
+
+/// Attack mode, as last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttackMode {
+    /// On for this much longer.
+    On(Duration),
+    Off,
+    /// It just ended, after this many failures while on: reported once.
+    Ended {
+        failures: u64,
+    },
+}
+
 /// The `n`-th lockout of a streak (1-based) lasts `base * 2^(n-1)`, at most `max`.
 pub fn lockout_duration(n: u32, base: Duration, max: Duration) -> Duration {
     let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
@@ -90,19 +114,26 @@ pub fn lockout_duration(n: u32, base: Duration, max: Duration) -> Duration {
 }
 
 /// Where limiter state lives: in this process now; a shared store (Redis) for
-/// replicas implements the same calls.
+/// replicas implements the same calls and makes attack mode cluster-wide.
+///
+/// `device` is the id of a known-device cookie, when the browser has a valid one:
+/// lockouts count per device as well as per client key, so a stolen laptop's
+/// cookie is no guessing licence from fresh addresses.
 pub trait LimitStore: Send + Sync {
-    /// Let one login attempt from `key` through, or say how long until one may.
-    /// Concurrent callers never overshoot: N attempts with one slot left admit one.
-    fn admit(&self, key: ClientKey) -> BoxFuture<'_, Result<(), Duration>>;
-    /// A failed PIN from `key`; returns the lockout it starts, if any.
-    fn record_failure(&self, key: ClientKey) -> BoxFuture<'_, Option<Lockout>>;
-    /// A successful login ends the failure streak.
-    fn record_success(&self, key: ClientKey) -> BoxFuture<'_, ()>;
-    /// Keys locked out now.
+    /// Let one login attempt through, or say how long until one may. Concurrent
+    /// callers never overshoot: N attempts with one slot left admit one.
+    fn admit<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, Result<(), Duration>>;
+    /// A failed PIN: extends the streaks of the key and the device and spends the
+    /// global failure budget.
+    fn record_failure<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, FailureOutcome>;
+    /// A successful login ends both failure streaks.
+    fn record_success<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, ()>;
+    /// Whether attack mode is on; reports `Ended` once when it runs out.
+    fn attack_mode(&self) -> AttackMode;
+    /// Keys and devices locked out now.
     fn active_lockouts(&self) -> u64;
     /// The same state under new limits (a configuration reload): clients keep
-    /// their streaks, lockouts and rate history.
+    /// their streaks, lockouts and rate history; attack mode stays as it is.
     fn reconfigure(&self, config: &LimitsConfig) -> Arc<dyn LimitStore>;
 }
 
@@ -136,6 +167,13 @@ impl StateStore for BoundedKeyedState {
 type KeyedLimiter = RateLimiter<ClientKey, BoundedKeyedState, DefaultClock, NoOpMiddleware>;
 type GlobalLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware>;
 
+/// Whose failure streak: a client key or a known device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum StreakKey {
+    Client(ClientKey),
+    Device(String),
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Streak {
     failures: u32,
@@ -143,14 +181,30 @@ struct Streak {
     locked_until: Option<Instant>,
 }
 
+/// Attack mode's clock: on until `until`.
+#[derive(Debug, Default)]
+struct Attack {
+    until: Option<Instant>,
+    /// Failures over budget since it went on.
+    failures: u64,
+}
+
+/// The parts of the state that survive a reconfiguration.
+#[derive(Clone)]
+struct State {
+    cells: moka::sync::Cache<ClientKey, u64>,
+    streaks: moka::sync::Cache<StreakKey, Streak>,
+    attack: Arc<std::sync::Mutex<Attack>>,
+    clock: DefaultClock,
+}
+
 /// Limiter state in this process.
 pub struct MemoryLimitStore {
     per_client: KeyedLimiter,
-    /// The per-client limiter's cells (shared with it), for sizing.
-    cells: moka::sync::Cache<ClientKey, u64>,
     global: GlobalLimiter,
-    clock: DefaultClock,
-    streaks: moka::sync::Cache<ClientKey, Streak>,
+    /// Failures of all clients together; exhausting it means attack mode.
+    failure_budget: GlobalLimiter,
+    state: State,
     config: LimitsConfig,
 }
 
@@ -172,59 +226,45 @@ impl MemoryLimitStore {
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .time_to_idle(LOCKOUT_MEMORY.max(config.lockout_max))
             .build();
-        Self::with_state(config, cells, streaks, DefaultClock::default())
+        let state = State { cells, streaks, attack: Arc::default(), clock: DefaultClock::default() };
+        Self::with_state(config, state)
     }
 
-    fn with_state(
-        config: &LimitsConfig,
-        cells: moka::sync::Cache<ClientKey, u64>,
-        streaks: moka::sync::Cache<ClientKey, Streak>,
-        clock: DefaultClock,
-    ) -> Self {
+    fn with_state(config: &LimitsConfig, state: State) -> Self {
+        let clock = state.clock.clone();
         Self {
             per_client: RateLimiter::new(
                 quota(config.login_per_ip),
-                BoundedKeyedState { cells: cells.clone() },
+                BoundedKeyedState { cells: state.cells.clone() },
                 clock.clone(),
             ),
-            cells,
             global: RateLimiter::direct_with_clock(quota(config.login_global), clock.clone()),
-            clock,
-            streaks,
+            failure_budget: RateLimiter::direct_with_clock(quota(config.attack_failures), clock),
+            state,
             config: config.clone(),
         }
     }
 
     fn wait(&self, not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> Duration {
-        not_until.wait_time_from(self.clock.now())
+        not_until.wait_time_from(self.state.clock.now())
     }
 
     /// How many keys the per-client limiter tracks now (for the memory bench).
     pub fn tracked_keys(&self) -> u64 {
-        self.cells.run_pending_tasks();
-        self.cells.entry_count()
-    }
-}
-
-impl LimitStore for MemoryLimitStore {
-    fn admit(&self, key: ClientKey) -> BoxFuture<'_, Result<(), Duration>> {
-        let now = Instant::now();
-        let result = match self.streaks.get(&key).and_then(|s| s.locked_until).filter(|until| *until > now) {
-            Some(until) => Err(until - now),
-            None => self
-                .per_client
-                .check_key(&key)
-                .map_err(|nu| self.wait(&nu))
-                .and_then(|()| self.global.check().map_err(|nu| self.wait(&nu))),
-        };
-        Box::pin(std::future::ready(result))
+        self.state.cells.run_pending_tasks();
+        self.state.cells.entry_count()
     }
 
-    fn record_failure(&self, key: ClientKey) -> BoxFuture<'_, Option<Lockout>> {
-        let now = Instant::now();
+    /// Time left on the lockout of `key`, if it is locked.
+    fn locked(&self, key: &StreakKey, now: Instant) -> Option<Duration> {
+        self.state.streaks.get(key)?.locked_until.filter(|until| *until > now).map(|until| until - now)
+    }
+
+    /// One more failure for `key`; the lockout it starts, if any.
+    fn extend_streak(&self, key: StreakKey, now: Instant) -> Option<Lockout> {
         let (after, base, max) = (self.config.lockout_after, self.config.lockout_base, self.config.lockout_max);
         let mut started = None;
-        self.streaks.entry(key).and_compute_with(|old| {
+        self.state.streaks.entry(key).and_compute_with(|old| {
             let mut s = old.map(|e| e.into_value()).unwrap_or_default();
             if s.locked_until.is_some_and(|until| until <= now) {
                 s.locked_until = None;
@@ -239,21 +279,96 @@ impl LimitStore for MemoryLimitStore {
             }
             Op::Put(s)
         });
-        Box::pin(std::future::ready(started))
+        started
+    }
+}
+
+fn keys(client: ClientKey, device: Option<&str>) -> impl Iterator<Item = StreakKey> + '_ {
+    std::iter::once(StreakKey::Client(client)).chain(device.map(|d| StreakKey::Device(d.to_owned())))
+}
+
+impl LimitStore for MemoryLimitStore {
+    fn admit<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, Result<(), Duration>> {
+        let now = Instant::now();
+        let locked = keys(key, device).filter_map(|k| self.locked(&k, now)).max();
+        let result = match locked {
+            Some(wait) => Err(wait),
+            None => self
+                .per_client
+                .check_key(&key)
+                .map_err(|nu| self.wait(&nu))
+                .and_then(|()| self.global.check().map_err(|nu| self.wait(&nu))),
+        };
+        Box::pin(std::future::ready(result))
     }
 
-    fn record_success(&self, key: ClientKey) -> BoxFuture<'_, ()> {
-        self.streaks.invalidate(&key);
+    fn record_failure<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, FailureOutcome> {
+        let now = Instant::now();
+        let mut outcome = FailureOutcome {
+            client_lockout: self.extend_streak(StreakKey::Client(key), now),
+            device_lockout: device.and_then(|d| self.extend_streak(StreakKey::Device(d.to_owned()), now)),
+            attack_mode_started: false,
+        };
+        if self.failure_budget.check().is_err() {
+            // Over budget: attack mode, extended for as long as failures continue.
+            let mut attack = self.state.attack.lock().expect("attack lock");
+            outcome.attack_mode_started = attack.until.is_none_or(|until| until <= now);
+            if outcome.attack_mode_started {
+                attack.failures = 0;
+            }
+            attack.failures += 1;
+            attack.until = Some(now + self.config.attack_cooldown);
+        }
+        Box::pin(std::future::ready(outcome))
+    }
+
+    fn record_success<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, ()> {
+        for k in keys(key, device) {
+            self.state.streaks.invalidate(&k);
+        }
         Box::pin(std::future::ready(()))
+    }
+
+    fn attack_mode(&self) -> AttackMode {
+        let now = Instant::now();
+        let mut attack = self.state.attack.lock().expect("attack lock");
+        match attack.until {
+            Some(until) if until > now => AttackMode::On(until - now),
+            Some(_) => {
+                attack.until = None;
+                AttackMode::Ended { failures: std::mem::take(&mut attack.failures) }
+            }
+            None => AttackMode::Off,
+        }
     }
 
     fn active_lockouts(&self) -> u64 {
         let now = Instant::now();
-        self.streaks.iter().filter(|(_, s)| s.locked_until.is_some_and(|u| u > now)).count() as u64
+        self.state.streaks.iter().filter(|(_, s)| s.locked_until.is_some_and(|u| u > now)).count() as u64
     }
 
     fn reconfigure(&self, config: &LimitsConfig) -> Arc<dyn LimitStore> {
-        Arc::new(Self::with_state(config, self.cells.clone(), self.streaks.clone(), self.clock.clone()))
+        Arc::new(Self::with_state(config, self.state.clone()))
+    }
+}
+
+/// Read attack mode and report its end (audit, log, gauge) exactly once; `Some`
+/// with the time left while it is on.
+pub fn observe_attack_mode(store: &dyn LimitStore, metrics: &crate::metrics::Metrics) -> Option<Duration> {
+    match store.attack_mode() {
+        AttackMode::On(left) => {
+            metrics.attack_mode.set(1);
+            Some(left)
+        }
+        AttackMode::Ended { failures } => {
+            metrics.attack_mode.set(0);
+            crate::audit::attack_mode(false, failures);
+            None
+        }
+        AttackMode::Off => {
+            metrics.attack_mode.set(0);
+            None
+        }
     }
 }
 
@@ -337,14 +452,15 @@ mod tests {
         let store = MemoryLimitStore::new(&limits("1000/s", 3, 60, 3600));
         let key = ClientKey::of("192.0.2.1".parse().unwrap());
         let other = ClientKey::of("192.0.2.2".parse().unwrap());
-        assert!(store.record_failure(key).await.is_none());
-        store.record_success(key).await;
-        assert!(store.record_failure(key).await.is_none());
-        assert!(store.record_failure(key).await.is_none());
-        assert_eq!(store.record_failure(key).await, Some(Lockout { duration: Duration::from_secs(60) }));
-        let wait = store.admit(key).await.unwrap_err();
+        assert!(store.record_failure(key, None).await.client_lockout.is_none());
+        store.record_success(key, None).await;
+        assert!(store.record_failure(key, None).await.client_lockout.is_none());
+        assert!(store.record_failure(key, None).await.client_lockout.is_none());
+        let third = store.record_failure(key, None).await;
+        assert_eq!(third.client_lockout, Some(Lockout { duration: Duration::from_secs(60) }));
+        let wait = store.admit(key, None).await.unwrap_err();
         assert!(wait > Duration::from_secs(58) && wait <= Duration::from_secs(60));
-        assert!(store.admit(other).await.is_ok(), "other clients are not affected");
+        assert!(store.admit(other, None).await.is_ok(), "other clients are not affected");
         assert_eq!(store.active_lockouts(), 1);
     }
 
@@ -355,7 +471,7 @@ mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let store = store.clone();
-                tokio::spawn(async move { store.admit(key).await.is_ok() })
+                tokio::spawn(async move { store.admit(key, None).await.is_ok() })
             })
             .collect();
         let mut admitted = 0;
@@ -363,8 +479,41 @@ mod tests {
             admitted += usize::from(t.await.unwrap());
         }
         assert_eq!(admitted, 5);
-        let wait = store.admit(key).await.unwrap_err();
+        let wait = store.admit(key, None).await.unwrap_err();
         assert_eq!(retry_after_secs(wait), 12, "one slot replenishes every 12 s at 5/min");
+    }
+
+    #[tokio::test]
+    async fn a_device_is_locked_out_whatever_address_it_comes_from() {
+        let store = MemoryLimitStore::new(&limits("1000/s", 2, 60, 3600));
+        let (a, b) = (ClientKey::of("192.0.2.1".parse().unwrap()), ClientKey::of("198.51.100.1".parse().unwrap()));
+        store.record_failure(a, Some("laptop")).await;
+        let second = store.record_failure(b, Some("laptop")).await;
+        assert!(second.device_lockout.is_some() && second.client_lockout.is_none());
+        let c = ClientKey::of("203.0.113.1".parse().unwrap());
+        assert!(store.admit(c, Some("laptop")).await.is_err(), "the device is locked on any address");
+        assert!(store.admit(c, None).await.is_ok(), "the address itself is not");
+    }
+
+    #[tokio::test]
+    async fn exceeding_the_failure_budget_starts_attack_mode_until_the_cooldown_ends() {
+        let config = LimitsConfig {
+            attack_failures: "3/hour".parse().unwrap(),
+            attack_cooldown: Duration::from_millis(300),
+            ..limits("1000/s", 1000, 60, 3600)
+        };
+        let store = MemoryLimitStore::new(&config);
+        let key = ClientKey::of("192.0.2.1".parse().unwrap());
+        for _ in 0..3 {
+            assert!(!store.record_failure(key, None).await.attack_mode_started);
+        }
+        assert_eq!(store.attack_mode(), AttackMode::Off);
+        assert!(store.record_failure(key, None).await.attack_mode_started);
+        assert!(!store.record_failure(key, None).await.attack_mode_started, "already on: extended, not restarted");
+        assert!(matches!(store.attack_mode(), AttackMode::On(left) if left <= Duration::from_millis(300)));
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(store.attack_mode(), AttackMode::Ended { failures: 2 });
+        assert_eq!(store.attack_mode(), AttackMode::Off);
     }
 
     #[test]
