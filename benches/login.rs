@@ -73,7 +73,15 @@ fn login(c: &mut Criterion) {
         login_global: Rate::per(u32::MAX, Duration::from_secs(1)),
         ..LimitsConfig::default()
     };
-    let login = Login::new(pin, sessions, cache, Arc::new(MemoryLimitStore::new(&limits)), Arc::default(), 200);
+    let login = Login::new(
+        pin,
+        sessions,
+        cache,
+        Arc::new(MemoryLimitStore::new(&limits)),
+        Arc::default(),
+        200,
+        Default::default(),
+    );
     let client: IpAddr = "192.0.2.1".parse().unwrap();
 
     // One form visit for a CSRF cookie and token.

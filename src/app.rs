@@ -16,7 +16,7 @@ use crate::config::{Config, SecretBackend, SecretsConfig};
 use crate::gateway::{Gateway, Shared};
 use crate::limits;
 use crate::metrics::Metrics;
-use crate::reload::Reloader;
+use crate::reload::{Hangup, Reloader, hangup_signal};
 use crate::secrets::SecretStore;
 use crate::secrets::cache::SecretCache;
 use crate::secrets::file::FileStore;
@@ -64,8 +64,9 @@ pub fn open_store(secrets: &SecretsConfig) -> Result<Arc<dyn SecretStore>, Strin
 /// keypin with its listeners bound, ready to run.
 pub struct App {
     config: Config,
-    /// Where the configuration came from, when it is to be watched and reloaded.
-    config_path: Option<PathBuf>,
+    /// Where the configuration came from, when it is to be watched and reloaded,
+    /// and the SIGHUP handler installed for it.
+    watched: Option<(PathBuf, Hangup)>,
     gateway: Arc<ArcSwap<Gateway>>,
     shared: Shared,
     certs: Arc<CertResolver>,
@@ -108,12 +109,13 @@ impl App {
         let listener = bind(s.listen, "server.listen").await?;
         let admin = bind(s.admin_listen, "server.admin_listen").await?;
         let gateway = Arc::new(ArcSwap::from_pointee(Gateway::new(&config, secrets, limits, &shared)));
-        Ok(Self { config, config_path: None, gateway, shared, certs, tls, listener, admin, reload: Arc::default() })
+        Ok(Self { config, watched: None, gateway, shared, certs, tls, listener, admin, reload: Arc::default() })
     }
 
     /// Reload from `path` on SIGHUP and when it (or the certificate) changes.
+    /// Installs the SIGHUP handler at once.
     pub fn watch(mut self, path: PathBuf) -> Self {
-        self.config_path = Some(path);
+        self.watched = Some((path, hangup_signal()));
         self
     }
 
@@ -145,7 +147,7 @@ impl App {
         let admin = Arc::new(Admin { gateway: self.gateway.clone(), metrics: metrics.clone() });
         let admin = tokio::spawn(crate::admin::run(self.admin, admin, stopped(stop_rx.clone())));
         let probe = tokio::spawn(probe_backend(self.gateway.clone(), metrics.clone()));
-        let reloader = self.config_path.map(|path| {
+        let reloader = self.watched.map(|(path, hangup)| {
             let reloader = Reloader {
                 path,
                 running: self.config,
@@ -153,6 +155,7 @@ impl App {
                 shared: self.shared.clone(),
                 certs: self.certs,
                 trigger: self.reload,
+                hangup,
             };
             tokio::spawn(reloader.run())
         });

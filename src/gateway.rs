@@ -74,6 +74,7 @@ impl Gateway {
                 limits.clone(),
                 metrics.clone(),
                 config.limits.attack_failures.count.get(),
+                config.ui.clone(),
             ),
             sessions,
             secrets,

@@ -11,7 +11,8 @@
 //! - `server`  accept loop, TLS handshake, HTTP/1.1 + HTTP/2, graceful shutdown
 //! - `tls`     PEM -> rustls config, the crypto provider, dev certificates
 //! - `gateway` the request path: login pages, session check, identity, proxy
-//! - `login`   the PIN form, CSRF, redirect targets, logout
+//! - `login`   the PIN form, CSRF, redirect targets, logout, known devices
+//! - `page`    keypin's pages: template, `[ui]`, security headers
 //! - `session` sealed session cookies, rotation, expiry, revocation
 //! - `audit`   one JSON line per security event
 //! - `route`   path normalization and route selection
@@ -35,6 +36,7 @@ pub mod gateway;
 pub mod limits;
 pub mod login;
 pub mod metrics;
+pub mod page;
 pub mod proxy;
 pub mod reload;
 pub mod route;

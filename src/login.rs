@@ -17,10 +17,12 @@ use tokio::time::Instant;
 
 use crate::audit;
 use crate::config::PinConfig;
+use crate::config::UiConfig;
 use crate::error::GatewayError;
 use crate::gateway::{Body, full_body};
 use crate::limits::{ClientKey, LimitStore, observe_attack_mode};
 use crate::metrics::{LoginResult, Metrics};
+use crate::page::{Page, escape, render};
 use crate::route::same_origin;
 use crate::secrets::SecretName;
 use crate::secrets::cache::{Resolved, SecretCache, Staleness};
@@ -39,8 +41,6 @@ const MAX_JITTER: Duration = Duration::from_millis(50);
 /// Longest `rd` target kept; longer goes to `/`.
 const MAX_REDIRECT_BYTES: usize = 2048;
 
-const PAGE: &str = include_str!("login.html");
-
 /// A request body a form can be read from (hyper's `Incoming` in the server, any
 /// body in tests and benches).
 pub trait FormBody: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> {}
@@ -57,6 +57,7 @@ pub struct Login {
     device_cookie: String,
     /// `limits.attack_failures`' count, for the audit line.
     attack_budget: u32,
+    ui: UiConfig,
 }
 
 /// How long a known-device cookie lasts (re-issued at every sign-in).
@@ -91,10 +92,11 @@ impl Login {
         limits: Arc<dyn LimitStore>,
         metrics: Arc<Metrics>,
         attack_budget: u32,
+        ui: UiConfig,
     ) -> Self {
         let csrf_cookie = sessions.companion_name("csrf");
         let device_cookie = sessions.companion_name("device");
-        Self { pin, sessions, secrets, limits, metrics, csrf_cookie, device_cookie, attack_budget }
+        Self { pin, sessions, secrets, limits, metrics, csrf_cookie, device_cookie, attack_budget, ui }
     }
 
     /// Serve a request under `/.keypin/`; `client` is the address used for audit.
@@ -304,12 +306,8 @@ impl Login {
         rd: &str,
     ) -> Response<Body> {
         let (token, cookie) = self.csrf_for_form(headers);
-        let alert = error.map_or_else(String::new, |e| {
-            format!("<p class=\"alert\" role=\"alert\">{}</p>\n", escape(&e.public_message()))
-        });
-        let body = format!(
-            "<h1>Sign in</h1>\n<p>Enter your PIN to continue.</p>\n{alert}\
-             <form method=\"post\" action=\"{LOGIN_PATH}\">\n\
+        let form = format!(
+            "<form method=\"post\" action=\"{LOGIN_PATH}\">\n\
              <input type=\"hidden\" name=\"rd\" value=\"{rd}\">\n\
              <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\n\
              <label for=\"pin\">PIN</label>\n\
@@ -320,7 +318,9 @@ impl Login {
             min = self.pin.min_digits,
             max = self.pin.max_digits,
         );
-        let mut resp = page(status, "Sign in", &body, cookie);
+        let alert = error.map(GatewayError::public_message);
+        let page = Page { title: &self.ui.title, message: &self.ui.message, alert: alert.as_deref(), form: &form };
+        let mut resp = render(&self.ui, status, &page, cookie);
         if let Some(retry) = error.and_then(GatewayError::retry_after) {
             resp.headers_mut().insert(header::RETRY_AFTER, retry);
         }
@@ -329,13 +329,13 @@ impl Login {
 
     fn logout_form(&self, headers: &HeaderMap) -> Response<Body> {
         let (token, cookie) = self.csrf_for_form(headers);
-        let body = format!(
-            "<h1>Sign out</h1>\n<p>End your session on this device.</p>\n\
-             <form method=\"post\" action=\"{LOGOUT_PATH}\">\n\
+        let form = format!(
+            "<form method=\"post\" action=\"{LOGOUT_PATH}\">\n\
              <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\n\
              <button type=\"submit\" autofocus>Sign out</button>\n</form>"
         );
-        page(StatusCode::OK, "Sign out", &body, cookie)
+        let page = Page { title: "Sign out", message: "End your session on this device.", alert: None, form: &form };
+        render(&self.ui, StatusCode::OK, &page, cookie)
     }
 }
 
@@ -411,51 +411,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// HTML-escape text for element content and quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let mut resp = Response::new(full_body(Bytes::new()));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(header::LOCATION, HeaderValue::try_from(location).unwrap_or(HeaderValue::from_static("/")));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// A keypin page: self-contained, styled by a per-response nonce under a strict CSP.
-fn page(status: StatusCode, title: &str, body: &str, set_cookie: Option<HeaderValue>) -> Response<Body> {
-    let nonce = random_token(16);
-    let html = PAGE.replace("{{title}}", title).replace("{{nonce}}", &nonce).replace("{{body}}", body);
-    let mut resp = Response::new(full_body(html));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    let csp = format!(
-        "default-src 'none'; style-src 'nonce-{nonce}'; img-src data:; form-action 'self'; \
-         frame-ancestors 'none'; base-uri 'none'"
-    );
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::try_from(csp).expect("nonce is base64url"));
-    if let Some(cookie) = set_cookie {
-        h.append(header::SET_COOKIE, cookie);
-    }
     resp
 }
 

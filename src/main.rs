@@ -214,8 +214,9 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     }
     runtime()?.block_on(async {
         let app = App::bind(config).await?.watch(path.to_owned());
+        let shutdown = shutdown_signal();
         tracing::info!(listen = %app.local_addr(), admin = %app.admin_addr(), "keypin listening");
-        app.run(shutdown_signal()).await;
+        app.run(shutdown).await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -224,6 +225,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
 fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let demo = keypin::demo::prepare(listen).await?;
+        let shutdown = shutdown_signal();
         let url = format!("https://{}/", demo.app.local_addr());
         tracing::info!(listen = %demo.app.local_addr(), admin = %demo.app.admin_addr(), app = %demo.app_addr, "keypin listening");
         eprintln!("\nkeypin demo: open {url}");
@@ -233,7 +235,7 @@ fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
             eprintln!("  {pin}  ->  {user}");
         }
         eprintln!("\nPress Ctrl-C to stop.\n");
-        demo.app.run(shutdown_signal()).await;
+        demo.app.run(shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -241,26 +243,34 @@ fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
 fn demo_app(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let (addr, app) = keypin::demo::bind_legacy_app(listen).await?;
+        let shutdown = shutdown_signal();
         tracing::info!(listen = %addr, "demo legacy app listening (plain HTTP, Basic auth)");
         tokio::select! {
             () = app => {}
-            () = shutdown_signal() => {}
+            () = shutdown => {}
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called, before keypin reports that it listens, so an early signal stops it
+/// gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -39,6 +39,9 @@ pub struct Reloader {
     pub certs: Arc<CertResolver>,
     /// Reload now (tests, and whatever else wants one without a signal).
     pub trigger: Arc<Notify>,
+    /// SIGHUP, installed before keypin says it is listening: a signal sent right
+    /// after start-up must reload, not kill (SIGHUP's default action).
+    pub hangup: Hangup,
 }
 
 impl Reloader {
@@ -49,12 +52,11 @@ impl Reloader {
 
     /// Watch for reasons to reload until the task is dropped.
     pub async fn run(mut self) {
-        let mut hangup = hangup_signal();
         let mut stamps = self.stamps();
         loop {
             let forced = tokio::select! {
                 () = self.trigger.notified() => true,
-                () = hangup.recv() => {
+                () = self.hangup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     true
                 }
@@ -141,7 +143,7 @@ fn needs_restart(running: &Config, next: &Config) -> Vec<&'static str> {
 }
 
 /// SIGHUP as a stream of `()`; never fires where there are no signals.
-struct Hangup(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
+pub struct Hangup(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
 
 impl Hangup {
     async fn recv(&mut self) {
@@ -154,7 +156,8 @@ impl Hangup {
     }
 }
 
-fn hangup_signal() -> Hangup {
+/// Install the SIGHUP handler now (needs a Tokio runtime).
+pub fn hangup_signal() -> Hangup {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

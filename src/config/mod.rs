@@ -56,6 +56,26 @@ pub struct Config {
     pub session: SessionConfig,
     pub limits: LimitsConfig,
     pub routes: Vec<RouteConfig>,
+    pub ui: UiConfig,
+}
+
+/// How keypin's own pages look (`[ui]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiConfig {
+    /// Page title and heading of the sign-in page.
+    pub title: String,
+    /// The line under the heading.
+    pub message: String,
+    /// The logo as a `data:` URI (inlined: the page loads nothing from elsewhere).
+    pub logo: Option<String>,
+    /// An operator's complete page template, read at load (see docs/configuration.md).
+    pub template: Option<String>,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self { title: "Sign in".into(), message: "Enter your PIN to continue.".into(), logo: None, template: None }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

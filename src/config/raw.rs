@@ -31,6 +31,17 @@ pub(super) struct RawConfig {
     pub(super) limits: LimitsConfig,
     #[serde(default)]
     pub(super) route: Vec<RawRoute>,
+    #[serde(default)]
+    pub(super) ui: RawUi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUi {
+    pub(super) title: Option<String>,
+    pub(super) message: Option<String>,
+    pub(super) logo: Option<PathBuf>,
+    pub(super) template: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

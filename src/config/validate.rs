@@ -6,9 +6,10 @@ use std::net::IpAddr;
 
 use http::uri::{Scheme, Uri};
 
-use super::raw::{BackendKind, CredentialKind, RawConfig, RawRoute, RawSecrets, RawSession};
+use super::raw::{BackendKind, CredentialKind, RawConfig, RawRoute, RawSecrets, RawSession, RawUi};
 use super::{
-    Config, CredentialConfig, KeyVaultConfig, RouteConfig, SecretBackend, SecretsConfig, SessionConfig, canonical_ip,
+    Config, CredentialConfig, KeyVaultConfig, RouteConfig, SecretBackend, SecretsConfig, SessionConfig, UiConfig,
+    canonical_ip,
 };
 use crate::secrets::{SecretText, SessionKey};
 
@@ -70,7 +71,8 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
         routes.push(route);
     }
 
-    Ok(Config { source: file.to_owned(), server, pin, secrets, session, limits, routes })
+    let ui = validate_ui(raw.ui)?;
+    Ok(Config { source: file.to_owned(), server, pin, secrets, session, limits, routes, ui })
 }
 
 fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
@@ -189,5 +191,62 @@ fn validate_route(i: usize, r: RawRoute) -> Result<RouteConfig, Invalid> {
         user_header: r.user_header,
         public_paths: r.public_paths,
         preserve_host: r.preserve_host,
+    })
+}
+
+/// Largest logo inlined into the page.
+const MAX_LOGO_BYTES: u64 = 64 * 1024;
+/// Largest custom page template.
+const MAX_TEMPLATE_BYTES: u64 = 256 * 1024;
+
+fn read_limited(key: &str, path: &std::path::Path, max: u64) -> Result<Vec<u8>, Invalid> {
+    let size = std::fs::metadata(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?.len();
+    if size > max {
+        return Err(invalid(key, format!("{} is larger than {} KiB", path.display(), max / 1024)));
+    }
+    std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+}
+
+fn validate_ui(raw: RawUi) -> Result<UiConfig, Invalid> {
+    use base64::Engine as _;
+    let defaults = UiConfig::default();
+    let logo = match raw.logo {
+        None => None,
+        Some(path) => {
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            let mime = match ext.as_str() {
+                "png" => "image/png",
+                "svg" => "image/svg+xml",
+                "jpg" | "jpeg" => "image/jpeg",
+                "gif" => "image/gif",
+                "webp" => "image/webp",
+                _ => {
+                    return Err(invalid(
+                        "ui.logo",
+                        format!("{}: use a .png, .svg, .jpg, .gif or .webp file", path.display()),
+                    ));
+                }
+            };
+            let bytes = read_limited("ui.logo", &path, MAX_LOGO_BYTES)?;
+            Some(format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+        }
+    };
+    let template = match raw.template {
+        None => None,
+        Some(path) => {
+            let bytes = read_limited("ui.template", &path, MAX_TEMPLATE_BYTES)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| invalid("ui.template", format!("{} is not UTF-8", path.display())))?;
+            if !text.contains("{{form}}") {
+                return Err(invalid("ui.template", format!("{} has no {{{{form}}}} placeholder", path.display())));
+            }
+            Some(text)
+        }
+    };
+    Ok(UiConfig {
+        title: raw.title.unwrap_or(defaults.title),
+        message: raw.message.unwrap_or(defaults.message),
+        logo,
+        template,
     })
 }
