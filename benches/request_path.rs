@@ -1,6 +1,7 @@
-//! The in-process request path before the upstream call: path normalization, route
-//! selection and request header rewriting (hop-by-hop removal, identity stripping,
-//! forwarding headers, identity injection) on a typical browser request.
+//! The in-process request path before the upstream call, on a typical browser
+//! request: path normalization, route selection, request header rewriting
+//! (hop-by-hop removal, identity stripping, forwarding headers, identity
+//! injection), and the whole authenticated path (`authenticated_request_path`).
 
 use std::hint::black_box;
 
@@ -45,6 +46,8 @@ fn browser_headers() -> HeaderMap {
     h
 }
 
+criterion_group!(benches, request_path);
+
 fn request_path(c: &mut Criterion) {
     let router = Router::new(vec![
         route("api", Some("api.example.com"), "/"),
@@ -79,5 +82,66 @@ fn request_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, request_path);
-criterion_main!(benches);
+/// The whole in-process path of an authenticated request up to the upstream call:
+/// `Gateway::prepare` (normalize, route, open the session cookie, resolve the
+/// cached secret, identity, strip keypin's cookies) plus the header rewrite.
+fn authenticated_request(c: &mut Criterion) {
+    use std::sync::Arc;
+
+    use keypin::config::Config;
+    use keypin::gateway::{Gateway, Shared};
+    use keypin::secrets::SecretName;
+    use keypin::secrets::cache::SecretCache;
+    use keypin::secrets::file::FileStore;
+    use keypin::session::{Sessions, revocations};
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let key = keypin::secrets::SessionKey::generate().to_base64().to_string();
+    let text = format!(
+        "[session]\nkeys = [\"{key}\"]\n[[route]]\nname = \"app\"\nupstream = \"http://127.0.0.1:9\"\ninject = \"both\"\n"
+    );
+    let config = Config::parse(&text, "bench", &|_| None).unwrap();
+    let shared = Shared { metrics: Arc::default(), revoked: revocations() };
+    let store = Arc::new(FileStore::embedded(keypin::demo::SECRETS).unwrap());
+    let secrets = Arc::new(SecretCache::new(store, &config.secrets, shared.metrics.clone()));
+    let limits = keypin::limits::store_for(&config.limits).unwrap();
+    let gateway = rt.block_on(async { Gateway::new(&config, secrets, limits, &shared) });
+
+    let (_, cookie) =
+        Sessions::new(&config.session, revocations()).mint(SecretName::for_pin("secret-", "1234"), "user1");
+    let pair = cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+    let mut headers = browser_headers();
+    headers.insert("cookie", HeaderValue::try_from(format!("theme=dark; {pair}")).unwrap());
+    let mut req = http::Request::get("/app/reports/2026/q3.html").body(()).unwrap();
+    *req.headers_mut() = headers;
+    let (parts, ()) = req.into_parts();
+    let peer: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    // Warm the secret cache, as a running gateway would be.
+    let mut warm = parts.clone();
+    assert!(rt.block_on(gateway.prepare(&mut warm, peer)).result.is_ok());
+
+    c.bench_function("authenticated_request_path", |b| {
+        b.to_async(&rt).iter_batched(
+            || parts.clone(),
+            |mut parts| {
+                let gateway = &gateway;
+                async move {
+                    let outcome = gateway.prepare(&mut parts, peer).await;
+                    let prepared = outcome.result.expect("authenticated");
+                    let route = prepared.route.unwrap();
+                    rewrite_request_headers(
+                        &mut parts.headers,
+                        route,
+                        &prepared.forwarding,
+                        prepared.identity.as_ref(),
+                    );
+                    parts
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(whole_path, authenticated_request);
+criterion_main!(benches, whole_path);

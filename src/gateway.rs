@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::request::Parts;
 use http::{Method, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -94,10 +95,11 @@ impl Gateway {
     /// Serve one request from `peer`. Never fails.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = std::time::Instant::now();
-        let method = req.method().clone();
-        // The path only: queries may carry tokens.
-        let path = req.uri().path().to_owned();
-        let client = client_ip(peer.ip(), req.headers(), &self.server);
+        // What the access log needs, gathered only when it is on. The path only:
+        // queries may carry tokens.
+        let access = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| {
+            (req.method().clone(), req.uri().path().to_owned(), client_ip(peer.ip(), req.headers(), &self.server))
+        });
         let mut route = NO_ROUTE;
         let resp = match self.serve(req, peer, &mut route).await {
             Ok(resp) => resp,
@@ -111,64 +113,99 @@ impl Gateway {
             }
         };
         self.metrics.request(route, resp.status().as_u16());
-        let bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
-        tracing::info!(
-            target: ACCESS_LOG,
-            %method,
-            path,
-            route,
-            status = resp.status().as_u16(),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-            bytes,
-            client = %client,
-        );
+        if let Some((method, path, client)) = access {
+            let bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info!(
+                target: ACCESS_LOG,
+                %method,
+                path,
+                route,
+                status = resp.status().as_u16(),
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                bytes,
+                client = %client,
+            );
+        }
         resp
     }
 
     /// The request path; `label` learns the route's name as soon as it is known.
     async fn serve<'a>(
         &'a self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         peer: SocketAddr,
         label: &mut &'a str,
     ) -> Result<Response<Body>, GatewayError> {
-        let path = route::normalize_path(req.uri().path())?.into_owned();
         let peer_ip = canonical_ip(peer.ip());
-        if path.starts_with(RESERVED_PREFIX) {
+        if req.uri().path().starts_with(RESERVED_PREFIX) {
+            let path = route::normalize_path(req.uri().path())?.into_owned();
             *label = KEYPIN_ROUTE;
             let client = client_ip(peer_ip, req.headers(), &self.server);
             return self.login.handle(req, &path, client).await;
         }
-        let host = route::request_host(&req);
+        let (mut parts, body) = req.into_parts();
+        let prepared = self.prepare(&mut parts, peer_ip).await;
+        if let Some(route) = prepared.route {
+            *label = &route.name;
+        }
+        let Prepared { route, path, forwarding, identity, refresh } = prepared.result?;
+        let route = route.expect("a prepared request has a route");
+        let req = Request::from_parts(parts, body);
+        let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref()).await?;
+        if let Some(cookie) = refresh {
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        Ok(resp)
+    }
+
+    /// Everything before the upstream call, for a request outside `/.keypin/`:
+    /// normalize the path, pick the route, check the session, resolve the secret,
+    /// decide the identity and the forwarding headers, strip keypin's cookies.
+    pub async fn prepare<'a>(&'a self, parts: &mut Parts, peer: IpAddr) -> PrepareOutcome<'a> {
+        let mut route_seen = None;
+        let result = self.prepare_inner(parts, peer, &mut route_seen).await;
+        PrepareOutcome { route: route_seen, result }
+    }
+
+    async fn prepare_inner<'a>(
+        &'a self,
+        parts: &mut Parts,
+        peer: IpAddr,
+        route_seen: &mut Option<&'a RouteConfig>,
+    ) -> Result<Prepared<'a>, GatewayError> {
+        let path = route::normalize_path(parts.uri.path())?.into_owned();
+        if path.starts_with(RESERVED_PREFIX) {
+            // Only a disguised spelling of keypin's own prefix gets here.
+            return Err(GatewayError::NoRoute);
+        }
+        let host = route::request_host_of(&parts.headers, &parts.uri);
         let route = self.router.select(host.as_deref(), &path).ok_or(GatewayError::NoRoute)?;
-        *label = &route.name;
-        if upgrade_protocol(req.headers()).is_some() && !same_origin(req.headers(), req.uri()) {
+        *route_seen = Some(route);
+        if upgrade_protocol(&parts.headers).is_some() && !same_origin(&parts.headers, &parts.uri) {
             return Err(GatewayError::CrossSiteUpgrade);
         }
-
         let (identity, refresh) = if route::is_public(route, &path) {
             (None, None)
         } else {
-            let opened = self.sessions.open(req.headers()).ok_or_else(|| login_required(&req))?;
+            let opened = self.sessions.open(&parts.headers).ok_or_else(|| login_required(parts))?;
             let creds = match self.secrets.resolve(&opened.session.secret, Staleness::AllowStale).await {
                 Ok(Resolved::Found(creds)) => creds,
                 Ok(Resolved::NotFound) => {
                     // The secret was deleted or disabled: the session ends with it.
                     self.sessions.revoke(&opened.session);
-                    return Err(login_required(&req));
+                    return Err(login_required(parts));
                 }
                 Err(e) => return Err(GatewayError::Backend(e)),
             };
             (Some(identity_for(route, &creds)), opened.refresh)
         };
-
-        strip_cookies(req.headers_mut(), |name| self.is_keypin_cookie(name));
-        let fwd = self.forwarding(&req, peer_ip);
-        let mut resp = self.proxy.forward(route, &path, req, &fwd, identity.as_ref()).await?;
-        if let Some(cookie) = refresh {
-            resp.headers_mut().append(header::SET_COOKIE, cookie);
-        }
-        Ok(resp)
+        strip_cookies(&mut parts.headers, |name| self.is_keypin_cookie(name));
+        let forwarding = Forwarding {
+            peer,
+            trusted_peer: self.server.is_trusted_proxy(peer),
+            host: route::request_authority(&parts.headers, &parts.uri).and_then(|a| HeaderValue::from_str(a).ok()),
+        };
+        Ok(Prepared { route: Some(route), path, forwarding, identity, refresh })
     }
 
     /// keypin's cookies: the session cookie and its companions (`…-csrf`).
@@ -176,14 +213,22 @@ impl Gateway {
         let ours = self.sessions.cookie_name();
         name.strip_prefix(ours).is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
     }
+}
 
-    fn forwarding<B>(&self, req: &Request<B>, peer: IpAddr) -> Forwarding {
-        Forwarding {
-            peer,
-            trusted_peer: self.server.is_trusted_proxy(peer),
-            host: route::request_authority(req.headers(), req.uri()).and_then(|a| HeaderValue::from_str(a).ok()),
-        }
-    }
+/// A request ready for its upstream.
+pub struct Prepared<'a> {
+    pub route: Option<&'a RouteConfig>,
+    pub path: String,
+    pub forwarding: Forwarding,
+    pub identity: Option<Identity>,
+    /// A re-sealed session cookie to send back, when the idle timer slid.
+    pub refresh: Option<HeaderValue>,
+}
+
+/// `prepare`'s answer, with the route it found even when it then refused.
+pub struct PrepareOutcome<'a> {
+    pub route: Option<&'a RouteConfig>,
+    pub result: Result<Prepared<'a>, GatewayError>,
 }
 
 /// What the route injects for these credentials.
@@ -195,14 +240,9 @@ fn identity_for(route: &RouteConfig, creds: &Credentials) -> Identity {
 }
 
 /// Browsers navigating to a page are sent to the login form; API clients get `401`.
-fn login_required<B>(req: &Request<B>) -> GatewayError {
-    let navigating = matches!(*req.method(), Method::GET | Method::HEAD)
-        && req
-            .headers()
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("text/html"));
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+fn login_required(req: &Parts) -> GatewayError {
+    let navigating = matches!(req.method, Method::GET | Method::HEAD)
+        && req.headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"));
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     GatewayError::LoginRequired { location: login_url(target), redirect: navigating }
 }

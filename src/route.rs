@@ -61,7 +61,12 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, GatewayError> {
 /// The host a request names (lower-cased, without port), from `Host` or the
 /// HTTP/2 authority.
 pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
-    let raw = request_authority(req.headers(), req.uri())?;
+    request_host_of(req.headers(), req.uri())
+}
+
+/// As [`request_host`], from a request's headers and URI.
+pub fn request_host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    let raw = request_authority(headers, uri)?;
     let authority: http::uri::Authority = raw.parse().ok()?;
     Some(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
 }

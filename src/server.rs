@@ -127,6 +127,9 @@ fn connection_builder(settings: &ListenerSettings) -> auto::Builder<TokioExecuto
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
+        // Flatten head and body into one write: over TLS that is one record and one
+        // syscall instead of two for small answers.
+        .writev(false)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
     builder
