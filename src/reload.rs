@@ -19,14 +19,15 @@ use crate::tls::CertResolver;
 /// How often the configuration and certificate files are checked for changes.
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 
-/// What identifies a version of a file, without reading it.
+/// What identifies a version of a file, without reading it (also used by the
+/// file secret store's watch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub fn stamp(path: &Path) -> Option<Stamp> {
     let meta = std::fs::metadata(path).ok()?;
     Some(Stamp { modified: meta.modified().ok(), len: meta.len() })
 }

@@ -11,7 +11,7 @@ use http::{StatusCode, header};
 use keypin::config::SessionConfig;
 use keypin::secrets::SessionKey;
 use keypin::session::{Sessions, revocations};
-use support::browser::{Browser, Page};
+use support::browser::Browser;
 use support::gateway::{GatewayProcess, TEST_SESSION_KEY, TestGateway, route_table};
 use support::store::CountingStore;
 use support::upstream::Upstream;
@@ -28,25 +28,11 @@ async fn setup(limits: &str, server_extra: &str) -> (Upstream, TestGateway) {
     (upstream, gw)
 }
 
-/// POST a PIN with a fresh CSRF token, as the client behind `xff` when given.
-async fn attempt(browser: &mut Browser, pin: &str, xff: Option<&str>) -> Page {
-    let csrf = browser.csrf().await;
-    let mut req = http::Request::post(browser.url("/.keypin/login"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ORIGIN, browser.url(""));
-    if let Some(xff) = xff {
-        req = req.header("x-forwarded-for", xff);
-    }
-    let cookies = browser.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-    req = req.header(header::COOKIE, cookies);
-    browser.send(req.body(support::client::bytes(format!("pin={pin}&csrf={csrf}"))).unwrap()).await
-}
-
 #[tokio::test]
 async fn above_the_failure_budget_only_known_devices_may_sign_in_until_the_cooldown() {
     let (_up, gw) = setup("lockout_after = 1000\nattack_failures = \"3/hour\"\nattack_cooldown = \"1s\"", "").await;
     let mut known = Browser::new(&gw);
-    assert_eq!(attempt(&mut known, "1234", None).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(known.attempt("1234", None).await.status, StatusCode::SEE_OTHER);
     assert!(known.cookies.contains_key(DEVICE), "a sign-in sets the known-device cookie");
     // The device cookie alone signs nobody in.
     let mut only_device = Browser::new(&gw);
@@ -55,19 +41,19 @@ async fn above_the_failure_budget_only_known_devices_may_sign_in_until_the_coold
 
     let mut fresh = Browser::new(&gw);
     for pin in ["9990", "9991", "9992", "9993"] {
-        assert_eq!(attempt(&mut fresh, pin, None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(fresh.attempt(pin, None).await.status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(gw.metrics().await["keypin_attack_mode"], 1.0);
-    let page = attempt(&mut fresh, "1234", None).await;
+    let page = fresh.attempt("1234", None).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "a valid PIN from an unknown browser is refused");
     assert!(page.body.contains("temporarily restricted"), "{}", page.body);
     assert!(page.headers.contains_key(header::RETRY_AFTER));
     assert!(page.set_cookie("__Host-keypin").is_none());
-    assert_eq!(attempt(&mut known, "4567", None).await.status, StatusCode::SEE_OTHER, "known devices sign in");
+    assert_eq!(known.attempt("4567", None).await.status, StatusCode::SEE_OTHER, "known devices sign in");
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(gw.metrics().await["keypin_attack_mode"], 0.0, "the mode ends after the cooldown");
-    assert_eq!(attempt(&mut fresh, "1234", None).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(fresh.attempt("1234", None).await.status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -75,7 +61,7 @@ async fn forged_expired_and_foreign_device_cookies_count_as_no_device() {
     let (_up, gw) = setup("lockout_after = 1000\nattack_failures = \"1/hour\"\nattack_cooldown = \"1h\"", "").await;
     let mut attacker = Browser::new(&gw);
     for pin in ["9990", "9991"] {
-        attempt(&mut attacker, pin, None).await;
+        attacker.attempt(pin, None).await;
     }
     // Sealed with our own key but issued 91 days ago.
     let ours = Sessions::new(
@@ -111,7 +97,7 @@ async fn forged_expired_and_foreign_device_cookies_count_as_no_device() {
     for (what, value) in [("forged", "bm90IGEgZGV2aWNl".to_owned()), ("expired", expired), ("foreign", foreign)] {
         let mut browser = Browser::new(&gw);
         browser.cookies.insert(DEVICE.into(), value);
-        let page = attempt(&mut browser, "1234", None).await;
+        let page = browser.attempt("1234", None).await;
         assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "a {what} device cookie counted as a known device");
     }
 }
@@ -120,13 +106,13 @@ async fn forged_expired_and_foreign_device_cookies_count_as_no_device() {
 async fn a_device_stays_locked_out_across_address_changes() {
     let (_up, gw) = setup("lockout_after = 2", "trusted_proxies = [\"127.0.0.1\"]").await;
     let mut laptop = Browser::new(&gw);
-    assert_eq!(attempt(&mut laptop, "1234", Some("203.0.113.1")).await.status, StatusCode::SEE_OTHER);
-    assert_eq!(attempt(&mut laptop, "9999", Some("203.0.113.2")).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(attempt(&mut laptop, "9998", Some("203.0.113.3")).await.status, StatusCode::UNAUTHORIZED);
-    let page = attempt(&mut laptop, "1234", Some("203.0.113.4")).await;
+    assert_eq!(laptop.attempt("1234", Some("203.0.113.1")).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(laptop.attempt("9999", Some("203.0.113.2")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(laptop.attempt("9998", Some("203.0.113.3")).await.status, StatusCode::UNAUTHORIZED);
+    let page = laptop.attempt("1234", Some("203.0.113.4")).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "the device's streak follows it to a new address");
     let mut other = Browser::new(&gw);
-    assert_eq!(attempt(&mut other, "1234", Some("203.0.113.4")).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(other.attempt("1234", Some("203.0.113.4")).await.status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +126,7 @@ async fn attack_mode_is_audited_on_and_off() {
     let gw = GatewayProcess::start("", &config);
     let mut browser = Browser::connect(gw.addr.port(), &gw.cert());
     for pin in ["9990", "9991", "9992"] {
-        attempt(&mut browser, pin, None).await;
+        browser.attempt(pin, None).await;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let audited = |state: &str| {

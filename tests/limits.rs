@@ -20,21 +20,6 @@ async fn setup(limits: &str, server_extra: &str) -> (Upstream, Arc<CountingStore
     (upstream, store, gw)
 }
 
-/// POST a PIN with a fresh CSRF token, as the client behind `xff` when given.
-async fn attempt(browser: &mut Browser, pin: &str, xff: Option<&str>) -> Page {
-    let csrf = browser.csrf().await;
-    let body = format!("pin={pin}&csrf={csrf}");
-    let mut req = http::Request::post(browser.url("/.keypin/login"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ORIGIN, browser.url(""));
-    if let Some(xff) = xff {
-        req = req.header("x-forwarded-for", xff);
-    }
-    let cookies = browser.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-    req = req.header(header::COOKIE, cookies);
-    browser.send(req.body(support::client::bytes(body)).unwrap()).await
-}
-
 fn retry_after(page: &Page) -> u64 {
     page.headers[header::RETRY_AFTER].to_str().unwrap().parse().expect("Retry-After is whole seconds")
 }
@@ -48,10 +33,10 @@ async fn the_sixth_attempt_in_a_minute_is_429_even_with_a_valid_pin() {
     let (_up, store, gw) = setup("login_per_ip = \"5/min\"\nlockout_after = 100", "").await;
     let mut browser = Browser::new(&gw);
     for i in 0..5 {
-        assert_eq!(attempt(&mut browser, &format!("99{i:02}"), None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(browser.attempt(&format!("99{i:02}"), None).await.status, StatusCode::UNAUTHORIZED);
     }
     let before = store.total();
-    let page = attempt(&mut browser, "1234", None).await;
+    let page = browser.attempt("1234", None).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
     assert!((1..=12).contains(&retry_after(&page)), "Retry-After {}", retry_after(&page));
     assert!(page.body.contains("role=\"alert\"") && page.body.contains("seconds"), "{}", page.body);
@@ -68,21 +53,21 @@ async fn consecutive_failures_lock_out_with_doubling_and_a_cap() {
         setup("login_per_ip = \"1000/s\"\nlockout_after = 3\nlockout_base = \"1s\"\nlockout_max = \"2s\"", "").await;
     let mut browser = Browser::new(&gw);
     for expected_lock in [1, 2, 2] {
-        assert_eq!(attempt(&mut browser, "9999", None).await.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(attempt(&mut browser, "12ab", None).await.status, StatusCode::BAD_REQUEST, "malformed counts");
-        assert_eq!(attempt(&mut browser, "9998", None).await.status, StatusCode::UNAUTHORIZED);
-        let page = attempt(&mut browser, "1234", None).await;
+        assert_eq!(browser.attempt("9999", None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(browser.attempt("12ab", None).await.status, StatusCode::BAD_REQUEST, "malformed counts");
+        assert_eq!(browser.attempt("9998", None).await.status, StatusCode::UNAUTHORIZED);
+        let page = browser.attempt("1234", None).await;
         assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "the third failure locks");
         assert_eq!(retry_after(&page), expected_lock);
         assert_eq!(sample(&gw.metrics().await, "keypin_active_lockouts"), 1.0);
         tokio::time::sleep(Duration::from_millis(expected_lock * 1000 + 100)).await;
     }
     // A success resets the streak: two failures after it do not lock.
-    assert_eq!(attempt(&mut browser, "1234", None).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.attempt("1234", None).await.status, StatusCode::SEE_OTHER);
     for _ in 0..2 {
-        assert_eq!(attempt(&mut browser, "9999", None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(browser.attempt("9999", None).await.status, StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(attempt(&mut browser, "4567", None).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.attempt("4567", None).await.status, StatusCode::SEE_OTHER);
     assert!(store.total() > 0);
 }
 
@@ -92,10 +77,10 @@ async fn backend_outages_never_lock_anyone_out() {
     store.set_mode(Mode::Unavailable);
     let mut browser = Browser::new(&gw);
     for _ in 0..6 {
-        assert_eq!(attempt(&mut browser, "1234", None).await.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(browser.attempt("1234", None).await.status, StatusCode::SERVICE_UNAVAILABLE);
     }
     store.set_mode(Mode::Normal);
-    assert_eq!(attempt(&mut browser, "1234", None).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.attempt("1234", None).await.status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -128,7 +113,7 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
     let statuses: Vec<_> = {
         let mut v = Vec::new();
         for s in spoofs {
-            v.push(attempt(&mut browser, "9999", Some(s)).await.status);
+            v.push(browser.attempt("9999", Some(s)).await.status);
         }
         v
     };
@@ -140,12 +125,12 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
             .await;
     let mut browser = Browser::new(&gw);
     for _ in 0..2 {
-        let page = attempt(&mut browser, "9999", Some("198.51.100.7, 203.0.113.1, 10.1.1.1")).await;
+        let page = browser.attempt("9999", Some("198.51.100.7, 203.0.113.1, 10.1.1.1")).await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     }
-    let page = attempt(&mut browser, "9999", Some("198.51.100.99, 203.0.113.1, 10.1.1.1")).await;
+    let page = browser.attempt("9999", Some("198.51.100.99, 203.0.113.1, 10.1.1.1")).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "a forged left-most hop does not escape the limit");
-    let page = attempt(&mut browser, "9999", Some("203.0.113.2, 10.1.1.1")).await;
+    let page = browser.attempt("9999", Some("203.0.113.2, 10.1.1.1")).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED, "another client behind the proxy has its own limit");
 }
 
@@ -155,11 +140,11 @@ async fn ipv6_clients_share_a_limit_per_64() {
         setup("login_per_ip = \"2/min\"\nlockout_after = 100", "trusted_proxies = [\"127.0.0.1\"]").await;
     let mut browser = Browser::new(&gw);
     for addr in ["2001:db8:aa:1::1", "2001:db8:aa:1:ffff::2"] {
-        assert_eq!(attempt(&mut browser, "9999", Some(addr)).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(browser.attempt("9999", Some(addr)).await.status, StatusCode::UNAUTHORIZED);
     }
-    let page = attempt(&mut browser, "9999", Some("2001:db8:aa:1:1234::3")).await;
+    let page = browser.attempt("9999", Some("2001:db8:aa:1:1234::3")).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "same /64");
-    let page = attempt(&mut browser, "9999", Some("2001:db8:aa:2::1")).await;
+    let page = browser.attempt("9999", Some("2001:db8:aa:2::1")).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED, "another /64");
 }
 

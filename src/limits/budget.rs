@@ -269,16 +269,7 @@ pub fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn limits(per_ip: &str, after: u32, base: u64, max: u64) -> LimitsConfig {
-        LimitsConfig {
-            login_per_ip: per_ip.parse().unwrap(),
-            lockout_after: after,
-            lockout_base: Duration::from_secs(base),
-            lockout_max: Duration::from_secs(max),
-            ..LimitsConfig::default()
-        }
-    }
+    use crate::limits::tests::limits;
 
     #[test]
     fn the_default_budget_matches_the_hand_computation() {

@@ -437,7 +437,7 @@ mod tests {
         assert_eq!(lockout_duration(200, base, max), max);
     }
 
-    fn limits(per_ip: &str, after: u32, base: u64, max: u64) -> LimitsConfig {
+    pub(crate) fn limits(per_ip: &str, after: u32, base: u64, max: u64) -> LimitsConfig {
         LimitsConfig {
             login_per_ip: per_ip.parse().unwrap(),
             lockout_after: after,

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::{BackendError, BoxFuture, Lookup, SecretName, SecretStore, SecretText};
+use crate::reload::{Stamp, stamp};
 
 /// How often the file is checked for changes.
 pub const RELOAD_POLL: Duration = Duration::from_secs(1);
@@ -20,18 +21,6 @@ pub struct FileStore {
     path: Option<PathBuf>,
     /// The file's stamp taken before the content in use was read.
     loaded: Option<Stamp>,
-}
-
-/// What identifies a version of the file, without reading it.
-#[derive(PartialEq, Eq, Clone, Copy)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp { modified: meta.modified().ok(), len: meta.len() })
 }
 
 /// Parse the secrets file. Messages never quote the file: it holds passwords.

@@ -134,6 +134,22 @@ impl Browser {
         self.post_form("/.keypin/login", &[("pin", pin), ("rd", &rd_field), ("csrf", &csrf)]).await
     }
 
+    /// POST a PIN with a fresh CSRF token, as the client behind `xff` (an
+    /// `X-Forwarded-For` value, believed only from trusted proxies) when given.
+    pub async fn attempt(&mut self, pin: &str, xff: Option<&str>) -> Page {
+        let csrf = self.csrf().await;
+        let mut req = Request::post(self.url("/.keypin/login"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, self.url(""));
+        if let Some(xff) = xff {
+            req = req.header("x-forwarded-for", xff);
+        }
+        if let Some(c) = self.cookie_header() {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(bytes(format!("pin={pin}&csrf={csrf}"))).unwrap()).await
+    }
+
     /// The CSRF token a fresh login form carries.
     pub async fn csrf(&mut self) -> String {
         self.get("/.keypin/login").await.field("csrf")
