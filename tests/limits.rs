@@ -121,16 +121,16 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
 
     // Trusted proxy: the right-most untrusted hop is the client.
     let (_up, _store, gw) =
-        setup("login_per_ip = \"2/min\"\nlockout_after = 100", "trusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/8\"]")
+        setup("login_per_ip = \"2/min\"\nlockout_after = 100", "trusted_proxies = [\"127.0.0.0/8\", \"192.0.2.0/24\"]")
             .await;
     let mut browser = Browser::new(&gw);
     for _ in 0..2 {
-        let page = browser.attempt("9999", Some("198.51.100.7, 203.0.113.1, 10.1.1.1")).await;
+        let page = browser.attempt("9999", Some("198.51.100.7, 203.0.113.1, 192.0.2.9")).await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     }
-    let page = browser.attempt("9999", Some("198.51.100.99, 203.0.113.1, 10.1.1.1")).await;
+    let page = browser.attempt("9999", Some("198.51.100.99, 203.0.113.1, 192.0.2.9")).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "a forged left-most hop does not escape the limit");
-    let page = browser.attempt("9999", Some("203.0.113.2, 10.1.1.1")).await;
+    let page = browser.attempt("9999", Some("203.0.113.2, 192.0.2.9")).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED, "another client behind the proxy has its own limit");
 }
 

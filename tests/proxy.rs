@@ -87,8 +87,8 @@ async fn forged_identity_and_forwarding_headers_never_reach_the_upstream() {
          Proxy-Authorization: Basic eA==\r\nX-Forwarded-User: admin\r\nX_Forwarded_User: admin\r\n\
          X.Forwarded.User: admin\r\nRemote-User: admin\r\nX-Remote-User: admin\r\n\
          X-Auth-Request-User: admin\r\nX-Auth-Request-Email: a@example.com\r\n\
-         X-Forwarded-For: 10.1.1.1\r\nX-Forwarded-For: 10.2.2.2\r\nX-Forwarded-Proto: http\r\n\
-         X-Forwarded-Host: evil.example\r\nForwarded: for=10.1.1.1\r\nX-Real-IP: 10.1.1.1\r\n\
+         X-Forwarded-For: 198.51.100.201\r\nX-Forwarded-For: 198.51.100.202\r\nX-Forwarded-Proto: http\r\n\
+         X-Forwarded-Host: evil.example\r\nForwarded: for=198.51.100.201\r\nX-Real-IP: 198.51.100.201\r\n\
          Connection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n\
          TE: trailers\r\nX-Kept: 1\r\nX-Kept: 2\r\nConnection: close\r\n\r\n",
     )
