@@ -128,7 +128,7 @@ fn authenticated_request(c: &mut Criterion) {
                 async move {
                     let outcome = gateway.prepare(&mut parts, peer).await;
                     let prepared = outcome.result.expect("authenticated");
-                    let route = prepared.route.unwrap();
+                    let route = prepared.route;
                     rewrite_request_headers(
                         &mut parts.headers,
                         route,

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::app::{App, StartError};
 use crate::config::{Config, SESSION_KEYS_ENV};
+use crate::page::escape;
 use crate::secrets::SessionKey;
 use crate::secrets::file::FileStore;
 
@@ -181,10 +182,6 @@ fn html(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8"));
     resp
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -149,7 +149,6 @@ impl Gateway {
             *label = &route.name;
         }
         let Prepared { route, path, forwarding, identity, refresh } = prepared.result?;
-        let route = route.expect("a prepared request has a route");
         let req = Request::from_parts(parts, body);
         let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref()).await?;
         if let Some(cookie) = refresh {
@@ -205,7 +204,7 @@ impl Gateway {
             trusted_peer: self.server.is_trusted_proxy(peer),
             host: route::request_authority(&parts.headers, &parts.uri).and_then(|a| HeaderValue::from_str(a).ok()),
         };
-        Ok(Prepared { route: Some(route), path, forwarding, identity, refresh })
+        Ok(Prepared { route, path, forwarding, identity, refresh })
     }
 
     /// keypin's cookies: the session cookie and its companions (`…-csrf`).
@@ -217,7 +216,7 @@ impl Gateway {
 
 /// A request ready for its upstream.
 pub struct Prepared<'a> {
-    pub route: Option<&'a RouteConfig>,
+    pub route: &'a RouteConfig,
     pub path: String,
     pub forwarding: Forwarding,
     pub identity: Option<Identity>,

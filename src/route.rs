@@ -60,11 +60,6 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, GatewayError> {
 
 /// The host a request names (lower-cased, without port), from `Host` or the
 /// HTTP/2 authority.
-pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
-    request_host_of(req.headers(), req.uri())
-}
-
-/// As [`request_host`], from a request's headers and URI.
 pub fn request_host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
     let raw = request_authority(headers, uri)?;
     let authority: http::uri::Authority = raw.parse().ok()?;
@@ -230,8 +225,8 @@ mod tests {
     #[test]
     fn host_comes_from_host_header_or_authority() {
         let req = http::Request::builder().uri("/").header("host", "App.Example.com:8443").body(()).unwrap();
-        assert_eq!(request_host(&req).as_deref(), Some("app.example.com"));
+        assert_eq!(request_host_of(req.headers(), req.uri()).as_deref(), Some("app.example.com"));
         let req = http::Request::builder().uri("https://[::1]:8443/").body(()).unwrap();
-        assert_eq!(request_host(&req).as_deref(), Some("::1"));
+        assert_eq!(request_host_of(req.headers(), req.uri()).as_deref(), Some("::1"));
     }
 }

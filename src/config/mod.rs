@@ -498,14 +498,15 @@ impl Config {
     }
 }
 
+/// The file's permission bits when other users may read it.
 #[cfg(unix)]
-fn world_readable_mode(path: &Path) -> Option<u32> {
+pub(crate) fn world_readable_mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
     (mode & 0o044 != 0).then_some(mode)
 }
 
 #[cfg(not(unix))]
-fn world_readable_mode(_: &Path) -> Option<u32> {
+pub(crate) fn world_readable_mode(_: &Path) -> Option<u32> {
     None
 }

@@ -102,19 +102,11 @@ impl SecretStore for FileStore {
     }
 }
 
-#[cfg(unix)]
 fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o044 != 0 {
-            tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "secrets file is readable by other users; chmod 600 it");
-        }
+    if let Some(mode) = crate::config::world_readable_mode(path) {
+        tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "secrets file is readable by other users; chmod 600 it");
     }
 }
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_: &Path) {}
 
 #[cfg(test)]
 mod tests {
