@@ -21,7 +21,7 @@ use crate::secrets::SecretStore;
 use crate::secrets::cache::SecretCache;
 use crate::secrets::file::FileStore;
 use crate::secrets::keyvault::KeyVaultStore;
-use crate::server::{self, ListenerSettings};
+use crate::server::{self, ListenerSettings, Workers};
 use crate::session::revocations;
 use crate::tls::{self, CertResolver};
 
@@ -40,6 +40,8 @@ pub enum StartError {
     Secrets(String),
     #[error("{0}")]
     Limits(String),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(#[source] std::io::Error),
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -73,6 +75,7 @@ pub struct App {
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     admin: TcpListener,
+    workers: Workers,
     reload: Arc<Notify>,
 }
 
@@ -108,8 +111,20 @@ impl App {
         };
         let listener = bind(s.listen, "server.listen").await?;
         let admin = bind(s.admin_listen, "server.admin_listen").await?;
+        let workers = Workers::start(s.worker_count()).map_err(StartError::Workers)?;
         let gateway = Arc::new(ArcSwap::from_pointee(Gateway::new(&config, secrets, limits, &shared)));
-        Ok(Self { config, watched: None, gateway, shared, certs, tls, listener, admin, reload: Arc::default() })
+        Ok(Self {
+            config,
+            watched: None,
+            gateway,
+            shared,
+            certs,
+            tls,
+            listener,
+            admin,
+            workers,
+            reload: Arc::default(),
+        })
     }
 
     /// Reload from `path` on SIGHUP and when it (or the certificate) changes.
@@ -159,7 +174,7 @@ impl App {
             };
             tokio::spawn(reloader.run())
         });
-        server::run(self.listener, self.tls, self.gateway, settings, metrics, async move {
+        server::run(self.listener, self.workers, self.tls, self.gateway, settings, metrics, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         })

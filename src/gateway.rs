@@ -67,7 +67,7 @@ impl Gateway {
         Self {
             server: config.server.clone(),
             router: Router::new(config.routes.clone()),
-            proxy: Proxy::new(config.server.upstream_timeout, metrics.clone()),
+            proxy: Proxy::new(config.server.upstream_timeout, metrics.clone(), config.server.worker_count()),
             login: Login::new(
                 config.pin.clone(),
                 sessions.clone(),
@@ -92,8 +92,8 @@ impl Gateway {
         &self.limits
     }
 
-    /// Serve one request from `peer`. Never fails.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Serve one request from `peer` on server worker `worker`. Never fails.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, worker: usize) -> Response<Body> {
         let started = std::time::Instant::now();
         // What the access log needs, gathered only when it is on. The path only:
         // queries may carry tokens.
@@ -101,7 +101,7 @@ impl Gateway {
             (req.method().clone(), req.uri().path().to_owned(), client_ip(peer.ip(), req.headers(), &self.server))
         });
         let mut route = NO_ROUTE;
-        let resp = match self.serve(req, peer, &mut route).await {
+        let resp = match self.serve(req, peer, worker, &mut route).await {
             Ok(resp) => resp,
             Err(e) => {
                 if e.status().is_server_error() {
@@ -134,6 +134,7 @@ impl Gateway {
         &'a self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        worker: usize,
         label: &mut &'a str,
     ) -> Result<Response<Body>, GatewayError> {
         let peer_ip = canonical_ip(peer.ip());
@@ -141,7 +142,8 @@ impl Gateway {
             let path = route::normalize_path(req.uri().path())?.into_owned();
             *label = KEYPIN_ROUTE;
             let client = client_ip(peer_ip, req.headers(), &self.server);
-            return self.login.handle(req, &path, client).await;
+            // Boxed: the sign-in path is rare, and would otherwise enlarge every request's future.
+            return Box::pin(self.login.handle(req, &path, client)).await;
         }
         let (mut parts, body) = req.into_parts();
         let prepared = self.prepare(&mut parts, peer_ip).await;
@@ -150,7 +152,7 @@ impl Gateway {
         }
         let Prepared { route, path, forwarding, identity, refresh } = prepared.result?;
         let req = Request::from_parts(parts, body);
-        let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref()).await?;
+        let mut resp = self.proxy.forward(worker, route, &path, req, &forwarding, identity.as_ref()).await?;
         if let Some(cookie) = refresh {
             resp.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -196,7 +198,7 @@ impl Gateway {
                 }
                 Err(e) => return Err(GatewayError::Backend(e)),
             };
-            (Some(identity_for(route, &creds)), opened.refresh)
+            (Some(identity_for(route, &creds)), opened.refresh.clone())
         };
         strip_cookies(&mut parts.headers, |name| self.is_keypin_cookie(name));
         let forwarding = Forwarding {

@@ -200,16 +200,19 @@ fn upstream_uri(route: &RouteConfig, path: &str, query: Option<&str>) -> Result<
         .build()
 }
 
-/// The pooled client to every upstream.
+/// The pooled clients to every upstream: one pool per server worker, so a request
+/// reuses upstream connections driven on its own worker thread and never wakes
+/// another one.
 pub struct Proxy {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    pools: Box<[Client<HttpsConnector<HttpConnector>, Incoming>]>,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Proxy {
-    /// `timeout` bounds the wait for the upstream's response head.
-    pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    /// `timeout` bounds the wait for the upstream's response head; `workers` is the
+    /// number of server workers (pools).
+    pub fn new(timeout: Duration, metrics: Arc<Metrics>, workers: usize) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -220,17 +223,22 @@ impl Proxy {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(https);
-        Self { client, timeout, metrics }
+        let pools = (0..workers.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
+                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                    .build(https.clone())
+            })
+            .collect();
+        Self { pools, timeout, metrics }
     }
 
     /// Send `req` to the route's upstream and stream the answer back. `path` is the
-    /// normalized request path.
+    /// normalized request path; `worker` the server worker serving the request.
     pub async fn forward(
         &self,
+        worker: usize,
         route: &RouteConfig,
         path: &str,
         mut req: Request<Incoming>,
@@ -253,7 +261,7 @@ impl Proxy {
         *req.version_mut() = Version::HTTP_11;
 
         let started = std::time::Instant::now();
-        let answer = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let answer = tokio::time::timeout(self.timeout, self.pools[worker % self.pools.len()].request(req)).await;
         self.metrics.upstream_duration(started.elapsed().as_secs_f64());
         let mut resp = answer.map_err(|_| GatewayError::UpstreamTimeout)?.map_err(GatewayError::UpstreamUnreachable)?;
 

@@ -137,6 +137,9 @@ fn needs_restart(running: &Config, next: &Config) -> Vec<&'static str> {
     if a.max_connections != b.max_connections {
         keys.push("server.max_connections");
     }
+    if a.workers != b.workers {
+        keys.push("server.workers");
+    }
     if running.limits.store != next.limits.store {
         keys.push("limits.store");
     }

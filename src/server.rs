@@ -1,9 +1,15 @@
 //! The TLS listener: accept loop bounded by `max_connections`, TLS handshake with a
 //! deadline, hyper-util's auto (HTTP/1.1 + HTTP/2) connections, graceful shutdown.
+//!
+//! Connections are served thread-per-core: the accept loop hands each one, in turn,
+//! to a worker thread running its own single-threaded runtime, where the
+//! connection, its requests and the upstream connections they reuse (the proxy
+//! keeps a pool per worker) all live. A request then never wakes another thread.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -12,8 +18,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig as TlsConfig;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 
 use crate::gateway::Gateway;
@@ -34,10 +41,11 @@ pub struct ListenerSettings {
     pub max_connections: usize,
 }
 
-/// Serve TLS connections from `listener` until `shutdown` resolves, then stop
-/// accepting and let in-flight requests finish for up to [`SHUTDOWN_GRACE`].
+/// Serve TLS connections from `listener` on `workers` until `shutdown` resolves,
+/// then stop accepting and let in-flight requests finish for up to [`SHUTDOWN_GRACE`].
 pub async fn run(
     listener: TcpListener,
+    workers: Workers,
     tls: Arc<TlsConfig>,
     gateway: Arc<ArcSwap<Gateway>>,
     settings: ListenerSettings,
@@ -50,7 +58,7 @@ pub async fn run(
     let builder = Arc::new(connection_builder(&settings));
     tokio::pin!(shutdown);
 
-    loop {
+    for worker in (0..workers.len()).cycle() {
         // Wait for a free slot first: excess connections stay in the listen backlog.
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
@@ -68,13 +76,25 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
+        // Leave this runtime's reactor; the worker registers the socket with its own.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "could not hand the connection over");
+                continue;
+            }
+        };
         let (acceptor, gateway, builder, metrics) =
             (acceptor.clone(), gateway.clone(), builder.clone(), metrics.clone());
         let watcher = graceful.watcher();
         let handshake_timeout = settings.header_read_timeout;
-        tokio::spawn(async move {
+        workers.spawn(worker, async move {
             let _permit = permit;
             let _open = OpenConnection::count(&metrics);
+            let tcp = match TcpStream::from_std(tcp) {
+                Ok(tcp) => tcp,
+                Err(e) => return tracing::warn!(%peer, error = %e, "could not register the connection"),
+            };
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -89,7 +109,7 @@ pub async fn run(
             let service = service_fn(move |req| {
                 // The gateway in service when the request arrives serves it to the end.
                 let gateway = gateway.load_full();
-                async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer).await) }
+                async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer, worker).await) }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -101,6 +121,59 @@ pub async fn run(
     tracing::info!(connections = graceful.count(), "shutting down; waiting for in-flight requests");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    workers.stop().await;
+}
+
+/// Worker threads, each running a single-threaded runtime until stopped.
+pub struct Workers {
+    handles: Vec<Handle>,
+    stop: Vec<oneshot::Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Start `count` (at least one) worker threads.
+    pub fn start(count: usize) -> std::io::Result<Self> {
+        let mut workers = Self { handles: Vec::new(), stop: Vec::new(), threads: Vec::new() };
+        for i in 0..count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            workers.handles.push(runtime.handle().clone());
+            workers.stop.push(stop);
+            let thread = std::thread::Builder::new().name(format!("keypin-worker-{i}")).spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                // Dropping the runtime cancels what is left: connections past the grace.
+            })?;
+            workers.threads.push(thread);
+        }
+        Ok(workers)
+    }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    fn spawn(&self, worker: usize, task: impl Future<Output = ()> + Send + 'static) {
+        drop(self.handles[worker].spawn(task));
+    }
+
+    /// Stop every worker and wait for its thread to end.
+    async fn stop(self) {
+        drop(self.stop);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
     }
 }
 

@@ -2,6 +2,7 @@
 //! key rotation (the first key seals, all open), absolute and idle expiry, sliding
 //! re-issue, and server-side revocation. Also seals keypin's other cookies (CSRF).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -18,6 +19,12 @@ use crate::secrets::SecretName;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// Revoked session ids remembered at most.
 const MAX_REVOKED: u64 = 1_000_000;
+/// How long an opened session cookie is remembered, so a browser's further
+/// requests skip AES-GCM and JSON. Expiry and revocation are still checked on
+/// every request; a due re-issue is sealed once and handed out for this long.
+const RECENT_TTL: Duration = Duration::from_secs(10);
+/// Opened session cookies remembered at most.
+const MAX_RECENT: u64 = 10_000;
 /// The longest session lifetime (`session.ttl`) allowed; revocations are kept this
 /// long, so no revoked session can outlive its revocation, whatever the ttl is
 /// reloaded to.
@@ -81,6 +88,9 @@ pub struct Sessions {
     ttl: Duration,
     idle: Duration,
     revoked: Revocations,
+    /// Recently opened session cookies by sealed value. Only cookies that opened
+    /// are kept, so forged ones cannot fill it.
+    recent: moka::sync::Cache<String, Arc<Opened>>,
 }
 
 impl Sessions {
@@ -93,6 +103,7 @@ impl Sessions {
             ttl: config.ttl,
             idle: config.idle_timeout,
             revoked,
+            recent: moka::sync::Cache::builder().max_capacity(MAX_RECENT).time_to_live(RECENT_TTL).build(),
         }
     }
 
@@ -121,20 +132,42 @@ impl Sessions {
 
     /// Open the session cookie of a request: sealed by one of our keys, within its
     /// absolute and idle lifetime, not revoked.
-    pub fn open(&self, headers: &HeaderMap) -> Option<Opened> {
+    pub fn open(&self, headers: &HeaderMap) -> Option<Arc<Opened>> {
         let t = now();
-        let session = self.open_sealed(headers, &self.cookie_name).find_map(|json| {
-            let s: Session = serde_json::from_str(&json).ok()?;
-            let live = t < s.issued.saturating_add(self.ttl.as_secs())
-                && t < s.seen.saturating_add(self.idle.as_secs())
-                && s.seen >= s.issued;
-            (live && !self.revoked.contains_key(&s.id)).then_some(s)
-        })?;
+        cookie_values(headers, &self.cookie_name).find_map(|value| {
+            let opened = match self.recent.get(value) {
+                Some(opened) => opened,
+                None => {
+                    let opened = Arc::new(self.unseal(value, t)?);
+                    self.recent.insert(value.to_owned(), opened.clone());
+                    opened
+                }
+            };
+            self.is_live(&opened.session, t).then_some(opened)
+        })
+    }
+
+    /// Decrypt a session cookie's value and decide its re-issue.
+    fn unseal(&self, value: &str, t: u64) -> Option<Opened> {
+        let sealed = Cookie::new(self.cookie_name.clone(), value.to_owned());
+        let json = self.decrypt(sealed)?;
+        let session: Session = serde_json::from_str(&json).ok()?;
+        if !self.is_live(&session, t) {
+            return None;
+        }
         let refresh = (t.saturating_sub(session.seen) >= REFRESH_EVERY.as_secs()).then(|| {
             let slid = Session { seen: t, ..session.clone() };
             self.seal_session(&slid)
         });
         Some(Opened { session, refresh })
+    }
+
+    /// Within its absolute and idle lifetime at `t`, and not revoked.
+    fn is_live(&self, s: &Session, t: u64) -> bool {
+        t < s.issued.saturating_add(self.ttl.as_secs())
+            && t < s.seen.saturating_add(self.idle.as_secs())
+            && s.seen >= s.issued
+            && !self.revoked.contains_key(&s.id)
     }
 
     /// End a session everywhere, not just in this browser.
@@ -165,22 +198,25 @@ impl Sessions {
 
     /// The plaintexts of every cookie `name` in the request that one of our keys opens.
     pub fn open_sealed<'a>(&'a self, headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
-        request_cookies(headers).filter(move |c| c.name() == name).filter_map(move |c| {
-            let jar = CookieJar::new();
-            self.keys.iter().find_map(|key| jar.private(key).decrypt(c.clone())).map(|c| c.value().to_owned())
-        })
+        cookie_values(headers, name)
+            .filter_map(move |value| self.decrypt(Cookie::new(name.to_owned(), value.to_owned())))
+    }
+
+    fn decrypt(&self, sealed: Cookie<'static>) -> Option<String> {
+        let jar = CookieJar::new();
+        self.keys.iter().find_map(|key| jar.private(key).decrypt(sealed.clone())).map(|c| c.value().to_owned())
     }
 }
 
-/// Every cookie in the request's `Cookie` headers (HTTP/2 may send several).
-pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'static>> + '_ {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .map(Cookie::into_owned)
+/// The values of every cookie `name` in the request's `Cookie` headers (HTTP/2
+/// may send several).
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    request_cookies(headers).filter(move |c| c.name() == name).filter_map(|c| c.value_raw())
+}
+
+/// Every cookie in the request's `Cookie` headers, borrowed from them.
+fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'_>> + '_ {
+    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(Cookie::split_parse).filter_map(Result::ok)
 }
 
 /// Remove keypin's own cookies from the `Cookie` headers before forwarding: the
@@ -189,25 +225,30 @@ pub fn strip_cookies(headers: &mut HeaderMap, ours: impl Fn(&str) -> bool) {
     if !headers.contains_key(COOKIE) {
         return;
     }
-    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
-    let mut kept = Vec::new();
-    for value in &values {
+    let mut kept = String::new();
+    let mut keep = |pair: &str| {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    };
+    for value in headers.get_all(COOKIE) {
         let Ok(text) = value.to_str() else {
             // Not ours to judge: pass it on untouched.
-            kept.push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+            keep(&String::from_utf8_lossy(value.as_bytes()));
             continue;
         };
         for pair in text.split(';') {
             let pair = pair.trim();
             let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
             if !pair.is_empty() && !ours(name) {
-                kept.push(pair.to_owned());
+                keep(pair);
             }
         }
     }
     headers.remove(COOKIE);
     if !kept.is_empty()
-        && let Ok(value) = HeaderValue::try_from(kept.join("; "))
+        && let Ok(value) = HeaderValue::try_from(kept)
     {
         headers.insert(COOKIE, value);
     }
@@ -299,11 +340,33 @@ mod tests {
         assert!(sessions.open(&request_with(&seal(&idle))).is_none());
         let sliding = Session { issued: t - 1000, seen: t - 120, ..base.clone() };
         let opened = sessions.open(&request_with(&seal(&sliding))).unwrap();
-        let refreshed = sessions.open(&request_with(&opened.refresh.expect("due for re-issue"))).unwrap();
+        let refreshed = sessions.open(&request_with(opened.refresh.as_ref().expect("due for re-issue"))).unwrap();
         assert_eq!(refreshed.session.seen, t);
         assert_eq!(refreshed.session.id, "x");
         sessions.revoke(&base);
         assert!(sessions.open(&request_with(&seal(&base))).is_none());
+    }
+
+    #[test]
+    fn a_remembered_cookie_is_still_checked_and_its_reissue_sealed_once() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let t = now();
+        let due = Session { id: "y".into(), secret: secret(), user: "u".into(), issued: t - 1000, seen: t - 120 };
+        let request = request_with(&sessions.seal_session(&due));
+        let first = sessions.open(&request).unwrap();
+        let again = sessions.open(&request).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second request is answered from memory");
+        assert_eq!(first.refresh, again.refresh, "one re-issue, not one per request");
+        sessions.revoke(&due);
+        assert!(sessions.open(&request).is_none(), "revocation reaches remembered cookies");
+
+        let short = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let ending = Session { id: "z".into(), secret: secret(), user: "u".into(), issued: t - 3599, seen: t - 10 };
+        let request = request_with(&short.seal_session(&ending));
+        assert!(short.open(&request).is_some());
+        // The same remembered entry, checked against the clock of a later request.
+        let remembered = short.recent.get(cookie_values(&request, "__Host-keypin").next().unwrap()).unwrap();
+        assert!(!short.is_live(&remembered.session, t + 2), "expiry is checked on every request");
     }
 
     #[test]

@@ -31,6 +31,24 @@ async fn raw_exchange(gw: &TestGateway, request: &str) -> String {
 }
 
 #[tokio::test]
+async fn each_worker_reuses_its_own_upstream_connections() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "workers = 2").await;
+    // Six client connections, handed in turn to the two workers.
+    let clients: Vec<_> = (0..6).map(|_| gw.client(Proto::H1)).collect();
+    let mut upstream_conns = std::collections::HashSet::new();
+    for _ in 0..4 {
+        for client in &clients {
+            let (resp, body) = send(client, Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            upstream_conns.insert(Seen::parse(&body).0["peer"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(upstream_conns.len() >= 2, "each worker has its own pool: {upstream_conns:?}");
+    assert!(upstream_conns.len() <= 6, "24 sequential requests reuse upstream connections: {upstream_conns:?}");
+}
+
+#[tokio::test]
 async fn http1_and_http2_reach_the_upstream_and_come_back_intact() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -100,6 +100,8 @@ pub struct ServerConfig {
     pub upstream_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Worker threads serving connections; one per CPU when absent.
+    pub workers: Option<NonZeroUsize>,
 }
 
 impl Default for ServerConfig {
@@ -114,11 +116,17 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             upstream_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            workers: None,
         }
     }
 }
 
 impl ServerConfig {
+    /// The number of worker threads: `workers`, else one per CPU keypin may use.
+    pub fn worker_count(&self) -> usize {
+        self.workers.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get)
+    }
+
     /// Whether `ip` is one of the configured trusted proxies.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         let ip = canonical_ip(ip);

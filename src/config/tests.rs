@@ -45,6 +45,8 @@ fn defaults_follow_the_contract() {
     let cfg = parse(MINIMAL).unwrap();
     assert_eq!(cfg.server.listen, "127.0.0.1:8443".parse().unwrap());
     assert_eq!(cfg.server.header_read_timeout, Duration::from_secs(10));
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert_eq!(cfg.server.worker_count(), cpus, "one worker per CPU by default");
     assert_eq!(cfg.pin.min_digits, 4);
     assert_eq!(cfg.pin.max_digits, 10);
     assert_eq!(cfg.limits.login_per_ip, Rate::per(5, Duration::from_secs(60)));
@@ -72,6 +74,7 @@ fn errors_name_the_file_and_the_key() {
         ("[server]\nlisten_addr = \"x\"\n", "server", "unknown field"),
         ("[server]\nheader_read_timeout = \"10 parsecs\"\n", "server.header_read_timeout", "not a duration"),
         ("[limits]\nlogin_per_ip = \"5/fortnight\"\n", "limits.login_per_ip", "not a rate"),
+        ("[server]\nworkers = 0\n", "server.workers", "nonzero"),
         ("[session]\nkeys = [\"env:NOPE\"]\n", "session.keys[0]", "NOPE is not set"),
         ("[[route]]\nupstream = \"htp://x\"\n", "route[0].upstream", "\"htp://x\" is not an http(s) URL"),
         ("[[route]]\nupstream = \"ftp://x\"\n", "route[0].upstream", "not an http(s) URL"),

@@ -134,6 +134,34 @@ impl SecretCache {
     /// Resolve `name`, from the cache when fresh, else from the store (one call
     /// however many ask at once).
     pub async fn resolve(&self, name: &SecretName, staleness: Staleness) -> Result<Resolved, BackendError> {
+        // The hit, every request's path, stays a small future; the miss is boxed.
+        let answer = match self.fresh.get(name).await {
+            Some(entry) => {
+                self.metrics.lookup(match &entry {
+                    Entry::Found(_) => LookupResult::Hit,
+                    Entry::NotFound => LookupResult::NotFound,
+                    Entry::Invalid => LookupResult::Error,
+                });
+                Ok(entry)
+            }
+            None => Box::pin(self.load(name)).await,
+        };
+        match answer {
+            Ok(Entry::Found(creds)) => Ok(Resolved::Found(creds)),
+            Ok(Entry::NotFound) => Ok(Resolved::NotFound),
+            Ok(Entry::Invalid) => Err(BackendError::InvalidValue),
+            Err(e) => match (staleness, self.last_good.get(name).await) {
+                (Staleness::AllowStale, Some(creds)) => {
+                    tracing::debug!(error = %e, "secret backend failed; serving the last good value");
+                    Ok(Resolved::Found(creds))
+                }
+                _ => Err((*e).clone()),
+            },
+        }
+    }
+
+    /// A name not in the cache: fetch it, coalesced with concurrent askers.
+    async fn load(&self, name: &SecretName) -> Result<Entry, Arc<BackendError>> {
         // Set when this call's own fetch ran; coalesced waiters count as cache hits.
         let fetched = AtomicBool::new(false);
         let fetch = async {
@@ -147,18 +175,7 @@ impl SecretCache {
             Ok(Entry::NotFound) => LookupResult::NotFound,
             Ok(Entry::Invalid) | Err(_) => LookupResult::Error,
         });
-        match answer {
-            Ok(Entry::Found(creds)) => Ok(Resolved::Found(creds)),
-            Ok(Entry::NotFound) => Ok(Resolved::NotFound),
-            Ok(Entry::Invalid) => Err(BackendError::InvalidValue),
-            Err(e) => match (staleness, self.last_good.get(name).await) {
-                (Staleness::AllowStale, Some(creds)) => {
-                    tracing::debug!(error = %e, "secret backend failed; serving the last good value");
-                    Ok(Resolved::Found(creds))
-                }
-                _ => Err((*e).clone()),
-            },
-        }
+        answer
     }
 
     async fn fetch(&self, name: &SecretName) -> Result<Entry, BackendError> {
