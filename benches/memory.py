@@ -29,6 +29,9 @@ class Upstream(http.server.BaseHTTPRequestHandler):
     """GET /bytes/N streams N bytes; anything else answers "ok"."""
 
     protocol_version = "HTTP/1.1"
+    # Head and body go out in separate writes: without this, Nagle holds the body
+    # back until keypin's delayed ACK, some 40 ms per request.
+    disable_nagle_algorithm = True
 
     def do_GET(self):
         if self.path.startswith("/bytes/"):
@@ -97,6 +100,9 @@ public_paths = ["/"]
             if "listen=" in line:
                 port = int(line.split("listen=")[1].split()[0].rsplit(":", 1)[1])
         assert port, "keypin did not start"
+        # Keep reading its log (one access line per request): a full pipe would
+        # block keypin's writes and stall it.
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -44,7 +44,7 @@ pub enum GatewayError {
     #[error("cross-site WebSocket upgrade refused")]
     CrossSiteUpgrade,
     #[error("upstream unreachable: {0}")]
-    UpstreamUnreachable(#[source] hyper_util::client::legacy::Error),
+    UpstreamUnreachable(#[source] crate::pool::UpstreamError),
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
     #[error("building the upstream request: {0}")]

@@ -17,6 +17,7 @@ use crate::error::GatewayError;
 use crate::limits::{LimitStore, client_ip};
 use crate::login::{Login, login_url};
 use crate::metrics::Metrics;
+use crate::pool::UpstreamBody;
 use crate::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
 use crate::route::{self, RESERVED_PREFIX, Router, same_origin};
 use crate::secrets::Credentials;
@@ -24,7 +25,7 @@ use crate::secrets::cache::{Resolved, SecretCache, Staleness};
 use crate::session::{Revocations, Sessions, strip_cookies};
 
 /// Response body: an upstream's streamed body, or a page keypin made itself.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<UpstreamBody, Full<Bytes>>;
 
 /// A body keypin made itself.
 pub fn full_body(bytes: impl Into<Bytes>) -> Body {

@@ -37,6 +37,7 @@ pub mod limits;
 pub mod login;
 pub mod metrics;
 pub mod page;
+pub mod pool;
 pub mod proxy;
 pub mod reload;
 pub mod route;

@@ -1,6 +1,6 @@
 //! The upstream side: header rewriting (hop-by-hop, forwarding headers, identity
-//! stripping and injection), the pooled HTTP/1.1 client, streaming bodies both ways,
-//! and WebSocket upgrades.
+//! stripping and injection), streaming bodies both ways through the per-worker
+//! connection pools, and WebSocket upgrades.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,20 +11,15 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::gateway::Body;
 use crate::metrics::Metrics;
+use crate::pool::{Origin, Pool};
 
-/// Idle keep-alive connections kept per upstream host.
-const POOL_IDLE_PER_HOST: usize = 256;
-/// How long an idle upstream connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on opening a TCP connection to an upstream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -184,27 +179,24 @@ fn set_forwarding_headers(headers: &mut HeaderMap, fwd: &Forwarding) {
     }
 }
 
-/// The URI to send upstream: the route's scheme and authority, its base path, then
-/// the (normalized) request path and the query as sent.
-fn upstream_uri(route: &RouteConfig, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+/// Where to send a request upstream: the route's origin, and the origin-form URI
+/// of its base path, then the (normalized) request path and the query as sent.
+fn upstream_target(route: &RouteConfig, path: &str, query: Option<&str>) -> Result<(Origin, Uri), http::Error> {
     let up = &route.upstream;
     let pq = match query {
         Some(q) => format!("{}{path}?{q}", up.base_path),
         None if up.base_path.is_empty() => path.to_owned(),
         None => format!("{}{path}", up.base_path),
     };
-    Uri::builder()
-        .scheme(up.scheme.clone())
-        .authority(up.authority.clone())
-        .path_and_query(PathAndQuery::try_from(pq)?)
-        .build()
+    let origin = Origin { scheme: up.scheme.clone(), authority: up.authority.clone() };
+    Ok((origin, Uri::from(PathAndQuery::try_from(pq)?)))
 }
 
-/// The pooled clients to every upstream: one pool per server worker, so a request
-/// reuses upstream connections driven on its own worker thread and never wakes
-/// another one.
+/// The upstream side of the gateway: one connection pool per server worker, so a
+/// request reuses upstream connections driven on its own worker thread and never
+/// wakes another one.
 pub struct Proxy {
-    pools: Box<[Client<HttpsConnector<HttpConnector>, Incoming>]>,
+    pools: Box<[Arc<Pool>]>,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
@@ -223,14 +215,7 @@ impl Proxy {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let pools = (0..workers.max(1))
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
-                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                    .build(https.clone())
-            })
-            .collect();
+        let pools = (0..workers.max(1)).map(|_| Pool::new(https.clone())).collect();
         Self { pools, timeout, metrics }
     }
 
@@ -245,23 +230,21 @@ impl Proxy {
         fwd: &Forwarding,
         identity: Option<&Identity>,
     ) -> Result<Response<Body>, GatewayError> {
-        let uri = upstream_uri(route, path, req.uri().query())?;
+        let (origin, uri) = upstream_target(route, path, req.uri().query())?;
         let client_upgrade = upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
 
         rewrite_request_headers(req.headers_mut(), route, fwd, identity);
-        if route.preserve_host {
-            if let Some(host) = &fwd.host {
-                req.headers_mut().insert(header::HOST, host.clone());
-            }
-        } else {
-            // The client fills in the upstream's own authority.
-            req.headers_mut().remove(header::HOST);
-        }
+        let host = match &fwd.host {
+            Some(host) if route.preserve_host => host.clone(),
+            _ => HeaderValue::from_str(origin.authority.as_str()).expect("an authority is a valid header value"),
+        };
+        req.headers_mut().insert(header::HOST, host);
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
 
         let started = std::time::Instant::now();
-        let answer = tokio::time::timeout(self.timeout, self.pools[worker % self.pools.len()].request(req)).await;
+        let pool = &self.pools[worker % self.pools.len()];
+        let answer = tokio::time::timeout(self.timeout, pool.send(&origin, req)).await;
         self.metrics.upstream_duration(started.elapsed().as_secs_f64());
         let mut resp = answer.map_err(|_| GatewayError::UpstreamTimeout)?.map_err(GatewayError::UpstreamUnreachable)?;
 
@@ -421,11 +404,16 @@ mod tests {
     }
 
     #[test]
-    fn upstream_uri_joins_base_path_and_query() {
-        let uri = upstream_uri(&route(), "/x/y", Some("a=1&b=%2F")).unwrap();
-        assert_eq!(uri.to_string(), "http://127.0.0.1:9/base/x/y?a=1&b=%2F");
+    fn upstream_target_joins_base_path_and_query() {
+        let (origin, uri) = upstream_target(&route(), "/x/y", Some("a=1&b=%2F")).unwrap();
+        assert_eq!((origin.scheme.as_str(), origin.authority.as_str()), ("http", "127.0.0.1:9"));
+        assert_eq!(uri.to_string(), "/base/x/y?a=1&b=%2F");
         let mut r = route();
         r.upstream = "https://app.internal".parse().unwrap();
-        assert_eq!(upstream_uri(&r, "/", None).unwrap().to_string(), "https://app.internal/");
+        let (origin, uri) = upstream_target(&r, "/", None).unwrap();
+        assert_eq!(
+            (origin.scheme.as_str(), origin.authority.as_str(), uri.to_string().as_str()),
+            ("https", "app.internal", "/")
+        );
     }
 }

@@ -109,7 +109,9 @@ pub async fn run(
             let service = service_fn(move |req| {
                 // The gateway in service when the request arrives serves it to the end.
                 let gateway = gateway.load_full();
-                async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer, worker).await) }
+                // Boxed: hyper keeps a slot for the request future in every connection,
+                // and an idle connection should not hold one this size.
+                Box::pin(async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer, worker).await) })
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -143,7 +145,14 @@ impl Workers {
             workers.stop.push(stop);
             let thread = std::thread::Builder::new().name(format!("keypin-worker-{i}")).spawn(move || {
                 runtime.block_on(async {
-                    let _ = stopped.await;
+                    tokio::pin!(stopped);
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = &mut stopped => break,
+                        }
+                    }
                 });
                 // Dropping the runtime cancels what is left: connections past the grace.
             })?;

@@ -48,6 +48,74 @@ async fn each_worker_reuses_its_own_upstream_connections() {
     assert!(upstream_conns.len() <= 6, "24 sequential requests reuse upstream connections: {upstream_conns:?}");
 }
 
+/// An upstream that answers one request per connection (keep-alive, as far as the
+/// client can tell) and closes the connection soon after: idle connections die
+/// under the pool's feet.
+async fn forgetful_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upstream_connections_closed_while_idle_are_not_used_again() {
+    let upstream = forgetful_upstream().await;
+    let gw = TestGateway::start("workers = 1", &route_table(&format!("http://{upstream}"), PUBLIC)).await;
+    let client = gw.client(Proto::H1);
+    for i in 0..5 {
+        let (resp, body) = send(&client, Request::get(gw.url("/")).body(empty()).unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::OK, "request {i}");
+        assert_eq!(&body[..], b"ok");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_body_abandoned_midway_does_not_spoil_the_next_answer() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "workers = 1").await;
+    let mut tls = raw_tls(gw.addr, &gw.cert()).await;
+    tls.write_all(b"GET /bytes/50000000 HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut first = vec![0u8; 64 * 1024];
+    let n = tls.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    drop(tls);
+    // The upstream connection that carried the abandoned body must not carry the next answer.
+    let client = gw.client(Proto::H1);
+    for _ in 0..3 {
+        let (resp, body) = send(&client, Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(Seen::parse(&body).uri(), "/echo");
+    }
+}
+
+#[tokio::test]
+async fn without_preserve_host_the_upstream_sees_its_own_authority() {
+    let upstream = Upstream::spawn().await;
+    let gw = TestGateway::start("", &route_table(&upstream.url(), &format!("{PUBLIC}\npreserve_host = false"))).await;
+    let (resp, body) = send(&gw.client(Proto::H1), Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen = Seen::parse(&body);
+    assert_eq!(seen.one("host"), Some(upstream.addr.to_string()));
+    assert_eq!(seen.one("x-forwarded-host"), Some(format!("localhost:{}", gw.addr.port())));
+}
+
 #[tokio::test]
 async fn http1_and_http2_reach_the_upstream_and_come_back_intact() {
     let upstream = Upstream::spawn().await;
