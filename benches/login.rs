@@ -1,5 +1,6 @@
-//! Session and login costs: sealing and opening a session cookie (AES-256-GCM +
-//! JSON), a secret-cache hit, and a whole login POST (form parsing, CSRF check,
+//! Session and login costs: sealing a session cookie, opening one the first time
+//! it is seen (AES-256-GCM + JSON, then remembered) and again (the remembered
+//! session, with expiry and revocation checked), a secret-cache hit, and a whole login POST (form parsing, CSRF check,
 //! PIN check, cached secret, new sealed session) with `min_response` at zero.
 
 use std::hint::black_box;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
@@ -49,9 +50,19 @@ fn sessions(c: &mut Criterion) {
     let name = SecretName::for_pin("secret-", "1234");
     c.bench_function("session_seal", |b| b.iter(|| sessions.mint(black_box(name.clone()), "user1")));
 
-    let (_, cookie) = sessions.mint(name, "user1");
-    let mut headers = HeaderMap::new();
-    headers.insert(COOKIE, HeaderValue::try_from(format!("theme=dark; {}; lang=en", pair(&cookie))).unwrap());
+    let request = |cookie: &HeaderValue| {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::try_from(format!("theme=dark; {}; lang=en", pair(cookie))).unwrap());
+        headers
+    };
+    c.bench_function("session_open_first", |b| {
+        b.iter_batched(
+            || request(&sessions.mint(name.clone(), "user1").1),
+            |headers| sessions.open(black_box(&headers)).expect("opens"),
+            BatchSize::SmallInput,
+        )
+    });
+    let headers = request(&sessions.mint(name, "user1").1);
     c.bench_function("session_open", |b| b.iter(|| sessions.open(black_box(&headers)).expect("opens")));
 }
 

@@ -70,7 +70,8 @@ impl Pool {
                 },
             }
         }
-        let mut sender = self.connect(origin).await?;
+        // Boxed: opening a connection is the rare path, and its future is large.
+        let mut sender = Box::pin(self.connect(origin)).await?;
         let resp = sender.send_request(req).await?;
         Ok(self.lend(origin, sender, resp))
     }

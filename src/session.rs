@@ -2,7 +2,8 @@
 //! key rotation (the first key seals, all open), absolute and idle expiry, sliding
 //! re-issue, and server-side revocation. Also seals keypin's other cookies (CSRF).
 
-use std::sync::Arc;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -19,12 +20,12 @@ use crate::secrets::SecretName;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// Revoked session ids remembered at most.
 const MAX_REVOKED: u64 = 1_000_000;
-/// How long an opened session cookie is remembered, so a browser's further
-/// requests skip AES-GCM and JSON. Expiry and revocation are still checked on
-/// every request; a due re-issue is sealed once and handed out for this long.
-const RECENT_TTL: Duration = Duration::from_secs(10);
-/// Opened session cookies remembered at most.
-const MAX_RECENT: u64 = 10_000;
+/// How long an opened session cookie is remembered, in seconds, so a browser's
+/// further requests skip AES-GCM and JSON. Expiry and revocation are still checked
+/// on every request; a due re-issue is sealed once and handed out for this long.
+const RECENT_SECS: u64 = 10;
+/// Slots of the memory of opened cookies (each holds at most one).
+const RECENT_SLOTS: usize = 4096;
 /// The longest session lifetime (`session.ttl`) allowed; revocations are kept this
 /// long, so no revoked session can outlive its revocation, whatever the ttl is
 /// reloaded to.
@@ -88,9 +89,9 @@ pub struct Sessions {
     ttl: Duration,
     idle: Duration,
     revoked: Revocations,
-    /// Recently opened session cookies by sealed value. Only cookies that opened
-    /// are kept, so forged ones cannot fill it.
-    recent: moka::sync::Cache<String, Arc<Opened>>,
+    /// Recently opened session cookies. Only cookies that opened are kept, so
+    /// forged ones cannot fill it.
+    recent: Recent,
 }
 
 impl Sessions {
@@ -103,7 +104,7 @@ impl Sessions {
             ttl: config.ttl,
             idle: config.idle_timeout,
             revoked,
-            recent: moka::sync::Cache::builder().max_capacity(MAX_RECENT).time_to_live(RECENT_TTL).build(),
+            recent: Recent::new(),
         }
     }
 
@@ -135,11 +136,11 @@ impl Sessions {
     pub fn open(&self, headers: &HeaderMap) -> Option<Arc<Opened>> {
         let t = now();
         cookie_values(headers, &self.cookie_name).find_map(|value| {
-            let opened = match self.recent.get(value) {
+            let opened = match self.recent.get(value, t) {
                 Some(opened) => opened,
                 None => {
                     let opened = Arc::new(self.unseal(value, t)?);
-                    self.recent.insert(value.to_owned(), opened.clone());
+                    self.recent.insert(value, opened.clone(), t);
                     opened
                 }
             };
@@ -205,6 +206,50 @@ impl Sessions {
     fn decrypt(&self, sealed: Cookie<'static>) -> Option<String> {
         let jar = CookieJar::new();
         self.keys.iter().find_map(|key| jar.private(key).decrypt(sealed.clone())).map(|c| c.value().to_owned())
+    }
+}
+
+/// A direct-mapped memory of recently opened session cookies: a keyed hash picks
+/// one slot per cookie, and a newer cookie takes the slot of an older one. O(1)
+/// with no background work, and bounded: [`RECENT_SLOTS`] entries at most.
+struct Recent {
+    hasher: RandomState,
+    slots: Box<[Mutex<Option<Remembered>>]>,
+}
+
+struct Remembered {
+    /// The keyed hash of `value`, compared first: a cookie value is only compared
+    /// byte by byte with one whose hash it matches, so timing reveals nothing.
+    hash: u64,
+    value: Box<str>,
+    opened: Arc<Opened>,
+    /// Unix seconds when it was opened.
+    at: u64,
+}
+
+impl Recent {
+    fn new() -> Self {
+        Self { hasher: RandomState::new(), slots: (0..RECENT_SLOTS).map(|_| Mutex::new(None)).collect() }
+    }
+
+    fn slot(&self, hash: u64) -> &Mutex<Option<Remembered>> {
+        &self.slots[(hash % RECENT_SLOTS as u64) as usize]
+    }
+
+    /// The session `value` opened to, if remembered and opened less than
+    /// [`RECENT_SECS`] before `t`.
+    fn get(&self, value: &str, t: u64) -> Option<Arc<Opened>> {
+        let hash = self.hasher.hash_one(value);
+        let slot = self.slot(hash).lock().ok()?;
+        let r = slot.as_ref()?;
+        (r.hash == hash && t.saturating_sub(r.at) < RECENT_SECS && *r.value == *value).then(|| r.opened.clone())
+    }
+
+    fn insert(&self, value: &str, opened: Arc<Opened>, t: u64) {
+        let hash = self.hasher.hash_one(value);
+        if let Ok(mut slot) = self.slot(hash).lock() {
+            *slot = Some(Remembered { hash, value: value.into(), opened, at: t });
+        }
     }
 }
 
@@ -365,8 +410,10 @@ mod tests {
         let request = request_with(&short.seal_session(&ending));
         assert!(short.open(&request).is_some());
         // The same remembered entry, checked against the clock of a later request.
-        let remembered = short.recent.get(cookie_values(&request, "__Host-keypin").next().unwrap()).unwrap();
+        let value = cookie_values(&request, "__Host-keypin").next().unwrap();
+        let remembered = short.recent.get(value, t).unwrap();
         assert!(!short.is_live(&remembered.session, t + 2), "expiry is checked on every request");
+        assert!(short.recent.get(value, t + RECENT_SECS).is_none(), "remembered for {RECENT_SECS} s only");
     }
 
     #[test]
