@@ -95,11 +95,11 @@ impl Gateway {
 
     /// Serve one request from `peer` on server worker `worker`. Never fails.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, worker: usize) -> Response<Body> {
-        let started = std::time::Instant::now();
         // What the access log needs, gathered only when it is on. The path only:
         // queries may carry tokens.
         let access = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| {
-            (req.method().clone(), req.uri().path().to_owned(), client_ip(peer.ip(), req.headers(), &self.server))
+            let client = client_ip(peer.ip(), req.headers(), &self.server);
+            (std::time::Instant::now(), req.method().clone(), req.uri().path().to_owned(), client)
         });
         let mut route = NO_ROUTE;
         let resp = match self.serve(req, peer, worker, &mut route).await {
@@ -114,7 +114,7 @@ impl Gateway {
             }
         };
         self.metrics.request(route, resp.status().as_u16());
-        if let Some((method, path, client)) = access {
+        if let Some((started, method, path, client)) = access {
             let bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info!(
                 target: ACCESS_LOG,
