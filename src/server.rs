@@ -166,12 +166,8 @@ impl Workers {
         Ok(workers)
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.handles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
     }
 
     fn spawn(&self, worker: usize, task: impl Future<Output = ()> + Send + 'static) {
