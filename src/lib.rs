@@ -8,7 +8,8 @@
 //! # Layout
 //! - `config`  TOML -> validated `Config`; errors name file and key
 //! - `app`     start-up: bind listeners, build the gateway, run until shutdown
-//! - `server`  accept loop, TLS handshake, HTTP/1.1 + HTTP/2, graceful shutdown
+//! - `server`  accept loop, TLS handshake, worker threads, graceful shutdown
+//! - `connection` one client connection: HTTP/2, or HTTP/1.1 parked while idle
 //! - `tls`     PEM -> rustls config, the crypto provider, dev certificates
 //! - `gateway` the request path: login pages, session check, identity, proxy
 //! - `login`   the PIN form, CSRF, redirect targets, logout, known devices
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod config;
+pub mod connection;
 pub mod demo;
 pub mod error;
 pub mod gateway;

@@ -82,6 +82,7 @@ pub struct Metrics {
     pub active_lockouts: Gauge,
     pub attack_mode: Gauge,
     pub open_connections: Gauge,
+    pub parked_connections: Gauge,
     pub tls_handshake_failures: Counter,
 }
 
@@ -98,7 +99,8 @@ impl Metrics {
         let secret_lookups = Family::<ResultLabel, Counter>::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let upstream_duration = Histogram::new(LATENCY_BUCKETS);
-        let (active_lockouts, attack_mode, open_connections) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let (active_lockouts, attack_mode) = (Gauge::default(), Gauge::default());
+        let (open_connections, parked_connections) = (Gauge::default(), Gauge::default());
         let tls_handshake_failures = Counter::default();
         registry.register("login_attempts", "Login POSTs by outcome", login_attempts.clone());
         registry.register("secret_lookups", "Secret lookups by outcome", secret_lookups.clone());
@@ -111,6 +113,11 @@ impl Metrics {
         registry.register("active_lockouts", "Client keys locked out now", active_lockouts.clone());
         registry.register("attack_mode", "1 while attack mode restricts sign-in", attack_mode.clone());
         registry.register("open_connections", "Client connections open now", open_connections.clone());
+        registry.register(
+            "parked_connections",
+            "Open client connections idle between requests, holding no HTTP buffers",
+            parked_connections.clone(),
+        );
         registry.register(
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",
@@ -140,6 +147,7 @@ impl Metrics {
             active_lockouts,
             attack_mode,
             open_connections,
+            parked_connections,
             tls_handshake_failures,
         }
     }

@@ -1,5 +1,5 @@
 //! The TLS listener: accept loop bounded by `max_connections`, TLS handshake with a
-//! deadline, hyper-util's auto (HTTP/1.1 + HTTP/2) connections, graceful shutdown.
+//! deadline, graceful shutdown. Each connection is then served by `connection`.
 //!
 //! Connections are served thread-per-core: the accept loop hands each one, in turn,
 //! to a worker thread running its own single-threaded runtime, where the
@@ -13,16 +13,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig as TlsConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::connection::{self, Protocols};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 
@@ -56,8 +53,10 @@ pub async fn run(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(settings.max_connections));
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new(connection_builder(&settings));
+    // Connections hold a receiver until they end; `stop` turns them all.
+    let (stop, stopping) = watch::channel(false);
+    let protocols =
+        Arc::new(Protocols::new(settings.header_read_timeout, MAX_HEADER_BYTES, metrics.parked_connections.clone()));
     tokio::pin!(shutdown);
 
     for worker in (0..workers.len()).cycle() {
@@ -86,9 +85,9 @@ pub async fn run(
                 continue;
             }
         };
-        let (acceptor, gateway, builder, metrics) =
-            (acceptor.clone(), gateway.clone(), builder.clone(), metrics.clone());
-        let watcher = graceful.watcher();
+        let (acceptor, gateway, protocols, metrics) =
+            (acceptor.clone(), gateway.clone(), protocols.clone(), metrics.clone());
+        let shutdown = stopping.clone();
         let handshake_timeout = settings.header_read_timeout;
         workers.spawn(worker, async move {
             let _permit = permit;
@@ -97,8 +96,11 @@ pub async fn run(
                 Ok(tcp) => tcp,
                 Err(e) => return tracing::warn!(%peer, error = %e, "could not register the connection"),
             };
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
+            // Boxed: the handshake's state is freed once done, not kept in the task.
+            let handshake = Box::pin(tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)));
+            let tls = match handshake.await {
+                // Boxed: see `connection::serve`.
+                Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
                     metrics.tls_handshake_failures.inc();
                     return tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -108,22 +110,22 @@ pub async fn run(
                     return tracing::debug!(%peer, "TLS handshake timed out");
                 }
             };
-            let service = service_fn(move |req| {
+            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let handler = move |req| {
                 // The gateway in service when the request arrives serves it to the end.
                 let gateway = gateway.load_full();
-                // Boxed: hyper keeps a slot for the request future in every connection,
-                // and an idle connection should not hold one this size.
-                Box::pin(async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer, worker).await) })
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                // Boxed: hyper keeps a slot for the request future in every connection.
+                Box::pin(async move { gateway.handle(req, peer, worker).await })
+            };
+            if let Err(e) = connection::serve(tls, http2, &protocols, handler, shutdown).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
-    drop(listener);
-    tracing::info!(connections = graceful.count(), "shutting down; waiting for in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    drop((listener, stopping));
+    stop.send_replace(true);
+    tracing::info!(connections = stop.receiver_count(), "shutting down; waiting for in-flight requests");
+    if tokio::time::timeout(SHUTDOWN_GRACE, stop.closed()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
     }
     workers.stop().await;
@@ -201,21 +203,6 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-fn connection_builder(settings: &ListenerSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES)
-        // Flatten head and body into one write: over TLS that is one record and one
-        // syscall instead of two for small answers.
-        .writev(false)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
-    builder
 }
 
 /// The address a listener is bound to, for start-up messages and tests.

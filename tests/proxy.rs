@@ -292,6 +292,45 @@ async fn oversized_header_block_is_431_and_the_gateway_keeps_serving() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
+/// Read one answer (head and `content-length` body) from a kept-alive stream.
+async fn read_answer(tls: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n\r\n") {
+        got.push(tls.read_u8().await.expect("an answer, not a closed stream"));
+    }
+    let head = String::from_utf8(got).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|n| n.parse().unwrap()))
+        .expect("content-length");
+    let mut body = vec![0; length];
+    tls.read_exact(&mut body).await.unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_parked_then_serves_its_next_request() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let mut tls = raw_tls(gw.addr, &gw.cert()).await;
+    for round in 0..2 {
+        tls.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let answer = read_answer(&mut tls).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "round {round}: {answer}");
+        // Quiet for a moment: keypin parks the connection, holding no HTTP buffers.
+        let mut parked = 0.0;
+        for _ in 0..100 {
+            parked = gw.metrics().await["keypin_parked_connections"];
+            if parked == 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(parked, 1.0, "round {round}: the idle connection was not parked");
+        assert_eq!(gw.metrics().await["keypin_open_connections"], 1.0);
+    }
+}
+
 #[tokio::test]
 async fn a_stalled_client_is_cut_off_while_others_are_served() {
     let upstream = Upstream::spawn().await;

@@ -1,0 +1,400 @@
+//! One client connection after its TLS handshake, served until it closes.
+//!
+//! HTTP/2 (chosen by ALPN) is served by hyper to the end. HTTP/1.1 is served in
+//! turns, so that an idle keep-alive connection costs little: hyper serves while
+//! requests come, and a connection with no request in flight and no byte moved for
+//! [`PARK_AFTER`] is *parked*. Hyper is stopped between two requests and its
+//! buffers (some 24 KiB: read buffer, write buffer, request slot) are freed; only
+//! the TLS stream stays, waiting for the next request's first byte. That byte
+//! starts hyper again, put back in front of the stream.
+//!
+//! Parking never cuts a request: hyper is asked to stop only after a request of the
+//! turn was answered and none is in flight; what it had read of the next one comes
+//! back with the stream. A new turn starts inside a request head, so it is not
+//! parked before that request has started: a client trickling its head cannot use
+//! parking to outlast hyper's head timeout.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A connection quiet this long between requests is parked.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
+/// Bound on closing a connection ourselves (TLS `close_notify`, then FIN).
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Turns to `true` when the server shuts down (a dropped sender counts as that too).
+pub type Shutdown = watch::Receiver<bool>;
+
+/// How connections are served: hyper's settings, built once per listener.
+pub struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// How long a parked connection waits for its next request before it is closed.
+    idle_timeout: Duration,
+    /// Counts the connections parked now.
+    parked: Gauge,
+}
+
+impl Protocols {
+    /// `head_timeout` bounds each request head, and a parked connection's wait for
+    /// the next one; heads are at most `max_head` bytes. `parked` counts parked
+    /// connections.
+    pub fn new(head_timeout: Duration, max_head: usize, parked: Gauge) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(head_timeout)
+            .max_buf_size(max_head)
+            // Flatten head and body into one write: over TLS that is one record and
+            // one syscall instead of two for small answers.
+            .writev(false)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new()).max_header_list_size(max_head as u32);
+        Self { http1: h1, http2: h2, idle_timeout: head_timeout, parked }
+    }
+}
+
+/// Serve `io` until the client closes it, it errs, it idles past the timeout, or
+/// `shutdown` turns and its in-flight requests are answered. `http2` is what ALPN
+/// chose; otherwise HTTP/1.1 (RFC 9113 §3.3: HTTP/2 over TLS is negotiated).
+///
+/// Pass a large stream boxed (a TLS stream is over a kilobyte): it moves between
+/// hyper and the parked wait, and each place it passes keeps a slot its size in
+/// the connection's task.
+pub async fn serve<T, H, F, B>(
+    io: T,
+    http2: bool,
+    protocols: &Protocols,
+    handler: H,
+    shutdown: Shutdown,
+) -> Result<(), hyper::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    if http2 {
+        // Boxed: hyper's HTTP/2 state is large, and an HTTP/1 connection need not
+        // carry room for it.
+        Box::pin(serve_http2(io, protocols, handler, shutdown)).await
+    } else {
+        serve_http1(io, protocols, handler, shutdown).await
+    }
+}
+
+async fn serve_http2<T, H, F, B>(
+    io: T,
+    protocols: &Protocols,
+    handler: H,
+    mut shutdown: Shutdown,
+) -> Result<(), hyper::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let service = service_fn(move |req| {
+        let response = handler(req);
+        async move { Ok::<_, Infallible>(response.await) }
+    });
+    let conn = protocols.http2.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        done = conn.as_mut() => return done,
+        () = stopped(&mut shutdown) => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await
+}
+
+async fn serve_http1<T, H, F, B>(
+    mut io: T,
+    protocols: &Protocols,
+    handler: H,
+    mut shutdown: Shutdown,
+) -> Result<(), hyper::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let activity = Arc::new(Activity::default());
+    // Bytes read from the client that hyper has yet to see.
+    let mut unread = Bytes::new();
+    loop {
+        if unread.is_empty() {
+            protocols.parked.inc();
+            let first = first_byte(&mut io, protocols.idle_timeout, &mut shutdown).await;
+            protocols.parked.dec();
+            match first {
+                Some(byte) => unread = byte,
+                None => {
+                    close(io).await;
+                    return Ok(());
+                }
+            }
+        }
+
+        activity.restart();
+        let watched = Watched { io, unread, activity: activity.clone() };
+        let service = {
+            let (handler, activity) = (handler.clone(), activity.clone());
+            service_fn(move |req| {
+                // Counted in flight until the answer's body is done.
+                let request = InFlight::start(&activity);
+                let response = handler(req);
+                async move { Ok::<_, Infallible>(response.await.map(|body| Tracked { body, _request: request })) }
+            })
+        };
+        // Boxed: a parked connection then keeps no slot this size.
+        let mut conn = Box::pin(protocols.http1.serve_connection(TokioIo::new(watched), service).with_upgrades());
+        let mut quiet = tokio::time::interval_at(Instant::now() + PARK_AFTER, PARK_AFTER);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                done = conn.as_mut() => break done?,
+                _ = quiet.tick(), if !activity.parking() => {
+                    // A turn starts inside a request head: until that request has
+                    // started, a pause is a slow head (bounded by hyper's timeout),
+                    // and stopping hyper would cost the client its keep-alive.
+                    if activity.started() && activity.quiet() {
+                        activity.park();
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                () = stopped(&mut shutdown), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+
+        // Unless we parked it, hyper has closed the connection (the client's wish, an
+        // error) or handed it to an upgrade.
+        if !activity.parking() {
+            return Ok(());
+        }
+        let Some(parts) = Pin::into_inner(conn).into_parts() else { return Ok(()) };
+        let watched = parts.io.into_inner();
+        io = watched.io;
+        unread = join(parts.read_buf, watched.unread);
+        if stopping {
+            close(io).await;
+            return Ok(());
+        }
+    }
+}
+
+/// Wait, parked, for the first byte of the next request. `None`: the client closed
+/// the connection or broke it, the idle timeout passed, or the server shuts down.
+async fn first_byte<T: AsyncRead + Unpin>(io: &mut T, idle: Duration, shutdown: &mut Shutdown) -> Option<Bytes> {
+    // One byte: what waits here is kept by every parked connection.
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        read = tokio::time::timeout(idle, io.read(&mut byte)) => match read {
+            Ok(Ok(1)) => Some(Bytes::copy_from_slice(&byte)),
+            _ => None,
+        },
+        () = stopped(shutdown) => None,
+    }
+}
+
+async fn close<T: AsyncWrite + Unpin>(mut io: T) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, io.shutdown()).await;
+}
+
+async fn stopped(shutdown: &mut Shutdown) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// `first` then `then`, in an allocation of their own: `first` is a view into
+/// hyper's read buffer, which must not stay alive through `unread`.
+fn join(first: Bytes, then: Bytes) -> Bytes {
+    if first.is_empty() {
+        return then;
+    }
+    let mut both = BytesMut::with_capacity(first.len() + then.len());
+    both.extend_from_slice(&first);
+    both.extend_from_slice(&then);
+    both.freeze()
+}
+
+/// What the parking decision needs to know about one HTTP/1 connection.
+#[derive(Default)]
+struct Activity {
+    /// Requests whose answer has not been sent to its end.
+    in_flight: AtomicUsize,
+    /// A byte moved since the last look.
+    busy: AtomicBool,
+    /// A request started in this turn.
+    started: AtomicBool,
+    /// Hyper was asked to stop for parking: keep the stream open.
+    parking: AtomicBool,
+}
+
+impl Activity {
+    fn restart(&self) {
+        self.busy.store(false, Relaxed);
+        self.started.store(false, Relaxed);
+        self.parking.store(false, Relaxed);
+    }
+
+    fn moved(&self) {
+        self.busy.store(true, Relaxed);
+    }
+
+    /// No request in flight and no byte moved since the last look.
+    fn quiet(&self) -> bool {
+        !self.busy.swap(false, Relaxed) && self.in_flight.load(Relaxed) == 0
+    }
+
+    fn started(&self) -> bool {
+        self.started.load(Relaxed)
+    }
+
+    fn park(&self) {
+        self.parking.store(true, Relaxed);
+    }
+
+    fn parking(&self) -> bool {
+        self.parking.load(Relaxed)
+    }
+}
+
+/// One request in flight, from the service call to the end of its answer's body.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Relaxed);
+        activity.started.store(true, Relaxed);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// An answer's body, keeping its request counted in flight until hyper drops it.
+pub struct Tracked<B> {
+    body: B,
+    _request: InFlight,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The client stream as hyper sees it in one turn: `unread` bytes first, then `io`.
+/// It notes every byte moved, and does not close `io` when hyper stops for parking.
+struct Watched<T> {
+    io: T,
+    unread: Bytes,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.advance(n);
+            this.activity.moved();
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.moved();
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.moved();
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.moved();
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.activity.parking() {
+            // Hyper is done with its turn; the stream stays open for the next one.
+            return Pin::new(&mut this.io).poll_flush(cx);
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
