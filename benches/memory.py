@@ -3,7 +3,8 @@
 
 Prints keypin's resident memory (VmRSS, and the high-water mark VmHWM) when idle,
 while 1 GB streams through it, and with 10,000 idle keep-alive TLS connections
-open. Bounded in count and time; stops what it started.
+open (once keypin has parked them, read from its admin /metrics). Bounded in
+count and time; stops what it started.
 
 usage: python3 benches/memory.py [path/to/keypin]   (default target/release/keypin)
 """
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYPIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/keypin")
@@ -61,6 +63,11 @@ def status(pid, field):
     raise KeyError(field)
 
 
+def gauge(admin, name):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+    return int(float([l for l in text.splitlines() if l.startswith(name + " ")][0].split()[1]))
+
+
 def mib(kib):
     return f"{kib / 1024:.1f} MiB"
 
@@ -93,12 +100,13 @@ public_paths = ["/"]
     proc = subprocess.Popen([KEYPIN, "serve", "--config", config, "--log-format", "text"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        port = None
+        port = admin = None
         deadline = time.time() + 30
         while port is None and time.time() < deadline:
             line = proc.stderr.readline()
             if "listen=" in line:
                 port = int(line.split("listen=")[1].split()[0].rsplit(":", 1)[1])
+                admin = int(line.split("admin=")[1].split()[0].rsplit(":", 1)[1])
         assert port, "keypin did not start"
         # Keep reading its log (one access line per request): a full pipe would
         # block keypin's writes and stall it.
@@ -150,9 +158,13 @@ public_paths = ["/"]
             except Exception as e:
                 raise SystemExit(f"connection {i}: {e}")
             conns.append(s)
-        time.sleep(2)
-        print(f"{IDLE_CONNECTIONS} idle keep-alive TLS connections (opened in {time.time() - started:.0f} s): "
-              f"VmRSS {mib(status(proc.pid, 'VmRSS'))}")
+        opened = time.time() - started
+        # keypin parks a connection after about a second of quiet; give it ten.
+        deadline = time.time() + 10
+        while gauge(admin, "keypin_parked_connections") < IDLE_CONNECTIONS and time.time() < deadline:
+            time.sleep(0.5)
+        print(f"{IDLE_CONNECTIONS} idle keep-alive TLS connections (opened in {opened:.0f} s, "
+              f"{gauge(admin, 'keypin_parked_connections')} parked): VmRSS {mib(status(proc.pid, 'VmRSS'))}")
         for s in conns:
             s.close()
     finally:
