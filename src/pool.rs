@@ -3,12 +3,15 @@
 //! new one; the connection comes back when the answer's body has been read to its
 //! end. A request an idle connection could not take (the upstream closed it in the
 //! meantime) goes out on another one, so keep-alive races never reach the client.
+//! Idle connections unused for [`IDLE_TIMEOUT`] are closed, by a background sweep
+//! when no request comes.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
@@ -18,12 +21,15 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::time::{Instant, MissedTickBehavior};
 use tower_service::Service as _;
 
 /// Idle connections kept per origin in one pool; more are closed.
 const IDLE_PER_ORIGIN: usize = 256;
-/// An idle connection unused this long is closed when the pool is next used.
+/// An idle connection unused this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a pool that has had idle connections looks for expired ones.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
 /// Why an upstream exchange failed.
 pub type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
@@ -40,15 +46,32 @@ struct Idle {
     since: Instant,
 }
 
+/// How upstream connections are opened: plain HTTP, or TLS with the web PKI roots
+/// and keypin's crypto provider; `connect_timeout` bounds the TCP connect.
+pub fn upstream_connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(crate::tls::provider())
+        .expect("ring supports the default protocol versions")
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
 /// One worker's upstream connections.
 pub struct Pool {
     connector: HttpsConnector<HttpConnector>,
     idle: Mutex<HashMap<Origin, VecDeque<Idle>>>,
+    /// The background sweep runs (it starts with the first idle connection).
+    sweeping: AtomicBool,
 }
 
 impl Pool {
     pub fn new(connector: HttpsConnector<HttpConnector>) -> Arc<Self> {
-        Arc::new(Self { connector, idle: Mutex::default() })
+        Arc::new(Self { connector, idle: Mutex::default(), sweeping: AtomicBool::new(false) })
     }
 
     /// Send `req` (origin-form URI, `Host` set) to `origin`.
@@ -93,7 +116,7 @@ impl Pool {
         None
     }
 
-    fn give_back(&self, origin: Origin, sender: SendRequest<Incoming>) {
+    fn give_back(self: &Arc<Self>, origin: Origin, sender: SendRequest<Incoming>) {
         if sender.is_closed() {
             return;
         }
@@ -102,6 +125,38 @@ impl Pool {
         if conns.len() < IDLE_PER_ORIGIN {
             conns.push_back(Idle { sender, since: Instant::now() });
         }
+        drop(idle);
+        if !self.sweeping.swap(true, Relaxed) {
+            self.start_sweep();
+        }
+    }
+
+    /// Close expired idle connections every [`SWEEP_EVERY`] on this worker, until
+    /// the pool is dropped (a reload replaces it).
+    fn start_sweep(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.sweeping.store(false, Relaxed);
+        };
+        let pool = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval_at(Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.close_expired(Instant::now());
+            }
+        });
+    }
+
+    /// Drop idle connections past [`IDLE_TIMEOUT`] and those the upstream closed;
+    /// dropping a connection's sender closes it.
+    fn close_expired(&self, now: Instant) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        idle.retain(|_, conns| {
+            conns.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && !c.sender.is_closed());
+            !conns.is_empty()
+        });
     }
 
     async fn connect(&self, origin: &Origin) -> Result<SendRequest<Incoming>, UpstreamError> {
@@ -186,5 +241,42 @@ impl Drop for UpstreamBody {
         {
             lent.give_back();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncReadExt;
+
+    fn idle_count(pool: &Pool) -> usize {
+        pool.idle.lock().unwrap().values().map(VecDeque::len).sum()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_are_closed_in_the_background_once_expired() {
+        let pool = Pool::new(upstream_connector(Duration::from_secs(1)));
+        let (ours, mut upstream) = tokio::io::duplex(1024);
+        let (sender, conn) = http1::handshake::<_, Incoming>(TokioIo::new(ours)).await.unwrap();
+        tokio::spawn(conn);
+        let origin = Origin { scheme: Scheme::HTTP, authority: Authority::from_static("upstream.test") };
+        pool.give_back(origin, sender);
+
+        // No request comes. Still kept just before it expires...
+        tokio::time::sleep(IDLE_TIMEOUT - Duration::from_secs(1)).await;
+        assert_eq!(idle_count(&pool), 1);
+        // ...closed by the sweep after.
+        tokio::time::sleep(SWEEP_EVERY + Duration::from_secs(1)).await;
+        assert_eq!(idle_count(&pool), 0);
+        let mut rest = Vec::new();
+        assert_eq!(upstream.read_to_end(&mut rest).await.unwrap(), 0, "the upstream sees the close");
+
+        // The sweep is the one task left, and it ends with its pool.
+        let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        assert_eq!(tasks(), 1);
+        drop(pool);
+        tokio::time::sleep(SWEEP_EVERY * 2).await;
+        assert_eq!(tasks(), 0);
     }
 }

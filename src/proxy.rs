@@ -11,14 +11,13 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::gateway::Body;
 use crate::metrics::Metrics;
-use crate::pool::{Origin, Pool};
+use crate::pool::{Origin, Pool, upstream_connector};
 
 /// Bound on opening a TCP connection to an upstream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -205,16 +204,7 @@ impl Proxy {
     /// `timeout` bounds the wait for the upstream's response head; `workers` is the
     /// number of server workers (pools).
     pub fn new(timeout: Duration, metrics: Arc<Metrics>, workers: usize) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(crate::tls::provider())
-            .expect("ring supports the default protocol versions")
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = upstream_connector(CONNECT_TIMEOUT);
         let pools = (0..workers.max(1)).map(|_| Pool::new(https.clone())).collect();
         Self { pools, timeout, metrics }
     }
