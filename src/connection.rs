@@ -8,11 +8,14 @@
 //! the TLS stream stays, waiting for the next request's first byte. That byte
 //! starts hyper again, put back in front of the stream.
 //!
-//! Parking never cuts a request: hyper is asked to stop only after a request of the
-//! turn was answered and none is in flight; what it had read of the next one comes
-//! back with the stream. A new turn starts inside a request head, so it is not
-//! parked before that request has started: a client trickling its head cannot use
-//! parking to outlast hyper's head timeout.
+//! Parking never cuts a request. Hyper is asked to stop only after a request of
+//! the turn was answered, with none in flight, and the stream is taken back only
+//! if hyper stopped at once, idle between two messages; what it had read of the
+//! next request comes back with the stream. Hyper caught mid-exchange (writing to
+//! a client that stopped reading, say) finishes it and closes the connection. A
+//! turn starts inside a request head, so it is not parked before that request has
+//! started: a client trickling its head cannot use parking to outlast hyper's head
+//! timeout.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -150,9 +153,9 @@ where
     let mut unread = Bytes::new();
     loop {
         if unread.is_empty() {
-            protocols.parked.inc();
+            let parked = ParkedGauge::count(&protocols.parked);
             let first = first_byte(&mut io, protocols.idle_timeout, &mut shutdown).await;
-            protocols.parked.dec();
+            drop(parked);
             match first {
                 Some(byte) => unread = byte,
                 None => {
@@ -176,25 +179,37 @@ where
         // Boxed: a parked connection then keeps no slot this size.
         let mut conn = Box::pin(protocols.http1.serve_connection(TokioIo::new(watched), service).with_upgrades());
         let mut quiet = tokio::time::interval_at(Instant::now() + PARK_AFTER, PARK_AFTER);
-        let mut stopping = false;
-        loop {
+        // Hyper was asked to stop: to park, or for the server's shutdown.
+        let (mut stopping, mut shutting_down) = (false, false);
+        let done = loop {
             tokio::select! {
-                done = conn.as_mut() => break done?,
-                _ = quiet.tick(), if !activity.parking() => {
+                done = conn.as_mut() => break done,
+                _ = quiet.tick(), if !stopping => {
                     // A turn starts inside a request head: until that request has
                     // started, a pause is a slow head (bounded by hyper's timeout),
                     // and stopping hyper would cost the client its keep-alive.
                     if activity.started() && activity.quiet() {
+                        stopping = true;
                         activity.park();
                         conn.as_mut().graceful_shutdown();
+                        // Hyper stops at once only when idle between two messages,
+                        // where the stream can be taken back. Otherwise it was still
+                        // in an exchange (writing to a client that does not read,
+                        // say): it finishes that and closes the connection for real.
+                        match std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await {
+                            Poll::Ready(done) => break done,
+                            Poll::Pending => activity.unpark(),
+                        }
                     }
                 }
-                () = stopped(&mut shutdown), if !stopping => {
+                () = stopped(&mut shutdown), if !shutting_down => {
+                    shutting_down = true;
                     stopping = true;
                     conn.as_mut().graceful_shutdown();
                 }
             }
-        }
+        };
+        done?;
 
         // Unless we parked it, hyper has closed the connection (the client's wish, an
         // error) or handed it to an upgrade.
@@ -205,7 +220,7 @@ where
         let watched = parts.io.into_inner();
         io = watched.io;
         unread = join(parts.read_buf, watched.unread);
-        if stopping {
+        if shutting_down {
             close(io).await;
             return Ok(());
         }
@@ -246,6 +261,22 @@ fn join(first: Bytes, then: Bytes) -> Bytes {
     both.freeze()
 }
 
+/// Counts a connection as parked while it lives.
+struct ParkedGauge<'a>(&'a Gauge);
+
+impl<'a> ParkedGauge<'a> {
+    fn count(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for ParkedGauge<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// What the parking decision needs to know about one HTTP/1 connection.
 #[derive(Default)]
 struct Activity {
@@ -281,6 +312,10 @@ impl Activity {
 
     fn park(&self) {
         self.parking.store(true, Relaxed);
+    }
+
+    fn unpark(&self) {
+        self.parking.store(false, Relaxed);
     }
 
     fn parking(&self) -> bool {

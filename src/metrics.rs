@@ -115,7 +115,7 @@ impl Metrics {
         registry.register("open_connections", "Client connections open now", open_connections.clone());
         registry.register(
             "parked_connections",
-            "Open client connections idle between requests, holding no HTTP buffers",
+            "Open HTTP/1.1 client connections waiting, parked, for a request (no HTTP buffers held)",
             parked_connections.clone(),
         );
         registry.register(
