@@ -9,13 +9,14 @@
 //! starts hyper again, put back in front of the stream.
 //!
 //! Parking never cuts a request. Hyper is asked to stop only after a request of
-//! the turn was answered, with none in flight, and the stream is taken back only
-//! if hyper stopped at once, idle between two messages; what it had read of the
-//! next request comes back with the stream. Hyper caught mid-exchange (writing to
-//! a client that stopped reading, say) finishes it and closes the connection. A
-//! turn starts inside a request head, so it is not parked before that request has
-//! started: a client trickling its head cannot use parking to outlast hyper's head
-//! timeout.
+//! the turn was answered, with none in flight and none the connection's last, and
+//! the stream is taken back only if hyper stopped at once, idle between two
+//! messages; what it had read of the next request comes back with the stream.
+//! Hyper caught mid-exchange (writing to a client that stopped reading, say)
+//! finishes it and closes the connection. A turn starts inside a request head, so
+//! it is not parked before that request has started: a client trickling its head
+//! gets at most twice hyper's head timeout (one turn that parks it, one that
+//! cannot).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,9 +30,10 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -169,11 +171,23 @@ where
         let watched = Watched { io, unread, activity: activity.clone() };
         let service = {
             let (handler, activity) = (handler.clone(), activity.clone());
-            service_fn(move |req| {
+            service_fn(move |req: Request<Incoming>| {
                 // Counted in flight until the answer's body is done.
                 let request = InFlight::start(&activity);
+                let reused = req.method() != Method::CONNECT && keeps_alive(req.version(), req.headers());
                 let response = handler(req);
-                async move { Ok::<_, Infallible>(response.await.map(|body| Tracked { body, _request: request })) }
+                async move {
+                    let response = response.await;
+                    if !reused
+                        || response.status() == StatusCode::SWITCHING_PROTOCOLS
+                        || !keeps_alive(Version::HTTP_11, response.headers())
+                    {
+                        // Hyper closes the connection (or hands it over) after this
+                        // exchange, and would stop at once even in its middle.
+                        request.0.last_exchange();
+                    }
+                    Ok::<_, Infallible>(response.map(|body| Tracked { body, _request: request }))
+                }
             })
         };
         // Boxed: a parked connection then keeps no slot this size.
@@ -185,10 +199,7 @@ where
             tokio::select! {
                 done = conn.as_mut() => break done,
                 _ = quiet.tick(), if !stopping => {
-                    // A turn starts inside a request head: until that request has
-                    // started, a pause is a slow head (bounded by hyper's timeout),
-                    // and stopping hyper would cost the client its keep-alive.
-                    if activity.started() && activity.quiet() {
+                    if activity.may_park() {
                         stopping = true;
                         activity.park();
                         conn.as_mut().graceful_shutdown();
@@ -212,7 +223,7 @@ where
         done?;
 
         // Unless we parked it, hyper has closed the connection (the client's wish, an
-        // error) or handed it to an upgrade.
+        // error, the shutdown) or handed it to an upgrade.
         if !activity.parking() {
             return Ok(());
         }
@@ -220,10 +231,6 @@ where
         let watched = parts.io.into_inner();
         io = watched.io;
         unread = join(parts.read_buf, watched.unread);
-        if shutting_down {
-            close(io).await;
-            return Ok(());
-        }
     }
 }
 
@@ -247,6 +254,26 @@ async fn close<T: AsyncWrite + Unpin>(mut io: T) {
 
 async fn stopped(shutdown: &mut Shutdown) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Whether a message lets the connection serve another request after it, as hyper
+/// decides: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `keep-alive`,
+/// never an upgrade. Unreadable `Connection` values count as `close`.
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::UPGRADE) {
+        return false;
+    }
+    let mut keep_alive_token = false;
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { return false };
+        for token in value.split(',').map(str::trim) {
+            if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("upgrade") {
+                return false;
+            }
+            keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
+        }
+    }
+    version == Version::HTTP_11 || (version == Version::HTTP_10 && keep_alive_token)
 }
 
 /// `first` then `then`, in an allocation of their own: `first` is a view into
@@ -286,6 +313,8 @@ struct Activity {
     busy: AtomicBool,
     /// A request started in this turn.
     started: AtomicBool,
+    /// An exchange of this turn is the connection's last (see [`keeps_alive`]).
+    last: AtomicBool,
     /// Hyper was asked to stop for parking: keep the stream open.
     parking: AtomicBool,
 }
@@ -294,6 +323,7 @@ impl Activity {
     fn restart(&self) {
         self.busy.store(false, Relaxed);
         self.started.store(false, Relaxed);
+        self.last.store(false, Relaxed);
         self.parking.store(false, Relaxed);
     }
 
@@ -301,13 +331,19 @@ impl Activity {
         self.busy.store(true, Relaxed);
     }
 
-    /// No request in flight and no byte moved since the last look.
-    fn quiet(&self) -> bool {
-        !self.busy.swap(false, Relaxed) && self.in_flight.load(Relaxed) == 0
+    /// Whether to ask hyper to stop now: a request of this turn has started (a turn
+    /// starts inside a request head; a pause before it is a slow head, bounded by
+    /// hyper's timeout), none is the connection's last, none is in flight, and no
+    /// byte moved since the last look.
+    fn may_park(&self) -> bool {
+        self.started.load(Relaxed)
+            && !self.last.load(Relaxed)
+            && !self.busy.swap(false, Relaxed)
+            && self.in_flight.load(Relaxed) == 0
     }
 
-    fn started(&self) -> bool {
-        self.started.load(Relaxed)
+    fn last_exchange(&self) {
+        self.last.store(true, Relaxed);
     }
 
     fn park(&self) {

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{PARK_AFTER, Protocols, serve};
+use super::{PARK_AFTER, Protocols, keeps_alive, serve};
 
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -24,10 +24,19 @@ struct Served {
 }
 
 /// Answers "ok" (without reading a request body), or after `/slow` ten seconds
-/// later, or 1 MiB to `/big`, or switches `/upgrade` to an echo of what follows.
+/// later, or 1 MiB to `/big`, or "ok" to `/hold` while keeping its request body
+/// unread for a minute, or switches `/upgrade` to an echo of what follows.
 async fn answer(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/slow" => tokio::time::sleep(Duration::from_secs(10)).await,
+        "/hold" => {
+            let body = req.into_body();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                drop(body);
+            });
+            return Response::new(Full::new(Bytes::from_static(b"ok")));
+        }
         "/big" => return Response::new(Full::new(Bytes::from(vec![b'x'; 1 << 20]))),
         "/upgrade" => {
             let upgrade = hyper::upgrade::on(&mut req);
@@ -252,4 +261,47 @@ async fn a_client_that_stops_reading_is_not_parked_mid_answer() {
     assert_eq!(s.client.read_to_end(&mut rest).await.unwrap(), 0);
     assert!(quiet.elapsed() < PARK_AFTER, "closed only after {:?}", quiet.elapsed());
     assert_eq!(s.parked.get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_exchange_is_never_parked_midway() {
+    for request in [
+        "POST /hold HTTP/1.1\r\nHost: app\r\nConnection: close\r\nContent-Length: 10\r\n\r\n01234",
+        "POST /hold HTTP/1.0\r\nHost: app\r\nContent-Length: 10\r\n\r\n01234",
+    ] {
+        let mut s = start();
+        assert!(get(&mut s.client, "/").await.ends_with("ok"));
+        // An answer that is the connection's last, while its body is still coming:
+        // hyper would stop at once, in the middle of the request body.
+        s.client.write_all(request.as_bytes()).await.unwrap();
+        assert!(read_answer(&mut s.client).await.ends_with("ok"));
+        idle().await;
+        let _ = s.client.write_all(b"56789GET /smuggled HTTP/1.1\r\nHost: app\r\n\r\n").await;
+        let mut next = Vec::new();
+        let _ = tokio::time::timeout(HEAD_TIMEOUT * 3, s.client.read_to_end(&mut next)).await;
+        assert!(next.is_empty(), "{request}: after the last answer: {}", String::from_utf8_lossy(&next));
+        assert_eq!(s.parked.get(), 0);
+    }
+}
+
+#[test]
+fn keep_alive_is_read_as_hyper_reads_it() {
+    use hyper::Version;
+    use hyper::header::{HeaderMap, HeaderValue};
+    let headers = |pairs: &[(&'static str, &'static [u8])]| {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(*name, HeaderValue::from_bytes(value).unwrap());
+        }
+        h
+    };
+    assert!(keeps_alive(Version::HTTP_11, &headers(&[])));
+    assert!(keeps_alive(Version::HTTP_11, &headers(&[("connection", b"Keep-Alive, TE")])));
+    assert!(!keeps_alive(Version::HTTP_11, &headers(&[("connection", b"te"), ("connection", b" Close")])));
+    assert!(!keeps_alive(Version::HTTP_11, &headers(&[("connection", b"Upgrade"), ("upgrade", b"websocket")])));
+    assert!(!keeps_alive(Version::HTTP_11, &headers(&[("upgrade", b"h2c")])));
+    assert!(!keeps_alive(Version::HTTP_11, &headers(&[("connection", b"\xffclose")])));
+    assert!(!keeps_alive(Version::HTTP_10, &headers(&[])));
+    assert!(keeps_alive(Version::HTTP_10, &headers(&[("connection", b"keep-alive")])));
+    assert!(!keeps_alive(Version::HTTP_09, &headers(&[])));
 }
