@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
-use support::client::{Proto, bytes, empty, raw_tls, send};
+use support::client::{Proto, bytes, empty, raw_tls, send, tls_config};
 use support::gateway::{TestGateway, route_table};
 use support::upstream::{Seen, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -328,6 +328,22 @@ async fn an_idle_keep_alive_connection_is_parked_then_serves_its_next_request() 
         }
         assert_eq!(parked, 1.0, "round {round}: the idle connection was not parked");
         assert_eq!(gw.metrics().await["keypin_open_connections"], 1.0);
+    }
+}
+
+#[tokio::test]
+async fn a_client_without_alpn_is_served_http1() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_config(&gw.cert(), &[])));
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let server = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(server, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+    for _ in 0..2 {
+        tls.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let answer = read_answer(&mut tls).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 }
 
