@@ -7,6 +7,8 @@ open (once keypin has parked them, read from its admin /metrics). Bounded in
 count and time; stops what it started.
 
 usage: python3 benches/memory.py [path/to/keypin]   (default target/release/keypin)
+IDLE_CONNECTIONS=N changes the 10,000; HOLD=S keeps them open S more seconds, to
+look at keypin meanwhile (heaptrack, gdb).
 """
 import http.server
 import os
@@ -24,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYPIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/keypin")
 GIB = 1024**3
 IDLE_CONNECTIONS = int(os.environ.get("IDLE_CONNECTIONS", "10000"))
+HOLD = float(os.environ.get("HOLD", "0"))
 CHUNK = b"x" * (256 * 1024)
 
 
@@ -165,6 +168,9 @@ public_paths = ["/"]
             time.sleep(0.5)
         print(f"{IDLE_CONNECTIONS} idle keep-alive TLS connections (opened in {opened:.0f} s, "
               f"{gauge(admin, 'keypin_parked_connections')} parked): VmRSS {mib(status(proc.pid, 'VmRSS'))}")
+        if HOLD:
+            print(f"holding them {HOLD:.0f} s; keypin is pid {proc.pid}", flush=True)
+            time.sleep(HOLD)
         for s in conns:
             s.close()
     finally:

@@ -11,6 +11,7 @@
 //! - `server`  accept loop, TLS handshake, worker threads, graceful shutdown
 //! - `connection` one client connection: HTTP/2, or HTTP/1.1 parked while idle
 //! - `tls`     PEM -> rustls config, the crypto provider, dev certificates
+//! - `tls_stream` the TLS server stream: rustls unbuffered, no buffer while idle
 //! - `gateway` the request path: login pages, session check, identity, proxy
 //! - `login`   the PIN form, CSRF, redirect targets, logout, known devices
 //! - `page`    keypin's pages: template, `[ui]`, security headers
@@ -47,3 +48,4 @@ pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod tls_stream;

@@ -17,11 +17,11 @@ use rustls::ServerConfig as TlsConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot, watch};
-use tokio_rustls::TlsAcceptor;
 
 use crate::connection::{self, Protocols};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::tls_stream::TlsStream;
 
 /// Largest request head (request line + headers) accepted; larger gets `431`.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -51,7 +51,6 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     // Connections hold a receiver until they end; `stop` turns them all.
     let (stop, stopping) = watch::channel(false);
@@ -85,8 +84,7 @@ pub async fn run(
                 continue;
             }
         };
-        let (acceptor, gateway, protocols, metrics) =
-            (acceptor.clone(), gateway.clone(), protocols.clone(), metrics.clone());
+        let (tls, gateway, protocols, metrics) = (tls.clone(), gateway.clone(), protocols.clone(), metrics.clone());
         let shutdown = stopping.clone();
         let handshake_timeout = settings.header_read_timeout;
         workers.spawn(worker, async move {
@@ -97,7 +95,7 @@ pub async fn run(
                 Err(e) => return tracing::warn!(%peer, error = %e, "could not register the connection"),
             };
             // Boxed: the handshake's state is freed once done, not kept in the task.
-            let handshake = Box::pin(tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)));
+            let handshake = Box::pin(tokio::time::timeout(handshake_timeout, TlsStream::accept(tcp, tls)));
             let tls = match handshake.await {
                 // Boxed: see `connection::serve`.
                 Ok(Ok(tls)) => Box::new(tls),
@@ -110,7 +108,7 @@ pub async fn run(
                     return tracing::debug!(%peer, "TLS handshake timed out");
                 }
             };
-            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let http2 = tls.alpn_protocol() == Some(b"h2");
             let handler = move |req| {
                 // The gateway in service when the request arrives serves it to the end.
                 let gateway = gateway.load_full();

@@ -1,0 +1,476 @@
+//! The server side of a TLS connection, holding no buffer while it is idle.
+//!
+//! tokio-rustls drives rustls' buffered connection, whose 4 KiB record buffer
+//! lives as long as the connection: every idle keep-alive connection kept one.
+//! This stream drives rustls' unbuffered API (`UnbufferedServerConnection`)
+//! instead and owns the three buffers itself: ciphertext received and not yet
+//! processed, plaintext decrypted and not yet read, ciphertext not yet sent. Each
+//! is freed once empty when the socket has nothing more to read, so an idle
+//! connection holds rustls' session state and keys only.
+//!
+//! The protocol is rustls' alone: this file moves bytes between the socket and
+//! rustls and never builds or checks a record. It reads record headers only as a
+//! hint of how much to read next.
+//!
+//! For hyper it behaves as tokio-rustls does: a read ends (`Ok` with nothing read)
+//! at the peer's `close_notify` or at a TCP close between records, and fails with
+//! `UnexpectedEof` at a TCP close inside a record. A write encrypts at most
+//! [`MAX_WRITE`] bytes and waits until the ciphertext of the previous one is sent,
+//! so a client that does not read holds at most one batch. A TLS error sends the
+//! alert rustls queued for it, if the socket takes it at once, and is returned as
+//! `InvalidData`.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use rustls::ServerConfig;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The least read from the socket at a time.
+const READ_SIZE: usize = 4 * 1024;
+/// The largest TLS record on the wire: header, 2^14 bytes, TLS 1.2's most expansion.
+const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
+/// The most ciphertext held unprocessed: rustls joins a handshake message of up to
+/// 64 KiB from several records, all kept in the buffer until it is whole.
+const MAX_INCOMING: usize = 0xffff + MAX_RECORD;
+/// The most plaintext one write encrypts.
+pub const MAX_WRITE: usize = 64 * 1024;
+/// Writes of several slices up to this size are joined into one record.
+const JOIN_UP_TO: usize = 16 * 1024;
+/// Room reserved per record for its header, tag and padding before encrypting.
+const RECORD_OVERHEAD: usize = 64;
+
+/// What rustls waits for once it has processed all it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// More bytes from the peer, to go on with the handshake.
+    Handshake,
+    /// Nothing: application data may flow both ways.
+    Traffic,
+    /// Nothing ever again: both sides sent `close_notify`.
+    Closed,
+}
+
+/// A TLS server stream over `IO`, after its handshake (see [`TlsStream::accept`]).
+pub struct TlsStream<IO> {
+    io: IO,
+    conn: UnbufferedServerConnection,
+    /// Ciphertext received, `incoming[..filled]`, that rustls has not consumed.
+    incoming: Vec<u8>,
+    filled: usize,
+    /// Plaintext decrypted and not yet read, `received[taken..]`.
+    received: Vec<u8>,
+    taken: usize,
+    /// Ciphertext to send, `outgoing[sent..]`.
+    outgoing: Vec<u8>,
+    sent: usize,
+    /// The socket reached its end.
+    eof: bool,
+    /// The peer sent `close_notify`: no application data follows.
+    peer_closed: bool,
+    /// Our `close_notify` is queued: no application data follows it.
+    closing: bool,
+    /// rustls reported an error: it is not called again, and every read and
+    /// write fails. (It does not remember every error itself.)
+    failed: bool,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
+    /// Run the server side of the TLS handshake on `io`.
+    pub async fn accept(io: IO, config: Arc<ServerConfig>) -> io::Result<Self> {
+        let conn =
+            UnbufferedServerConnection::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut tls = Self {
+            io,
+            conn,
+            incoming: Vec::new(),
+            filled: 0,
+            received: Vec::new(),
+            taken: 0,
+            outgoing: Vec::new(),
+            sent: 0,
+            eof: false,
+            peer_closed: false,
+            closing: false,
+            failed: false,
+        };
+        std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
+        Ok(tls)
+    }
+
+    /// The application protocol agreed by ALPN, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let next = match self.process(None, &[], false) {
+                Ok((next, _)) => next,
+                Err(e) => return Poll::Ready(Err(self.fail(cx, e))),
+            };
+            ready!(self.poll_send(cx))?;
+            if !self.conn.is_handshaking() {
+                return Poll::Ready(Ok(()));
+            }
+            if next == Next::Closed || self.peer_closed || self.eof {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection during the TLS handshake",
+                )));
+            }
+            ready!(self.poll_fill(cx))?;
+        }
+    }
+
+    /// Let rustls process what was received, until it waits for something.
+    /// Plaintext goes to `read` while it has room, then to `received`; `send` is
+    /// encrypted (up to [`MAX_WRITE`] bytes) once application data may flow, and so
+    /// is our `close_notify` if `close`. Returns what rustls waits for and how many
+    /// bytes of `send` it took.
+    fn process(
+        &mut self,
+        mut read: Option<&mut ReadBuf<'_>>,
+        send: &[IoSlice<'_>],
+        close: bool,
+    ) -> Result<(Next, usize), rustls::Error> {
+        if self.failed {
+            return Err(rustls::Error::General("the TLS connection failed earlier".into()));
+        }
+        loop {
+            let status = self.conn.process_tls_records(&mut self.incoming[..self.filled]);
+            let mut discard = status.discard;
+            let next = match status.state? {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    while let Some(record) = traffic.next_record() {
+                        let record = record?;
+                        discard += record.discard;
+                        let mut payload = record.payload;
+                        // Straight to the reader, unless earlier plaintext still waits.
+                        if let Some(buf) = read.as_deref_mut().filter(|_| self.received.is_empty()) {
+                            let n = payload.len().min(buf.remaining());
+                            buf.put_slice(&payload[..n]);
+                            payload = &payload[n..];
+                        }
+                        self.received.extend_from_slice(payload);
+                    }
+                    None
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    match append(&mut self.outgoing, RECORD_OVERHEAD, |out| encode.encode(out), encode_room) {
+                        Ok(_) | Err(EncodeError::AlreadyEncoded) => None,
+                        Err(e) => return Err(rustls::Error::General(e.to_string())),
+                    }
+                }
+                // What was encoded goes out before the next read (see the callers).
+                ConnectionState::TransmitTlsData(transmit) => {
+                    transmit.done();
+                    None
+                }
+                ConnectionState::PeerClosed => {
+                    self.peer_closed = true;
+                    None
+                }
+                ConnectionState::BlockedHandshake => Some((Next::Handshake, 0)),
+                ConnectionState::Closed => Some((Next::Closed, 0)),
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    let mut encrypt = |plaintext: &[u8], out: &mut Vec<u8>| {
+                        let estimate = plaintext.len() + (plaintext.len() / (16 * 1024) + 1) * RECORD_OVERHEAD;
+                        append(out, estimate, |out| traffic.encrypt(plaintext, out), encrypt_room)
+                    };
+                    let mut taken = 0;
+                    if !self.closing {
+                        let total: usize = send.iter().map(|s| s.len()).sum();
+                        if send.len() > 1 && total <= JOIN_UP_TO {
+                            let mut joined = [0u8; JOIN_UP_TO];
+                            for slice in send {
+                                joined[taken..taken + slice.len()].copy_from_slice(slice);
+                                taken += slice.len();
+                            }
+                            encrypt(&joined[..taken], &mut self.outgoing).map_err(encrypt_error)?;
+                        } else {
+                            for slice in send {
+                                let n = slice.len().min(MAX_WRITE - taken);
+                                if n > 0 {
+                                    encrypt(&slice[..n], &mut self.outgoing).map_err(encrypt_error)?;
+                                    taken += n;
+                                }
+                            }
+                        }
+                    }
+                    if close && !self.closing {
+                        append(
+                            &mut self.outgoing,
+                            RECORD_OVERHEAD,
+                            |out| traffic.queue_close_notify(out),
+                            encrypt_room,
+                        )
+                        .map_err(encrypt_error)?;
+                        self.closing = true;
+                    }
+                    Some((Next::Traffic, taken))
+                }
+                // Early data is not enabled in keypin's server config.
+                _ => return Err(rustls::Error::General("unexpected TLS connection state".into())),
+            };
+            if discard > 0 {
+                self.incoming.copy_within(discard..self.filled, 0);
+                self.filled -= discard;
+            }
+            if let Some(next) = next {
+                return Ok(next);
+            }
+        }
+    }
+
+    /// Read more ciphertext from the socket: at least [`READ_SIZE`], or the rest of
+    /// the record the buffer ends in.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let want = (self.filled + READ_SIZE.max(self.record_rest())).min(MAX_INCOMING);
+        if want <= self.filled {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "TLS message too large")));
+        }
+        if self.incoming.len() < want {
+            self.incoming.resize(want, 0);
+        }
+        let mut buf = ReadBuf::new(&mut self.incoming[self.filled..]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        match buf.filled().len() {
+            0 => self.eof = true,
+            n => self.filled += n,
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Bytes still missing of the record the buffer ends in; 0 if it ends between
+    /// records or inside a header. A hint for the size of the next read only.
+    fn record_rest(&self) -> usize {
+        let mut at = 0;
+        while at + 5 <= self.filled {
+            let end = at + 5 + usize::from(u16::from_be_bytes([self.incoming[at + 3], self.incoming[at + 4]]));
+            if end > self.filled {
+                return end - self.filled;
+            }
+            at = end;
+        }
+        0
+    }
+
+    /// Write the ciphertext waiting to be sent.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.outgoing.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.outgoing.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Free every buffer that is empty: the connection waits for the peer.
+    fn release_idle(&mut self) {
+        if self.filled == 0 {
+            self.incoming = Vec::new();
+        }
+        if self.received.is_empty() {
+            self.received = Vec::new();
+        }
+        if self.outgoing.is_empty() {
+            self.outgoing = Vec::new();
+        }
+    }
+
+    /// Send the alert rustls queued for `error` if the socket takes it now, once.
+    fn fail(&mut self, cx: &mut Context<'_>, error: rustls::Error) -> io::Error {
+        if !self.failed {
+            self.failed = true;
+            self.drain_alert();
+            let _ = self.poll_send(cx);
+        }
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+
+    /// Take from rustls what it queued after an error: the alert.
+    fn drain_alert(&mut self) {
+        // Nothing received is processed again: a bad record would fail twice.
+        self.filled = 0;
+        for _ in 0..4 {
+            match self.conn.process_tls_records(&mut []).state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    let _ = append(&mut self.outgoing, RECORD_OVERHEAD, |out| encode.encode(out), encode_room);
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => break,
+            }
+        }
+    }
+
+    /// Bytes held in buffers now (for tests of [`TlsStream::release_idle`]).
+    #[cfg(test)]
+    fn buffered(&self) -> usize {
+        self.incoming.capacity() + self.received.capacity() + self.outgoing.capacity()
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if this.taken < this.received.len() {
+                let n = (this.received.len() - this.taken).min(buf.remaining());
+                buf.put_slice(&this.received[this.taken..this.taken + n]);
+                this.taken += n;
+                if this.taken == this.received.len() {
+                    this.received.clear();
+                    this.taken = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let before = buf.filled().len();
+            let next = match this.process(Some(&mut *buf), &[], false) {
+                Ok((next, _)) => next,
+                Err(e) => return Poll::Ready(Err(this.fail(cx, e))),
+            };
+            // A key update answered, say: sent now if the socket takes it, else with
+            // the next write or flush, or when this task is woken again.
+            if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if buf.filled().len() > before || !this.received.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if this.peer_closed || next == Next::Closed {
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(match this.filled {
+                    0 => Ok(()),
+                    _ => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection inside a TLS record",
+                    )),
+                });
+            }
+            match this.poll_fill(cx) {
+                Poll::Pending => {
+                    this.release_idle();
+                    return Poll::Pending;
+                }
+                Poll::Ready(result) => result?,
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        // One batch at a time: the previous one is sent before more is taken.
+        ready!(this.poll_send(cx))?;
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        if this.closing {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the TLS connection is closing")));
+        }
+        let taken = match this.process(None, bufs, false) {
+            Ok((Next::Traffic, taken)) => taken,
+            Ok(_) => {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "no TLS session to write to")));
+            }
+            Err(e) => return Poll::Ready(Err(this.fail(cx, e))),
+        };
+        // Sent now as far as the socket takes it; the rest before the next write.
+        if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(taken))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.closing && !this.failed {
+            if let Err(e) = this.process(None, &[], true) {
+                return Poll::Ready(Err(this.fail(cx, e)));
+            }
+            // Also when rustls had no session to close: nothing more is written.
+            this.closing = true;
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+/// Append to `out` what `write` puts into a slice at its end, first with room for
+/// `estimate` bytes, then with the room `too_small` says `write` asked for.
+fn append<E>(
+    out: &mut Vec<u8>,
+    estimate: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    too_small: impl Fn(&E) -> Option<usize>,
+) -> Result<usize, E> {
+    let at = out.len();
+    let mut room = estimate;
+    loop {
+        out.resize(at + room, 0);
+        let result = write(&mut out[at..]);
+        out.truncate(at + *result.as_ref().unwrap_or(&0));
+        match result {
+            Err(e) => match too_small(&e) {
+                Some(required) if required > room => room = required,
+                _ => return Err(e),
+            },
+            written => return written,
+        }
+    }
+}
+
+/// The room an encoding asked for, if that was its failure.
+fn encode_room(error: &EncodeError) -> Option<usize> {
+    match error {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
+        _ => None,
+    }
+}
+
+/// The room an encryption asked for, if that was its failure.
+fn encrypt_room(error: &EncryptError) -> Option<usize> {
+    match error {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
+        _ => None,
+    }
+}
+
+fn encrypt_error(_: EncryptError) -> rustls::Error {
+    rustls::Error::EncryptError
+}
+
+#[cfg(test)]
+mod tests;
