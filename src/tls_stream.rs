@@ -13,8 +13,9 @@
 //! hint of how much to read next.
 //!
 //! For hyper it behaves as tokio-rustls does: a read ends (`Ok` with nothing read)
-//! at the peer's `close_notify` or at a TCP close between records, and fails with
-//! `UnexpectedEof` at a TCP close inside a record. A write encrypts at most
+//! at the peer's `close_notify`; a TCP close without one fails it with
+//! `UnexpectedEof`, so a forged FIN cannot pass for the end of the data. A write
+//! encrypts at most
 //! [`MAX_WRITE`] bytes and waits until the ciphertext of the previous one is sent,
 //! so a client that does not read holds at most one batch. A TLS error sends the
 //! alert rustls queued for it, if the socket takes it at once, and is returned as
@@ -59,8 +60,10 @@ enum Next {
 pub struct TlsStream<IO> {
     io: IO,
     conn: UnbufferedServerConnection,
-    /// Ciphertext received, `incoming[..filled]`, that rustls has not consumed.
+    /// Ciphertext received, `incoming[start..filled]`, that rustls has not
+    /// consumed (what it consumed is skipped, then moved out once per read).
     incoming: Vec<u8>,
+    start: usize,
     filled: usize,
     /// Plaintext decrypted and not yet read, `received[taken..]`.
     received: Vec<u8>,
@@ -74,9 +77,9 @@ pub struct TlsStream<IO> {
     peer_closed: bool,
     /// Our `close_notify` is queued: no application data follows it.
     closing: bool,
-    /// rustls reported an error: it is not called again, and every read and
-    /// write fails. (It does not remember every error itself.)
-    failed: bool,
+    /// rustls reported this error: it is not called again, and every read and
+    /// write fails with it. (rustls does not remember every error itself.)
+    failed: Option<rustls::Error>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
@@ -88,6 +91,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
             io,
             conn,
             incoming: Vec::new(),
+            start: 0,
             filled: 0,
             received: Vec::new(),
             taken: 0,
@@ -96,7 +100,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
             eof: false,
             peer_closed: false,
             closing: false,
-            failed: false,
+            failed: None,
         };
         std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
         Ok(tls)
@@ -138,11 +142,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
         send: &[IoSlice<'_>],
         close: bool,
     ) -> Result<(Next, usize), rustls::Error> {
-        if self.failed {
-            return Err(rustls::Error::General("the TLS connection failed earlier".into()));
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
         }
         loop {
-            let status = self.conn.process_tls_records(&mut self.incoming[..self.filled]);
+            let status = self.conn.process_tls_records(&mut self.incoming[self.start..self.filled]);
             let mut discard = status.discard;
             let next = match status.state? {
                 ConnectionState::ReadTraffic(mut traffic) => {
@@ -184,22 +188,26 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
                     };
                     let mut taken = 0;
                     if !self.closing {
-                        let total: usize = send.iter().map(|s| s.len()).sum();
-                        if send.len() > 1 && total <= JOIN_UP_TO {
-                            let mut joined = [0u8; JOIN_UP_TO];
-                            for slice in send {
-                                joined[taken..taken + slice.len()].copy_from_slice(slice);
+                        // Small slices (an HTTP/2 frame header, say) are joined
+                        // into one record with what follows them.
+                        let mut joined = Vec::new();
+                        for slice in send {
+                            let slice = &slice[..slice.len().min(MAX_WRITE - taken - joined.len())];
+                            if joined.len() + slice.len() > JOIN_UP_TO && !joined.is_empty() {
+                                encrypt(&joined, &mut self.outgoing).map_err(encrypt_error)?;
+                                taken += joined.len();
+                                joined.clear();
+                            }
+                            if slice.len() >= JOIN_UP_TO || send.len() == 1 {
+                                encrypt(slice, &mut self.outgoing).map_err(encrypt_error)?;
                                 taken += slice.len();
+                            } else {
+                                joined.extend_from_slice(slice);
                             }
-                            encrypt(&joined[..taken], &mut self.outgoing).map_err(encrypt_error)?;
-                        } else {
-                            for slice in send {
-                                let n = slice.len().min(MAX_WRITE - taken);
-                                if n > 0 {
-                                    encrypt(&slice[..n], &mut self.outgoing).map_err(encrypt_error)?;
-                                    taken += n;
-                                }
-                            }
+                        }
+                        if !joined.is_empty() {
+                            encrypt(&joined, &mut self.outgoing).map_err(encrypt_error)?;
+                            taken += joined.len();
                         }
                     }
                     if close && !self.closing {
@@ -217,9 +225,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
                 // Early data is not enabled in keypin's server config.
                 _ => return Err(rustls::Error::General("unexpected TLS connection state".into())),
             };
-            if discard > 0 {
-                self.incoming.copy_within(discard..self.filled, 0);
-                self.filled -= discard;
+            self.start += discard;
+            if self.start == self.filled {
+                (self.start, self.filled) = (0, 0);
             }
             if let Some(next) = next {
                 return Ok(next);
@@ -230,6 +238,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// Read more ciphertext from the socket: at least [`READ_SIZE`], or the rest of
     /// the record the buffer ends in.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.start > 0 {
+            self.incoming.copy_within(self.start..self.filled, 0);
+            (self.start, self.filled) = (0, self.filled - self.start);
+        }
         let want = (self.filled + READ_SIZE.max(self.record_rest())).min(MAX_INCOMING);
         if want <= self.filled {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "TLS message too large")));
@@ -247,9 +259,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     }
 
     /// Bytes still missing of the record the buffer ends in; 0 if it ends between
-    /// records or inside a header. A hint for the size of the next read only.
+    /// records or inside a header. A hint for the size of the next read only: where
+    /// rustls joins handshake fragments in place, what follows is no header.
     fn record_rest(&self) -> usize {
-        let mut at = 0;
+        let mut at = self.start;
         while at + 5 <= self.filled {
             let end = at + 5 + usize::from(u16::from_be_bytes([self.incoming[at + 3], self.incoming[at + 4]]));
             if end > self.filled {
@@ -278,6 +291,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     fn release_idle(&mut self) {
         if self.filled == 0 {
             self.incoming = Vec::new();
+            self.start = 0;
         }
         if self.received.is_empty() {
             self.received = Vec::new();
@@ -289,25 +303,26 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
 
     /// Send the alert rustls queued for `error` if the socket takes it now, once.
     fn fail(&mut self, cx: &mut Context<'_>, error: rustls::Error) -> io::Error {
-        if !self.failed {
-            self.failed = true;
+        if self.failed.is_none() {
+            self.failed = Some(error.clone());
             self.drain_alert();
             let _ = self.poll_send(cx);
         }
         io::Error::new(io::ErrorKind::InvalidData, error)
     }
 
-    /// Take from rustls what it queued after an error: the alert.
+    /// Take from rustls what it queued after an error: the alert. While it has
+    /// something queued, `process_tls_records` hands that out before it looks at
+    /// any input; past that it would parse again, with positions in the input it
+    /// kept from the failed call, so the loop stops there.
     fn drain_alert(&mut self) {
-        // Nothing received is processed again: a bad record would fail twice.
-        self.filled = 0;
-        for _ in 0..4 {
-            match self.conn.process_tls_records(&mut []).state {
-                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    let _ = append(&mut self.outgoing, RECORD_OVERHEAD, |out| encode.encode(out), encode_room);
-                }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
-                _ => break,
+        (self.start, self.filled) = (0, 0);
+        while self.conn.wants_write() {
+            let Ok(ConnectionState::EncodeTlsData(mut encode)) = self.conn.process_tls_records(&mut []).state else {
+                break;
+            };
+            if append(&mut self.outgoing, RECORD_OVERHEAD, |out| encode.encode(out), encode_room).is_err() {
+                break;
             }
         }
     }
@@ -341,11 +356,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
                 Ok((next, _)) => next,
                 Err(e) => return Poll::Ready(Err(this.fail(cx, e))),
             };
-            // A key update answered, say: sent now if the socket takes it, else with
-            // the next write or flush, or when this task is woken again.
-            if let Poll::Ready(Err(e)) = this.poll_send(cx) {
-                return Poll::Ready(Err(e));
-            }
+            // What rustls queued while reading (a TLS 1.2 renegotiation refusal; a
+            // key update's answer waits for the next write): sent if the socket
+            // takes it now, else with the next write or flush, which also report
+            // an error sending it. A read must not fail for it after plaintext
+            // was handed over.
+            let _ = this.poll_send(cx);
             if buf.filled().len() > before || !this.received.is_empty() {
                 return Poll::Ready(Ok(()));
             }
@@ -353,13 +369,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
-                return Poll::Ready(match this.filled {
-                    0 => Ok(()),
-                    _ => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the peer closed the connection inside a TLS record",
-                    )),
-                });
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection without a TLS close_notify",
+                )));
             }
             match this.poll_fill(cx) {
                 Poll::Pending => {
@@ -416,7 +429,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if !this.closing && !this.failed {
+        if !this.closing && this.failed.is_none() {
             if let Err(e) = this.process(None, &[], true) {
                 return Poll::Ready(Err(this.fail(cx, e)));
             }
@@ -424,7 +437,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
             this.closing = true;
         }
         ready!(this.poll_send(cx))?;
-        Pin::new(&mut this.io).poll_shutdown(cx)
+        // A peer already gone is closed enough (as tokio-rustls has it).
+        match ready!(Pin::new(&mut this.io).poll_shutdown(cx)) {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+            done => Poll::Ready(done),
+        }
     }
 }
 

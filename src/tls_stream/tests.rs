@@ -138,8 +138,14 @@ async fn writes_of_several_slices_arrive_in_order() {
     let pki = pki(&[&rustls::version::TLS13]);
     let (mut client, mut server) = pair(&pki, 256 * 1024).await;
     let big = pattern(100_000);
-    // Joined into one record when small, encrypted slice by slice when not.
-    for slices in [vec![&b"head "[..], &b"body"[..]], vec![&b"head "[..], &big[..]]] {
+    let frame = pattern(16 * 1024);
+    // Joined into records of up to 16 KiB, in order, up to 64 KiB per write: an
+    // HTTP/1 head and body, HTTP/2 frame headers with their payloads.
+    for slices in [
+        vec![&b"head "[..], &b"body"[..]],
+        vec![&b"head "[..], &big[..]],
+        vec![&b"123456789"[..], &frame[..], &b"987654321"[..], &big[..100]],
+    ] {
         let io: Vec<IoSlice<'_>> = slices.iter().map(|s| IoSlice::new(s)).collect();
         let total: usize = slices.iter().map(|s| s.len()).sum();
         let taken = server.write_vectored(&io).await.unwrap();
@@ -169,7 +175,7 @@ async fn close_notify_ends_reads_each_way() {
 }
 
 #[tokio::test]
-async fn a_tcp_close_between_records_ends_reads_and_inside_one_fails_them() {
+async fn a_tcp_close_without_close_notify_fails_reads() {
     let pki = pki(&[&rustls::version::TLS13]);
     let (mut client, mut server) = pair(&pki, 64 * 1024).await;
     client.write_all(b"whole").await.unwrap();
@@ -177,14 +183,13 @@ async fn a_tcp_close_between_records_ends_reads_and_inside_one_fails_them() {
     client.get_mut().0.shutdown().await.unwrap();
     let mut buf = [0u8; 16];
     assert_eq!(server.read(&mut buf).await.unwrap(), 5);
-    assert_eq!(server.read(&mut buf).await.unwrap(), 0);
+    assert_eq!(server.read(&mut buf).await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
 
     let (mut client, mut server) = pair(&pki, 64 * 1024).await;
     // A record header that promises 100 bytes, and 3 of them.
     client.get_mut().0.write_all(&[23, 3, 3, 0, 100, 1, 2, 3]).await.unwrap();
     client.get_mut().0.shutdown().await.unwrap();
-    let error = server.read(&mut buf).await.unwrap_err();
-    assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    assert_eq!(server.read(&mut buf).await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
 }
 
 #[tokio::test]
@@ -326,4 +331,170 @@ async fn a_failed_handshake_sends_the_client_its_alert() {
     assert_eq!(server.err().expect("no protocol in common").kind(), io::ErrorKind::InvalidData);
     let alert = client.expect_err("the client must fail too");
     assert!(alert.to_string().contains("NoApplicationProtocol"), "client saw: {alert}");
+}
+
+/// The first flight of a real TLS 1.3 client: its ClientHello record.
+async fn client_hello(pki: &Pki) -> Vec<u8> {
+    let (client, mut server) = tokio::io::duplex(64 * 1024);
+    let connector = TlsConnector::from(pki.client.clone());
+    let connecting = tokio::spawn(async move {
+        let _ = connector.connect(ServerName::try_from("localhost").unwrap(), client).await;
+    });
+    let mut hello = vec![0u8; 5];
+    server.read_exact(&mut hello).await.unwrap();
+    let len = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
+    hello.resize(5 + len, 0);
+    server.read_exact(&mut hello[5..]).await.unwrap();
+    connecting.abort();
+    hello
+}
+
+/// The handshake on `bytes` and then the end of the input: an error or success,
+/// never a panic.
+async fn accept_bytes(pki: &Pki, bytes: &[u8]) -> io::Result<()> {
+    let (mut client, server) = tokio::io::duplex(256 * 1024);
+    client.write_all(bytes).await.unwrap();
+    drop(client);
+    TlsStream::accept(server, pki.server.clone()).await.map(drop)
+}
+
+#[tokio::test]
+async fn hostile_handshake_bytes_fail_cleanly() {
+    let pki = pki(&[&rustls::version::TLS13]);
+    let hello = client_hello(&pki).await;
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("a handshake message longer than 64 KiB", vec![0x16, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff]),
+        ("a partial handshake message, then an alert", vec![0x16, 3, 1, 0, 1, 1, 0x15, 3, 1, 0, 2, 2, 40]),
+        ("a partial handshake message, then no record", vec![0x16, 3, 1, 0, 1, 1, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        ("a ClientHello with bytes of another message after it", {
+            let mut bytes = hello.clone();
+            let len = u16::from_be_bytes([bytes[3], bytes[4]]) + 4;
+            bytes[3..5].copy_from_slice(&len.to_be_bytes());
+            bytes.extend([2, 0, 0, 9]);
+            bytes
+        }),
+    ];
+    for (what, bytes) in cases {
+        let error = accept_bytes(&pki, &bytes).await.expect_err(what);
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{what}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn mangled_client_hellos_never_panic() {
+    let pki = pki(&[&rustls::version::TLS13]);
+    let hello = client_hello(&pki).await;
+    assert!(accept_bytes(&pki, &hello).await.is_err(), "a ClientHello alone is no handshake");
+    // A fixed xorshift: the same 600 cases on every run.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for case in 0..600 {
+        let mut bytes = hello.clone();
+        match case % 3 {
+            // Flip a few bytes.
+            0 => {
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] ^= 1 << (next() % 8);
+                }
+            }
+            // Cut it short.
+            1 => bytes.truncate((next() as usize) % bytes.len()),
+            // Add records of any kind after it.
+            _ => {
+                for _ in 0..1 + next() % 3 {
+                    let kind = [20, 21, 22, 23, 24][(next() % 5) as usize];
+                    let len = (next() % 64) as u16;
+                    bytes.extend([kind, 3, 3]);
+                    bytes.extend(len.to_be_bytes());
+                    bytes.extend((0..len).map(|_| next() as u8));
+                }
+            }
+        }
+        // The assertion is that this returns at all: a panic fails the test.
+        let _ = accept_bytes(&pki, &bytes).await;
+    }
+}
+
+/// Hands the reader at most one byte per read.
+struct Trickle(DuplexStream);
+
+impl AsyncRead for Trickle {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut byte = [0u8; 1];
+        let mut one = tokio::io::ReadBuf::new(&mut byte);
+        let polled = Pin::new(&mut self.0).poll_read(cx, &mut one);
+        buf.put_slice(one.filled());
+        polled
+    }
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_handshake_in_small_records_read_a_byte_at_a_time_completes() {
+    let pki = pki(&[&rustls::version::TLS13, &rustls::version::TLS12]);
+    let mut client = (*pki.client).clone();
+    client.max_fragment_size = Some(64);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let connector = TlsConnector::from(Arc::new(client));
+    let (client, server) = tokio::join!(
+        connector.connect(ServerName::try_from("localhost").unwrap(), client_io),
+        TlsStream::accept(Trickle(server_io), pki.server.clone()),
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let data = pattern(5_000);
+    client.write_all(&data).await.unwrap();
+    client.flush().await.unwrap();
+    let mut got = vec![0u8; data.len()];
+    server.read_exact(&mut got).await.unwrap();
+    assert!(got == data, "the data differs");
+}
+
+#[tokio::test]
+async fn hostile_records_after_the_handshake_never_panic() {
+    let pki = pki(&[&rustls::version::TLS13, &rustls::version::TLS12]);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..100 {
+        let (mut client, mut server) = pair(&pki, 256 * 1024).await;
+        let mut bytes = Vec::new();
+        for _ in 0..1 + next() % 3 {
+            let kind = [20, 21, 22, 23, 24][(next() % 5) as usize];
+            let len = (next() % 300) as u16;
+            bytes.extend([kind, 3, 3]);
+            bytes.extend(len.to_be_bytes());
+            bytes.extend((0..len).map(|_| next() as u8));
+        }
+        client.get_mut().0.write_all(&bytes).await.unwrap();
+        client.get_mut().0.shutdown().await.unwrap();
+        let mut buf = [0u8; 512];
+        // Ends in an error at the latest at the end of the input; never panics.
+        assert!(server.read(&mut buf).await.is_err() || server.read(&mut buf).await.is_err());
+        assert!(server.write_all(b"x").await.is_err() || server.shutdown().await.is_ok());
+    }
 }
