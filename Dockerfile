@@ -4,6 +4,8 @@
 #     -v $PWD/keypin.toml:/etc/keypin/keypin.toml:ro keypin
 
 FROM rust:1-slim-bookworm AS build
+# make: jemalloc (the allocator) is built from C source.
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so source edits rebuild only keypin itself.
 COPY Cargo.toml Cargo.lock ./

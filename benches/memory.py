@@ -7,8 +7,9 @@ open (once keypin has parked them, read from its admin /metrics). Bounded in
 count and time; stops what it started.
 
 usage: python3 benches/memory.py [path/to/keypin]   (default target/release/keypin)
-IDLE_CONNECTIONS=N changes the 10,000; HOLD=S keeps them open S more seconds, to
-look at keypin meanwhile (heaptrack, gdb).
+IDLE_CONNECTIONS=N changes the 10,000; SETTLE=S how long to wait before the
+second reading with them (30 s); HOLD=S keeps them open S more seconds, to look
+at keypin meanwhile (heaptrack, gdb).
 """
 import http.server
 import os
@@ -27,6 +28,7 @@ KEYPIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/releas
 GIB = 1024**3
 IDLE_CONNECTIONS = int(os.environ.get("IDLE_CONNECTIONS", "10000"))
 HOLD = float(os.environ.get("HOLD", "0"))
+SETTLE = float(os.environ.get("SETTLE", "30"))
 CHUNK = b"x" * (256 * 1024)
 
 
@@ -167,7 +169,13 @@ public_paths = ["/"]
         while gauge(admin, "keypin_parked_connections") < IDLE_CONNECTIONS and time.time() < deadline:
             time.sleep(0.5)
         print(f"{IDLE_CONNECTIONS} idle keep-alive TLS connections (opened in {opened:.0f} s, "
-              f"{gauge(admin, 'keypin_parked_connections')} parked): VmRSS {mib(status(proc.pid, 'VmRSS'))}")
+              f"{gauge(admin, 'keypin_parked_connections')} parked): VmRSS {mib(status(proc.pid, 'VmRSS'))}",
+              flush=True)
+        # The allocator hands back what the connections used while being served
+        # (some 30 KiB each, for their first second) after its decay time, 10 s.
+        time.sleep(SETTLE)
+        print(f"  {SETTLE:.0f} s later, still {gauge(admin, 'keypin_parked_connections')} parked: "
+              f"VmRSS {mib(status(proc.pid, 'VmRSS'))}")
         if HOLD:
             print(f"holding them {HOLD:.0f} s; keypin is pid {proc.pid}", flush=True)
             time.sleep(HOLD)

@@ -1,5 +1,6 @@
-//! The real binary: memory stays flat while 100 MB bodies stream through, SIGTERM
-//! lets in-flight requests finish, and the configuration commands' exit codes.
+//! The real binary: memory stays flat while 100 MB bodies stream through, the
+//! allocator purges in the background, SIGTERM lets in-flight requests finish, and
+//! the configuration commands' exit codes.
 
 mod support;
 
@@ -83,6 +84,32 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_zero() {
     assert_eq!(&body[..], b"slow done");
     let status = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(15))).await.unwrap();
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// jemalloc's background thread purges freed pages while keypin idles; without
+/// it a burst's pages would stay resident until the next allocations.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_allocator_purges_in_the_background() {
+    let upstream = Upstream::spawn().await;
+    let gw = GatewayProcess::start("", &route_table(&upstream.url(), PUBLIC));
+    let threads = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", gw.pid()))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect()
+    };
+    // Started with the runtime, before keypin listens; a few tries spare a slow host.
+    let mut names = threads();
+    for _ in 0..20 {
+        if names.iter().any(|n| n == "jemalloc_bg_thd") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        names = threads();
+    }
+    assert!(names.iter().any(|n| n == "jemalloc_bg_thd"), "threads: {names:?}");
 }
 
 #[test]
