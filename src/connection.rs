@@ -61,6 +61,12 @@ pub struct Protocols {
 }
 
 impl Protocols {
+    /// The bound on each request head, on a parked connection's wait for its
+    /// next one, and (see `server`) on the TLS handshake.
+    pub fn head_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
     /// `head_timeout` bounds each request head, and a parked connection's wait for
     /// the next one; heads are at most `max_head` bytes. `parked` counts parked
     /// connections.
@@ -79,38 +85,12 @@ impl Protocols {
     }
 }
 
-/// Serve `io` until the client closes it, it errs, it idles past the timeout, or
-/// `shutdown` turns and its in-flight requests are answered. `http2` is what ALPN
-/// chose; otherwise HTTP/1.1 (RFC 9113 §3.3: HTTP/2 over TLS is negotiated).
+/// Serve HTTP/2 on `io` (what ALPN chose) until the client closes it, it errs, or
+/// `shutdown` turns and its in-flight requests are answered.
 ///
-/// Pass a large stream boxed (a TLS stream is over a kilobyte): it moves between
-/// hyper and the parked wait, and each place it passes keeps a slot its size in
-/// the connection's task.
-pub async fn serve<T, H, F, B>(
-    io: T,
-    http2: bool,
-    protocols: &Protocols,
-    handler: H,
-    shutdown: Shutdown,
-) -> Result<(), hyper::Error>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
-    F: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    if http2 {
-        // Boxed: hyper's HTTP/2 state is large, and an HTTP/1 connection need not
-        // carry room for it.
-        Box::pin(serve_http2(io, protocols, handler, shutdown)).await
-    } else {
-        serve_http1(io, protocols, handler, shutdown).await
-    }
-}
-
-async fn serve_http2<T, H, F, B>(
+/// Box the future: hyper's HTTP/2 state is large, and the task of an HTTP/1.1
+/// connection need not carry room for it.
+pub async fn serve_http2<T, H, F, B>(
     io: T,
     protocols: &Protocols,
     handler: H,
@@ -137,7 +117,13 @@ where
     conn.await
 }
 
-async fn serve_http1<T, H, F, B>(
+/// Serve HTTP/1.1 on `io` until the client closes it, it errs, it idles past the
+/// timeout, or `shutdown` turns and its in-flight requests are answered.
+///
+/// Pass a large stream boxed (a TLS stream is over a kilobyte): it moves between
+/// hyper and the parked wait, and each place it passes keeps a slot its size in
+/// the connection's task.
+pub async fn serve_http1<T, H, F, B>(
     mut io: T,
     protocols: &Protocols,
     handler: H,

@@ -7,6 +7,7 @@
 //! keeps a pool per worker) all live. A request then never wakes another thread.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -84,28 +85,22 @@ pub async fn run(
                 continue;
             }
         };
-        let (tls, gateway, protocols, metrics) = (tls.clone(), gateway.clone(), protocols.clone(), metrics.clone());
+        let open = OpenConnection::count(metrics.clone());
+        let (gateway, protocols) = (gateway.clone(), protocols.clone());
         let shutdown = stopping.clone();
-        let handshake_timeout = settings.header_read_timeout;
+        // Made here, run on the worker (whose reactor registers the socket), and
+        // boxed: its state is freed once done, not kept in the task.
+        let handshake = Box::pin(handshake(tcp, tls.clone(), protocols.head_timeout()));
         workers.spawn(worker, async move {
             let _permit = permit;
-            let _open = OpenConnection::count(&metrics);
-            let tcp = match TcpStream::from_std(tcp) {
-                Ok(tcp) => tcp,
-                Err(e) => return tracing::warn!(%peer, error = %e, "could not register the connection"),
-            };
-            // Boxed: the handshake's state is freed once done, not kept in the task.
-            let handshake = Box::pin(tokio::time::timeout(handshake_timeout, TlsStream::accept(tcp, tls)));
             let tls = match handshake.await {
-                // Boxed: see `connection::serve`.
-                Ok(Ok(tls)) => Box::new(tls),
-                Ok(Err(e)) => {
-                    metrics.tls_handshake_failures.inc();
-                    return tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                Ok(tls) => tls,
+                Err(Handshake::Register(e)) => {
+                    return tracing::warn!(%peer, error = %e, "could not register the connection");
                 }
-                Err(_) => {
-                    metrics.tls_handshake_failures.inc();
-                    return tracing::debug!(%peer, "TLS handshake timed out");
+                Err(e) => {
+                    open.0.tls_handshake_failures.inc();
+                    return tracing::debug!(%peer, error = %e, "no TLS session");
                 }
             };
             let http2 = tls.alpn_protocol() == Some(b"h2");
@@ -115,7 +110,15 @@ pub async fn run(
                 // Boxed: hyper keeps a slot for the request future in every connection.
                 Box::pin(async move { gateway.handle(req, peer, worker).await })
             };
-            if let Err(e) = connection::serve(tls, http2, &protocols, handler, shutdown).await {
+            // HTTP/2 only if ALPN chose it (RFC 9113 §3.3: over TLS it is negotiated).
+            // Both called here, not through one more async fn, which would keep a
+            // copy of their arguments in every connection's task.
+            let served = if http2 {
+                Box::pin(connection::serve_http2(tls, &protocols, handler, shutdown)).await
+            } else {
+                connection::serve_http1(tls, &protocols, handler, shutdown).await
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -127,6 +130,31 @@ pub async fn run(
         tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
     }
     workers.stop().await;
+}
+
+/// Why a connection has no TLS session.
+#[derive(Debug, thiserror::Error)]
+enum Handshake {
+    #[error("could not register the socket: {0}")]
+    Register(io::Error),
+    #[error("TLS handshake failed: {0}")]
+    Failed(io::Error),
+    #[error("TLS handshake timed out")]
+    TimedOut,
+}
+
+/// Register `tcp` with the current runtime and run the TLS handshake, within
+/// `timeout`. The stream comes boxed: see `connection::serve_http1`.
+async fn handshake(
+    tcp: std::net::TcpStream,
+    tls: Arc<TlsConfig>,
+    timeout: Duration,
+) -> Result<Box<TlsStream<TcpStream>>, Handshake> {
+    let tcp = TcpStream::from_std(tcp).map_err(Handshake::Register)?;
+    match tokio::time::timeout(timeout, TlsStream::accept(tcp, tls)).await {
+        Ok(accepted) => accepted.map(Box::new).map_err(Handshake::Failed),
+        Err(_) => Err(Handshake::TimedOut),
+    }
 }
 
 /// Worker threads, each running a single-threaded runtime until stopped.
@@ -187,19 +215,19 @@ impl Workers {
     }
 }
 
-/// Counts a connection in `keypin_open_connections` while it lives.
-struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+/// Counts a connection in `keypin_open_connections` while it lives; its metrics.
+struct OpenConnection(Arc<Metrics>);
 
 impl OpenConnection {
-    fn count(metrics: &Metrics) -> Self {
+    fn count(metrics: Arc<Metrics>) -> Self {
         metrics.open_connections.inc();
-        Self(metrics.open_connections.clone())
+        Self(metrics)
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.open_connections.dec();
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{PARK_AFTER, Protocols, keeps_alive, serve};
+use super::{PARK_AFTER, Protocols, keeps_alive, serve_http1};
 
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,7 +63,7 @@ fn start() -> Served {
     let parked = Gauge::default();
     let protocols = Protocols::new(HEAD_TIMEOUT, 16 * 1024, parked.clone());
     let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(async move { serve(server, false, &protocols, answer, shutdown).await });
+    let task = tokio::spawn(async move { serve_http1(server, &protocols, answer, shutdown).await });
     Served { client, parked, stop, task }
 }
 
