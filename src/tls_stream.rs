@@ -5,10 +5,8 @@
 //! This stream drives rustls' unbuffered API (`UnbufferedServerConnection`)
 //! instead and owns the three buffers itself: ciphertext received and not yet
 //! processed, plaintext decrypted and not yet read, ciphertext not yet sent. Each
-//! is freed once empty when the socket has had nothing to read twice in a row
-//! with no data moved in between, so an idle connection holds rustls' session
-//! state and keys only, while a busy one (a stream, request after request) keeps
-//! its buffers rather than allocating them again for each read or write.
+//! is freed once empty when the socket has nothing more to read, so an idle
+//! connection holds rustls' session state and keys only.
 //!
 //! The protocol is rustls' alone: this file moves bytes between the socket and
 //! rustls and never builds or checks a record. It reads record headers only as a
@@ -79,8 +77,6 @@ pub struct TlsStream<IO> {
     peer_closed: bool,
     /// Our `close_notify` is queued: no application data follows it.
     closing: bool,
-    /// Data moved since the socket last had nothing to read.
-    busy: bool,
     /// rustls reported this error: it is not called again, and every read and
     /// write fails with it. (rustls does not remember every error itself.)
     failed: Option<rustls::Error>,
@@ -104,7 +100,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
             eof: false,
             peer_closed: false,
             closing: false,
-            busy: false,
             failed: None,
         };
         std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
@@ -258,7 +253,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         match buf.filled().len() {
             0 => self.eof = true,
-            n => (self.filled, self.busy) = (self.filled + n, true),
+            n => self.filled += n,
         }
         Poll::Ready(Ok(()))
     }
@@ -292,8 +287,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
         Poll::Ready(Ok(()))
     }
 
-    /// Free every buffer that is empty: the connection waits for the peer, and has
-    /// been waiting since it last did (see `busy`).
+    /// Free every buffer that is empty: the connection waits for the peer.
     fn release_idle(&mut self) {
         if self.filled == 0 {
             self.incoming = Vec::new();
@@ -382,9 +376,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
             }
             match this.poll_fill(cx) {
                 Poll::Pending => {
-                    if !std::mem::take(&mut this.busy) {
-                        this.release_idle();
-                    }
+                    this.release_idle();
                     return Poll::Pending;
                 }
                 Poll::Ready(result) => result?,
@@ -419,7 +411,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
             }
             Err(e) => return Poll::Ready(Err(this.fail(cx, e))),
         };
-        this.busy = true;
         // Sent now as far as the socket takes it; the rest before the next write.
         if let Poll::Ready(Err(e)) = this.poll_send(cx) {
             return Poll::Ready(Err(e));
