@@ -38,8 +38,10 @@ const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
 /// The most ciphertext held unprocessed: rustls joins a handshake message of up to
 /// 64 KiB from several records, all kept in the buffer until it is whole.
 const MAX_INCOMING: usize = 0xffff + MAX_RECORD;
-/// The most plaintext one write encrypts.
-pub const MAX_WRITE: usize = 64 * 1024;
+/// The most plaintext one write encrypts: its ciphertext fits 32 KiB, the largest
+/// size jemalloc serves from its per-thread cache, so freeing the buffer whenever
+/// the connection waits costs a stream little.
+pub const MAX_WRITE: usize = 32 * 1024 - 3 * RECORD_OVERHEAD;
 /// Writes of several slices up to this size are joined into one record.
 const JOIN_UP_TO: usize = 16 * 1024;
 /// Room reserved per record for its header, tag and padding before encrypting.
