@@ -15,11 +15,10 @@
 //! For hyper it behaves as tokio-rustls does: a read ends (`Ok` with nothing read)
 //! at the peer's `close_notify`; a TCP close without one fails it with
 //! `UnexpectedEof`, so a forged FIN cannot pass for the end of the data. A write
-//! encrypts at most
-//! [`MAX_WRITE`] bytes and waits until the ciphertext of the previous one is sent,
-//! so a client that does not read holds at most one batch. A TLS error sends the
-//! alert rustls queued for it, if the socket takes it at once, and is returned as
-//! `InvalidData`.
+//! encrypts at most [`MAX_WRITE`] bytes and waits until the ciphertext of the
+//! previous one is sent, so a client that does not read holds at most one batch.
+//! A TLS error sends the alert rustls queued for it, if the socket takes it at
+//! once, and is returned as `InvalidData`; so is every later call.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -42,7 +41,7 @@ const MAX_INCOMING: usize = 0xffff + MAX_RECORD;
 /// size jemalloc serves from its per-thread cache, so freeing the buffer whenever
 /// the connection waits costs a stream little.
 pub const MAX_WRITE: usize = 32 * 1024 - 3 * RECORD_OVERHEAD;
-/// Writes of several slices up to this size are joined into one record.
+/// Small slices of one write are joined into records of up to this size.
 const JOIN_UP_TO: usize = 16 * 1024;
 /// Room reserved per record for its header, tag and padding before encrypting.
 const RECORD_OVERHEAD: usize = 64;
