@@ -4,7 +4,9 @@
 #     -v $PWD/keypin.toml:/etc/keypin/keypin.toml:ro keypin
 
 FROM rust:1-slim-bookworm AS build
-# make: jemalloc (the allocator) is built from C source.
+# make: jemalloc (the allocator) is built from C source. It fixes the page size
+# at build time: for arm64 hosts with 16 or 64 KiB pages, build with
+# JEMALLOC_SYS_WITH_LG_PAGE=16 in the environment.
 RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so source edits rebuild only keypin itself.

@@ -92,15 +92,19 @@ pub async fn run(
         // boxed: its state is freed once done, not kept in the task.
         let handshake = Box::pin(handshake(tcp, tls.clone(), protocols.head_timeout()));
         workers.spawn(worker, async move {
-            let _permit = permit;
+            let (_permit, open) = (permit, open);
             let tls = match handshake.await {
                 Ok(tls) => tls,
                 Err(Handshake::Register(e)) => {
                     return tracing::warn!(%peer, error = %e, "could not register the connection");
                 }
-                Err(e) => {
+                Err(Handshake::Failed(e)) => {
                     open.0.tls_handshake_failures.inc();
-                    return tracing::debug!(%peer, error = %e, "no TLS session");
+                    return tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(Handshake::TimedOut) => {
+                    open.0.tls_handshake_failures.inc();
+                    return tracing::debug!(%peer, "TLS handshake timed out");
                 }
             };
             let http2 = tls.alpn_protocol() == Some(b"h2");
@@ -133,13 +137,11 @@ pub async fn run(
 }
 
 /// Why a connection has no TLS session.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 enum Handshake {
-    #[error("could not register the socket: {0}")]
+    /// The worker's reactor did not take the socket.
     Register(io::Error),
-    #[error("TLS handshake failed: {0}")]
     Failed(io::Error),
-    #[error("TLS handshake timed out")]
     TimedOut,
 }
 

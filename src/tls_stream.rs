@@ -18,7 +18,8 @@
 //! encrypts at most [`MAX_WRITE`] bytes and waits until the ciphertext of the
 //! previous one is sent, so a client that does not read holds at most one batch.
 //! A TLS error sends the alert rustls queued for it, if the socket takes it at
-//! once, and is returned as `InvalidData`; so is every later call.
+//! once, and is returned as `InvalidData`, as is every later read or write that
+//! needs rustls.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -37,10 +38,15 @@ const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
 /// The most ciphertext held unprocessed: rustls joins a handshake message of up to
 /// 64 KiB from several records, all kept in the buffer until it is whole.
 const MAX_INCOMING: usize = 0xffff + MAX_RECORD;
-/// The most plaintext one write encrypts: its ciphertext fits 32 KiB, the largest
-/// size jemalloc serves from its per-thread cache, so freeing the buffer whenever
-/// the connection waits costs a stream little.
-pub const MAX_WRITE: usize = 32 * 1024 - 3 * RECORD_OVERHEAD;
+/// The most plaintext one write encrypts: with room for the overhead of up to
+/// [`MAX_WRITE_RECORDS`] records its buffer fits 32 KiB, the largest size jemalloc
+/// serves from its per-thread cache, so freeing the buffer whenever the connection
+/// waits costs a stream little.
+pub const MAX_WRITE: usize = 32 * 1024 - MAX_WRITE_RECORDS * RECORD_OVERHEAD;
+/// Records one write may make, counted as the encryption estimates count them
+/// (one more per piece than whole 16 KiB in it): at most two joined pieces and
+/// two slices encrypted on their own.
+const MAX_WRITE_RECORDS: usize = 6;
 /// Small slices of one write are joined into records of up to this size.
 const JOIN_UP_TO: usize = 16 * 1024;
 /// Room reserved per record for its header, tag and padding before encrypting.
@@ -189,6 +195,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
                     };
                     let mut taken = 0;
                     if !self.closing {
+                        // Room for it all at once: growing as it goes would double
+                        // the buffer past the size it is meant to fit.
+                        let total = send.iter().map(|s| s.len()).sum::<usize>().min(MAX_WRITE);
+                        self.outgoing.reserve_exact(total + MAX_WRITE_RECORDS * RECORD_OVERHEAD);
                         // Small slices (an HTTP/2 frame header, say) are joined
                         // into one record with what follows them.
                         let mut joined = Vec::new();

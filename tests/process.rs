@@ -86,11 +86,12 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
 }
 
-/// jemalloc's background thread purges freed pages while keypin idles; without
-/// it a burst's pages would stay resident until the next allocations.
+/// jemalloc's background thread, which purges freed pages while keypin idles,
+/// runs; without it a burst's pages would stay resident until the next
+/// allocations. (That it purges is measured by `benches/memory.py`.)
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn the_allocator_purges_in_the_background() {
+async fn the_allocators_background_thread_runs() {
     let upstream = Upstream::spawn().await;
     let gw = GatewayProcess::start("", &route_table(&upstream.url(), PUBLIC));
     let threads = || -> Vec<String> {
@@ -100,7 +101,7 @@ async fn the_allocator_purges_in_the_background() {
             .map(|name| name.trim().to_owned())
             .collect()
     };
-    // Started with the runtime, before keypin listens; a few tries spare a slow host.
+    // Started with the allocator, before keypin listens; a few tries spare a slow host.
     let mut names = threads();
     for _ in 0..20 {
         if names.iter().any(|n| n == "jemalloc_bg_thd") {

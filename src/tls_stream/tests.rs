@@ -139,7 +139,7 @@ async fn writes_of_several_slices_arrive_in_order() {
     let (mut client, mut server) = pair(&pki, 256 * 1024).await;
     let big = pattern(100_000);
     let frame = pattern(16 * 1024);
-    // Joined into records of up to 16 KiB, in order, up to 64 KiB per write: an
+    // Joined into records of up to 16 KiB, in order, up to MAX_WRITE per write: an
     // HTTP/1 head and body, HTTP/2 frame headers with their payloads.
     for slices in [
         vec![&b"head "[..], &b"body"[..]],
@@ -154,6 +154,23 @@ async fn writes_of_several_slices_arrive_in_order() {
         let mut got = vec![0u8; taken];
         client.read_exact(&mut got).await.unwrap();
         assert!(got == slices.concat()[..taken], "slices arrived out of order");
+    }
+}
+
+#[tokio::test]
+async fn a_write_fits_its_buffer_in_32_kib() {
+    let pki = pki(&[&rustls::version::TLS13]);
+    let (frame, big) = (pattern(16 * 1024), pattern(100_000));
+    for slices in [
+        vec![&b"123456789"[..], &frame[..], &b"987654321"[..], &big[..100]],
+        vec![&b"1"[..], &big[..20_000], &b"2"[..], &big[..20_000]],
+        vec![&big[..]],
+    ] {
+        let (_client, mut server) = pair(&pki, 256 * 1024).await;
+        let io: Vec<IoSlice<'_>> = slices.iter().map(|s| IoSlice::new(s)).collect();
+        let taken = server.write_vectored(&io).await.unwrap();
+        assert!(taken > 0 && taken <= MAX_WRITE);
+        assert!(server.outgoing.capacity() <= 32 * 1024, "the buffer grew to {}", server.outgoing.capacity());
     }
 }
 
