@@ -101,7 +101,7 @@ async fn the_allocators_background_thread_runs() {
             .map(|name| name.trim().to_owned())
             .collect()
     };
-    // Started with the allocator, before keypin listens; a few tries spare a slow host.
+    // Started with the runtime, before keypin listens; a few tries spare a slow host.
     let mut names = threads();
     for _ in 0..20 {
         if names.iter().any(|n| n == "jemalloc_bg_thd") {
