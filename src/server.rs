@@ -92,7 +92,9 @@ pub async fn run(
         // boxed: its state is freed once done, not kept in the task.
         let handshake = Box::pin(handshake(tcp, tls.clone(), protocols.head_timeout()));
         workers.spawn(worker, async move {
-            let (_permit, open) = (permit, open);
+            let _permit = permit;
+            // Moved in, whatever the paths below use: it counts the connection.
+            let _ = &open;
             let tls = match handshake.await {
                 Ok(tls) => tls,
                 Err(Handshake::Register(e)) => {

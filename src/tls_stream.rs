@@ -195,10 +195,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
                     };
                     let mut taken = 0;
                     if !self.closing {
-                        // Room for it all at once: growing as it goes would double
-                        // the buffer past the size it is meant to fit.
+                        // A large write gets room for it all at once: growing as it
+                        // goes would double the buffer past the size it is meant to
+                        // fit. (A small one grows to its size: room reserved beyond
+                        // it would land in the size classes of long-lived state.)
                         let total = send.iter().map(|s| s.len()).sum::<usize>().min(MAX_WRITE);
-                        self.outgoing.reserve_exact(total + MAX_WRITE_RECORDS * RECORD_OVERHEAD);
+                        if total > JOIN_UP_TO {
+                            self.outgoing.reserve_exact(total + MAX_WRITE_RECORDS * RECORD_OVERHEAD);
+                        }
                         // Small slices (an HTTP/2 frame header, say) are joined
                         // into one record with what follows them.
                         let mut joined = Vec::new();
