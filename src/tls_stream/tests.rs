@@ -397,19 +397,35 @@ async fn hostile_handshake_bytes_fail_cleanly() {
     }
 }
 
+/// A fixed pseudo-random sequence (xorshift64) from `seed`.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+/// Append one to three records of any content type, each with up to `max_len`
+/// random bytes.
+fn random_records(next: &mut impl FnMut() -> u64, bytes: &mut Vec<u8>, max_len: u64) {
+    for _ in 0..1 + next() % 3 {
+        let kind = [20, 21, 22, 23, 24][(next() % 5) as usize];
+        let len = (next() % max_len) as u16;
+        bytes.extend([kind, 3, 3]);
+        bytes.extend(len.to_be_bytes());
+        bytes.extend((0..len).map(|_| next() as u8));
+    }
+}
+
 #[tokio::test]
 async fn mangled_client_hellos_never_panic() {
     let pki = pki(&[&rustls::version::TLS13]);
     let hello = client_hello(&pki).await;
     assert!(accept_bytes(&pki, &hello).await.is_err(), "a ClientHello alone is no handshake");
-    // A fixed xorshift: the same 600 cases on every run.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    // The same 600 cases on every run.
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     for case in 0..600 {
         let mut bytes = hello.clone();
         match case % 3 {
@@ -423,15 +439,7 @@ async fn mangled_client_hellos_never_panic() {
             // Cut it short.
             1 => bytes.truncate((next() as usize) % bytes.len()),
             // Add records of any kind after it.
-            _ => {
-                for _ in 0..1 + next() % 3 {
-                    let kind = [20, 21, 22, 23, 24][(next() % 5) as usize];
-                    let len = (next() % 64) as u16;
-                    bytes.extend([kind, 3, 3]);
-                    bytes.extend(len.to_be_bytes());
-                    bytes.extend((0..len).map(|_| next() as u8));
-                }
-            }
+            _ => random_records(&mut next, &mut bytes, 64),
         }
         // The assertion is that this returns at all: a panic fails the test.
         let _ = accept_bytes(&pki, &bytes).await;
@@ -490,23 +498,11 @@ async fn a_handshake_in_small_records_read_a_byte_at_a_time_completes() {
 #[tokio::test]
 async fn hostile_records_after_the_handshake_never_panic() {
     let pki = pki(&[&rustls::version::TLS13, &rustls::version::TLS12]);
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     for _ in 0..100 {
         let (mut client, mut server) = pair(&pki, 256 * 1024).await;
         let mut bytes = Vec::new();
-        for _ in 0..1 + next() % 3 {
-            let kind = [20, 21, 22, 23, 24][(next() % 5) as usize];
-            let len = (next() % 300) as u16;
-            bytes.extend([kind, 3, 3]);
-            bytes.extend(len.to_be_bytes());
-            bytes.extend((0..len).map(|_| next() as u8));
-        }
+        random_records(&mut next, &mut bytes, 300);
         client.get_mut().0.write_all(&bytes).await.unwrap();
         client.get_mut().0.shutdown().await.unwrap();
         let mut buf = [0u8; 512];
