@@ -21,7 +21,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
@@ -36,7 +36,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -93,17 +93,18 @@ impl Protocols {
 pub async fn serve_http2<T, H, F, B>(
     io: T,
     protocols: &Protocols,
-    handler: H,
-    mut shutdown: Shutdown,
+    handler: &H,
+    shutdown: &mut Shutdown,
 ) -> Result<(), hyper::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let handler = handler.clone();
     let service = service_fn(move |req| {
         let response = handler(req);
         async move { Ok::<_, Infallible>(response.await) }
@@ -112,7 +113,7 @@ where
     tokio::pin!(conn);
     tokio::select! {
         done = conn.as_mut() => return done,
-        () = stopped(&mut shutdown) => conn.as_mut().graceful_shutdown(),
+        () = stopped(shutdown) => conn.as_mut().graceful_shutdown(),
     }
     conn.await
 }
@@ -120,15 +121,18 @@ where
 /// Serve HTTP/1.1 on `io` until the client closes it, it errs, it idles past the
 /// timeout, or `shutdown` turns and its in-flight requests are answered.
 ///
-/// Pass a large stream boxed (a TLS stream is over a kilobyte): it moves between
-/// hyper and the parked wait, and each place it passes keeps a slot its size in
-/// the connection's task.
-pub async fn serve_http1<T, H, F, B>(
+/// What this future keeps while the connection is parked is kept by every idle
+/// connection, so it is small: hyper's turn is boxed, a large stream should come
+/// boxed (a TLS stream is over a kilobyte, and moves between hyper and the parked
+/// wait), the rest is borrowed from the connection's task. It is an `async` block,
+/// not an `async fn`, whose arguments would each be kept twice.
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+pub fn serve_http1<'a, T, H, F, B>(
     mut io: T,
-    protocols: &Protocols,
-    handler: H,
-    mut shutdown: Shutdown,
-) -> Result<(), hyper::Error>
+    protocols: &'a Protocols,
+    handler: &'a H,
+    shutdown: &'a mut Shutdown,
+) -> impl Future<Output = Result<(), hyper::Error>> + 'a
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
@@ -136,24 +140,41 @@ where
     B: Body + Unpin + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let activity = Arc::new(Activity::default());
-    // Bytes read from the client that hyper has yet to see.
-    let mut unread = Bytes::new();
-    loop {
-        if unread.is_empty() {
-            let parked = ParkedGauge::count(&protocols.parked);
-            let first = first_byte(&mut io, protocols.idle_timeout, &mut shutdown).await;
-            drop(parked);
-            match first {
-                Some(byte) => unread = byte,
-                None => {
-                    close(io).await;
-                    return Ok(());
-                }
+    async move {
+        loop {
+            let Some(first) = first_byte(&mut io, protocols, shutdown).await else {
+                close(io).await;
+                return Ok(());
+            };
+            match Box::pin(turn(io, first, protocols, handler, shutdown)).await? {
+                Some(parked) => io = parked,
+                None => return Ok(()),
             }
         }
+    }
+}
 
-        activity.restart();
+/// A turn of hyper on `io`, `unread` first: serve requests until hyper is stopped
+/// to park the connection, with nothing read past its last answer; the stream
+/// comes back then. `None` once hyper has closed the connection (the client's
+/// wish, an error, the shutdown) or handed it to an upgrade.
+async fn turn<T, H, F, B>(
+    mut io: T,
+    mut unread: Bytes,
+    protocols: &Protocols,
+    handler: &H,
+    shutdown: &mut Shutdown,
+) -> Result<Option<T>, hyper::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        // What this hyper does, for the decision to park it.
+        let activity = Arc::new(Activity::default());
         let watched = Watched { io, unread, activity: activity.clone() };
         let service = {
             let (handler, activity) = (handler.clone(), activity.clone());
@@ -176,61 +197,87 @@ where
                 }
             })
         };
-        // Boxed: a parked connection then keeps no slot this size.
-        let mut conn = Box::pin(protocols.http1.serve_connection(TokioIo::new(watched), service).with_upgrades());
+        let mut conn = protocols.http1.serve_connection(TokioIo::new(watched), service).with_upgrades();
         let mut quiet = tokio::time::interval_at(Instant::now() + PARK_AFTER, PARK_AFTER);
         // Hyper was asked to stop: to park, or for the server's shutdown.
         let (mut stopping, mut shutting_down) = (false, false);
         let done = loop {
             tokio::select! {
-                done = conn.as_mut() => break done,
+                done = &mut conn => break done,
                 _ = quiet.tick(), if !stopping => {
                     if activity.may_park() {
                         stopping = true;
                         activity.park();
-                        conn.as_mut().graceful_shutdown();
+                        Pin::new(&mut conn).graceful_shutdown();
                         // Hyper stops at once only when idle between two messages,
                         // where the stream can be taken back. Otherwise it was still
                         // in an exchange (writing to a client that does not read,
                         // say): it finishes that and closes the connection for real.
-                        match std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await {
+                        match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut conn).poll(cx))).await {
                             Poll::Ready(done) => break done,
                             Poll::Pending => activity.unpark(),
                         }
                     }
                 }
-                () = stopped(&mut shutdown), if !shutting_down => {
+                () = stopped(shutdown), if !shutting_down => {
                     shutting_down = true;
                     stopping = true;
-                    conn.as_mut().graceful_shutdown();
+                    Pin::new(&mut conn).graceful_shutdown();
                 }
             }
         };
         done?;
-
-        // Unless we parked it, hyper has closed the connection (the client's wish, an
-        // error, the shutdown) or handed it to an upgrade.
         if !activity.parking() {
-            return Ok(());
+            return Ok(None);
         }
-        let Some(parts) = Pin::into_inner(conn).into_parts() else { return Ok(()) };
+        let Some(parts) = conn.into_parts() else { return Ok(None) };
         let watched = parts.io.into_inner();
-        io = watched.io;
         unread = join(parts.read_buf, watched.unread);
+        if unread.is_empty() {
+            return Ok(Some(watched.io));
+        }
+        // Pipelined: the next request is here already.
+        io = watched.io;
     }
 }
 
-/// Wait, parked, for the first byte of the next request. `None`: the client closed
-/// the connection or broke it, the idle timeout passed, or the server shuts down.
-async fn first_byte<T: AsyncRead + Unpin>(io: &mut T, idle: Duration, shutdown: &mut Shutdown) -> Option<Bytes> {
-    // One byte: what waits here is kept by every parked connection.
-    let mut byte = [0u8; 1];
-    tokio::select! {
-        read = tokio::time::timeout(idle, io.read(&mut byte)) => match read {
-            Ok(Ok(1)) => Some(Bytes::copy_from_slice(&byte)),
-            _ => None,
-        },
-        () = stopped(shutdown) => None,
+/// Wait, parked, for the first byte of the next request, at most the idle timeout,
+/// counted as parked meanwhile. `None`: the client closed the connection or broke
+/// it, the timeout passed, or the server shuts down.
+///
+/// Polled by hand, not with `select!` and `timeout`, which keep more room in every
+/// parked connection's task; an `async` block for the reason `serve_http1` is.
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+fn first_byte<'a, T: AsyncRead + Unpin>(
+    io: &'a mut T,
+    protocols: &'a Protocols,
+    shutdown: &'a mut Shutdown,
+) -> impl Future<Output = Option<Bytes>> + 'a {
+    async move {
+        // Any change is the shutdown, and so is a dropped sender (see `Shutdown`).
+        if *shutdown.borrow_and_update() {
+            return None;
+        }
+        let _parked = ParkedGauge::count(&protocols.parked);
+        let mut changed = pin!(shutdown.changed());
+        let mut idled = pin!(tokio::time::sleep(protocols.idle_timeout));
+        std::future::poll_fn(|cx| {
+            if changed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            // One byte: hyper reads the rest of the request itself.
+            let mut byte = 0u8;
+            let mut buf = ReadBuf::new(std::slice::from_mut(&mut byte));
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == 1 => {
+                    return Poll::Ready(Some(Bytes::copy_from_slice(&[byte])));
+                }
+                Poll::Ready(_) => return Poll::Ready(None),
+                Poll::Pending => {}
+            }
+            idled.as_mut().poll(cx).map(|()| None)
+        })
+        .await
     }
 }
 
@@ -290,7 +337,7 @@ impl Drop for ParkedGauge<'_> {
     }
 }
 
-/// What the parking decision needs to know about one HTTP/1 connection.
+/// What the parking decision needs to know about one hyper serving a connection.
 #[derive(Default)]
 struct Activity {
     /// Requests whose answer has not been sent to its end.
@@ -306,13 +353,6 @@ struct Activity {
 }
 
 impl Activity {
-    fn restart(&self) {
-        self.busy.store(false, Relaxed);
-        self.started.store(false, Relaxed);
-        self.last.store(false, Relaxed);
-        self.parking.store(false, Relaxed);
-    }
-
     fn moved(&self) {
         self.busy.store(true, Relaxed);
     }

@@ -9,6 +9,7 @@
 //! - `config`  TOML -> validated `Config`; errors name file and key
 //! - `app`     start-up: bind listeners, build the gateway, run until shutdown
 //! - `server`  accept loop, TLS handshake, worker threads, graceful shutdown
+//! - `allocator` the allocator's upkeep: memory a burst used goes back when idle
 //! - `connection` one client connection: HTTP/2, or HTTP/1.1 parked while idle
 //! - `tls`     PEM -> rustls config, the crypto provider, dev certificates
 //! - `tls_stream` the TLS server stream: rustls unbuffered, no buffer while idle
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod allocator;
 pub mod app;
 pub mod audit;
 pub mod config;

@@ -17,8 +17,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, filter};
 
 /// jemalloc rather than the system allocator: with its background thread (see
-/// [`runtime`]) pages freed after a burst go back to the system within some
-/// seconds, also while keypin idles, where glibc keeps them resident
+/// `keypin::allocator`) pages freed after a burst go back to the system within
+/// some seconds, also while keypin idles, where glibc keeps them resident
 /// (docs/benchmarks.md, Memory).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
@@ -206,15 +206,8 @@ fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     keypin::tls::install_default_provider();
-    // Purge freed pages while keypin idles too: without the thread jemalloc purges
-    // only as it allocates. An operator's `_RJEM_MALLOC_CONF` that names the
-    // thread decides instead. Only the long-running commands start it.
-    #[cfg(not(target_env = "msvc"))]
-    if !std::env::var("_RJEM_MALLOC_CONF").is_ok_and(|conf| conf.contains("background_thread"))
-        && let Err(e) = tikv_jemalloc_ctl::background_thread::write(true)
-    {
-        tracing::warn!(error = %e, "the allocator's background purging is off");
-    }
+    // Only the long-running commands, which build a runtime, start the thread.
+    keypin::allocator::start_background_purging();
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
 

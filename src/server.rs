@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot, watch};
 
+use crate::allocator;
 use crate::connection::{self, Protocols};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
@@ -86,15 +87,24 @@ pub async fn run(
             }
         };
         let open = OpenConnection::count(metrics.clone());
-        let (gateway, protocols) = (gateway.clone(), protocols.clone());
-        let shutdown = stopping.clone();
+        let protocols = protocols.clone();
+        let mut shutdown = stopping.clone();
+        let handler = {
+            let gateway = gateway.clone();
+            move |req| {
+                // The gateway in service when the request arrives serves it to the end.
+                let gateway = gateway.load_full();
+                // Boxed: hyper keeps a slot for the request future in every connection.
+                Box::pin(async move { gateway.handle(req, peer, worker).await })
+            }
+        };
         // Made here, run on the worker (whose reactor registers the socket), and
         // boxed: its state is freed once done, not kept in the task.
         let handshake = Box::pin(handshake(tcp, tls.clone(), protocols.head_timeout()));
+        // What the task keeps, every idle connection keeps: each value below is
+        // moved in once and borrowed from there, whatever the paths use.
         workers.spawn(worker, async move {
-            let _permit = permit;
-            // Moved in, whatever the paths below use: it counts the connection.
-            let _ = &open;
+            let _ = (&permit, &open);
             let tls = match handshake.await {
                 Ok(tls) => tls,
                 Err(Handshake::Register(e)) => {
@@ -109,20 +119,11 @@ pub async fn run(
                     return tracing::debug!(%peer, "TLS handshake timed out");
                 }
             };
-            let http2 = tls.alpn_protocol() == Some(b"h2");
-            let handler = move |req| {
-                // The gateway in service when the request arrives serves it to the end.
-                let gateway = gateway.load_full();
-                // Boxed: hyper keeps a slot for the request future in every connection.
-                Box::pin(async move { gateway.handle(req, peer, worker).await })
-            };
             // HTTP/2 only if ALPN chose it (RFC 9113 §3.3: over TLS it is negotiated).
-            // Both called here, not through one more async fn, which would keep a
-            // copy of their arguments in every connection's task.
-            let served = if http2 {
-                Box::pin(connection::serve_http2(tls, &protocols, handler, shutdown)).await
+            let served = if tls.alpn_protocol() == Some(b"h2") {
+                Box::pin(connection::serve_http2(tls, &protocols, &handler, &mut shutdown)).await
             } else {
-                connection::serve_http1(tls, &protocols, handler, shutdown).await
+                connection::serve_http1(tls, &protocols, &handler, &mut shutdown).await
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -184,9 +185,11 @@ impl Workers {
                     // request's timers (header read, upstream answer) never moves the
                     // driver's next wake-up earlier, which would cost an eventfd write.
                     let mut tick = tokio::time::interval(HEARTBEAT);
+                    let mut release = tokio::time::interval(allocator::THREAD_CACHE_RELEASE);
                     loop {
                         tokio::select! {
                             _ = tick.tick() => {}
+                            _ = release.tick() => allocator::release_thread_cache(),
                             _ = &mut stopped => break,
                         }
                     }

@@ -85,8 +85,9 @@ pub struct TlsStream<IO> {
     /// Our `close_notify` is queued: no application data follows it.
     closing: bool,
     /// rustls reported this error: it is not called again, and every read and
-    /// write fails with it. (rustls does not remember every error itself.)
-    failed: Option<rustls::Error>,
+    /// write fails with it. (rustls does not remember every error itself.) Boxed:
+    /// the error is rare and large, and the stream is kept by every connection.
+    failed: Option<Box<rustls::Error>>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
@@ -150,7 +151,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
         close: bool,
     ) -> Result<(Next, usize), rustls::Error> {
         if let Some(error) = &self.failed {
-            return Err(error.clone());
+            return Err(rustls::Error::clone(error));
         }
         loop {
             let status = self.conn.process_tls_records(&mut self.incoming[self.start..self.filled]);
@@ -319,7 +320,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// Send the alert rustls queued for `error` if the socket takes it now, once.
     fn fail(&mut self, cx: &mut Context<'_>, error: rustls::Error) -> io::Error {
         if self.failed.is_none() {
-            self.failed = Some(error.clone());
+            self.failed = Some(Box::new(error.clone()));
             self.drain_alert();
             let _ = self.poll_send(cx);
         }

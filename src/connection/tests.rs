@@ -62,8 +62,8 @@ fn start() -> Served {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let parked = Gauge::default();
     let protocols = Protocols::new(HEAD_TIMEOUT, 16 * 1024, parked.clone());
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(async move { serve_http1(server, &protocols, answer, shutdown).await });
+    let (stop, mut shutdown) = watch::channel(false);
+    let task = tokio::spawn(async move { serve_http1(server, &protocols, &answer, &mut shutdown).await });
     Served { client, parked, stop, task }
 }
 

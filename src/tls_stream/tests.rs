@@ -315,6 +315,13 @@ async fn an_idle_stream_holds_no_buffer() {
     }
 }
 
+#[test]
+fn a_stream_fits_the_allocators_1280_byte_class() {
+    // Every parked connection keeps one, boxed: jemalloc's next class up is 1,536
+    // bytes, 2.4 MiB more at 10,000 connections (docs/benchmarks.md, Memory).
+    assert!(size_of::<TlsStream<tokio::net::TcpStream>>() <= 1280);
+}
+
 #[tokio::test]
 async fn a_client_that_does_not_read_holds_one_batch() {
     let pki = pki(&[&rustls::version::TLS13]);
