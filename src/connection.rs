@@ -146,7 +146,7 @@ where
                 close(io).await;
                 return Ok(());
             };
-            match Box::pin(turn(io, first, protocols, handler, shutdown)).await? {
+            match Box::pin(serve_awake(io, first, protocols, handler, shutdown)).await? {
                 Some(parked) => io = parked,
                 None => return Ok(()),
             }
@@ -154,11 +154,11 @@ where
     }
 }
 
-/// A turn of hyper on `io`, `unread` first: serve requests until hyper is stopped
-/// to park the connection, with nothing read past its last answer; the stream
-/// comes back then. `None` once hyper has closed the connection (the client's
-/// wish, an error, the shutdown) or handed it to an upgrade.
-async fn turn<T, H, F, B>(
+/// Serve `io` awake, `unread` first, in turns of hyper, until a turn is stopped to
+/// park the connection with nothing read past its last answer; the stream comes
+/// back then. `None` once hyper has closed the connection (the client's wish, an
+/// error, the shutdown) or handed it to an upgrade.
+async fn serve_awake<T, H, F, B>(
     mut io: T,
     mut unread: Bytes,
     protocols: &Protocols,
@@ -173,7 +173,7 @@ where
     B::Error: Into<BoxError>,
 {
     loop {
-        // What this hyper does, for the decision to park it.
+        // What this turn's hyper does, for the decision to park it.
         let activity = Arc::new(Activity::default());
         let watched = Watched { io, unread, activity: activity.clone() };
         let service = {
@@ -236,7 +236,7 @@ where
         if unread.is_empty() {
             return Ok(Some(watched.io));
         }
-        // Pipelined: the next request is here already.
+        // Hyper had read part of the next head: serve it without waiting parked.
         io = watched.io;
     }
 }
@@ -337,7 +337,7 @@ impl Drop for ParkedGauge<'_> {
     }
 }
 
-/// What the parking decision needs to know about one hyper serving a connection.
+/// What the parking decision needs to know about one turn of hyper.
 #[derive(Default)]
 struct Activity {
     /// Requests whose answer has not been sent to its end.

@@ -136,6 +136,7 @@ async fn a_head_that_pauses_midway_is_answered_and_the_connection_kept() {
         // First on the new connection, then after a request was answered.
         s.client.write_all(b"GET /slow-head HTTP/1.1\r\nHo").await.unwrap();
         idle().await;
+        assert_eq!(s.parked.get(), 0, "a head begun is served awake, not parked");
         s.client.write_all(b"st: app\r\n\r\n").await.unwrap();
         let answer = read_answer(&mut s.client).await;
         assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
@@ -213,6 +214,29 @@ async fn a_parked_connection_closes_at_shutdown_and_after_the_idle_timeout() {
     assert_eq!(s.client.read_to_end(&mut rest).await.unwrap(), 0, "closed without a word");
     assert!(quiet.elapsed() >= HEAD_TIMEOUT, "closed after {:?}", quiet.elapsed());
     s.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_closes_if_the_server_is_gone_while_parked_or_stops_before_its_first_request() {
+    let mut s = start();
+    assert!(get(&mut s.client, "/").await.ends_with("ok"));
+    idle().await;
+    assert_eq!(s.parked.get(), 1);
+    let gone = tokio::time::Instant::now();
+    drop(s.stop);
+    let mut rest = Vec::new();
+    assert_eq!(s.client.read_to_end(&mut rest).await.unwrap(), 0);
+    s.task.await.unwrap().unwrap();
+    assert_eq!(s.parked.get(), 0);
+    assert!(gone.elapsed() < HEAD_TIMEOUT, "closed only at the idle timeout");
+
+    let mut s = start();
+    let stopped = tokio::time::Instant::now();
+    s.stop.send_replace(true);
+    assert_eq!(s.client.read_to_end(&mut rest).await.unwrap(), 0);
+    s.task.await.unwrap().unwrap();
+    assert_eq!(s.parked.get(), 0);
+    assert!(stopped.elapsed() < HEAD_TIMEOUT, "closed only at the idle timeout");
 }
 
 #[tokio::test(start_paused = true)]
