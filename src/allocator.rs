@@ -3,10 +3,10 @@
 //!
 //! The binary's allocator is jemalloc (see `main.rs`). Its background thread
 //! returns freed pages after its decay time, also when nothing allocates. Each
-//! worker thread's cache of freed objects, which no later allocation reclaims
-//! while keypin idles, is handed back to the shared bins every
-//! [`THREAD_CACHE_RELEASE`], which frees the pages those objects held for the
-//! background thread. Where jemalloc is not built (MSVC) these do nothing.
+//! thread also caches objects it freed, for its next allocations; while keypin
+//! idles none come, so every [`THREAD_CACHE_RELEASE`] each worker hands its
+//! cache back to the shared bins, and the pages those objects sat in can go
+//! too. Where jemalloc is not built (MSVC) these do nothing.
 
 use std::time::Duration;
 
