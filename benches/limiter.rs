@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use keypin::config::{LimitsConfig, Rate};
-use keypin::limits::{ClientKey, LimitStore, MAX_TRACKED_CLIENTS, MemoryLimitStore};
+use keypin::state::limits::{ClientKey, LimitStore, MAX_TRACKED_CLIENTS, MemoryLimitStore};
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -13,13 +13,14 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
+use keypin::config::SessionKey;
 use keypin::config::{LimitsConfig, PinConfig, Rate, SecretBackend, SecretsConfig, SessionConfig};
-use keypin::limits::MemoryLimitStore;
-use keypin::login::Login;
-use keypin::secrets::cache::{SecretCache, Staleness};
-use keypin::secrets::file::FileStore;
-use keypin::secrets::{SecretName, SessionKey};
-use keypin::session::Sessions;
+use keypin::state::limits::MemoryLimitStore;
+use keypin::state::secrets::SecretName;
+use keypin::state::secrets::cache::{SecretCache, Staleness};
+use keypin::state::secrets::file::FileStore;
+use keypin::state::session::Sessions;
+use keypin::web::login::Login;
 
 fn session_config() -> SessionConfig {
     SessionConfig {
@@ -46,7 +47,7 @@ fn pair(set_cookie: &HeaderValue) -> String {
 }
 
 fn sessions(c: &mut Criterion) {
-    let sessions = Sessions::new(&session_config(), keypin::session::revocations());
+    let sessions = Sessions::new(&session_config(), keypin::state::session::revocations());
     let name = SecretName::for_pin("secret-", "1234");
     c.bench_function("session_seal", |b| b.iter(|| sessions.mint(black_box(name.clone()), "user1")));
 
@@ -68,7 +69,7 @@ fn sessions(c: &mut Criterion) {
 
 fn login(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let store = Arc::new(FileStore::embedded(keypin::demo::SECRETS).unwrap());
+    let store = Arc::new(FileStore::embedded(keypin::ops::demo::SECRETS).unwrap());
     let cache = Arc::new(SecretCache::new(store, &secrets_config(), Arc::default()));
     let name = SecretName::for_pin("secret-", "1234");
     rt.block_on(cache.resolve(&name, Staleness::FreshOnly)).unwrap();
@@ -76,7 +77,7 @@ fn login(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async { cache.resolve(black_box(&name), Staleness::AllowStale).await.unwrap() })
     });
 
-    let sessions = Arc::new(Sessions::new(&session_config(), keypin::session::revocations()));
+    let sessions = Arc::new(Sessions::new(&session_config(), keypin::state::session::revocations()));
     let pin = PinConfig { min_response: Duration::ZERO, ..PinConfig::default() };
     // Limits generous enough never to refuse: the bench measures the login itself.
     let limits = LimitsConfig {

@@ -8,8 +8,9 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use keypin::config::{Inject, RouteConfig};
-use keypin::proxy::{Forwarding, Identity, rewrite_request_headers};
-use keypin::route::{Router, normalize_path};
+use keypin::web::path::normalize_path;
+use keypin::web::proxy::{Forwarding, Identity, rewrite_request_headers};
+use keypin::web::route::Router;
 
 fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
     RouteConfig {
@@ -89,22 +90,22 @@ fn authenticated_request(c: &mut Criterion) {
     use std::sync::Arc;
 
     use keypin::config::Config;
-    use keypin::gateway::{Gateway, Shared};
-    use keypin::secrets::SecretName;
-    use keypin::secrets::cache::SecretCache;
-    use keypin::secrets::file::FileStore;
-    use keypin::session::{Sessions, revocations};
+    use keypin::state::secrets::SecretName;
+    use keypin::state::secrets::cache::SecretCache;
+    use keypin::state::secrets::file::FileStore;
+    use keypin::state::session::{Sessions, revocations};
+    use keypin::web::gateway::{Gateway, Shared};
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let key = keypin::secrets::SessionKey::generate().to_base64().to_string();
+    let key = keypin::config::SessionKey::generate().to_base64().to_string();
     let text = format!(
         "[session]\nkeys = [\"{key}\"]\n[[route]]\nname = \"app\"\nupstream = \"http://127.0.0.1:9\"\ninject = \"both\"\n"
     );
     let config = Config::parse(&text, "bench", &|_| None).unwrap();
     let shared = Shared { metrics: Arc::default(), revoked: revocations() };
-    let store = Arc::new(FileStore::embedded(keypin::demo::SECRETS).unwrap());
+    let store = Arc::new(FileStore::embedded(keypin::ops::demo::SECRETS).unwrap());
     let secrets = Arc::new(SecretCache::new(store, &config.secrets, shared.metrics.clone()));
-    let limits = keypin::limits::store_for(&config.limits).unwrap();
+    let limits = keypin::state::limits::store_for(&config.limits).unwrap();
     let gateway = rt.block_on(async { Gateway::new(&config, secrets, limits, &shared) });
 
     let (_, cookie) =

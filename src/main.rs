@@ -8,16 +8,16 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use keypin::app::App;
+use keypin::config::SessionKey;
 use keypin::config::{Config, DEFAULT_CONFIG_PATH};
-use keypin::secrets::SessionKey;
+use keypin::ops::app::App;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, filter};
 
 /// jemalloc rather than the system allocator: with its background thread (see
-/// `keypin::allocator`) pages freed after a burst go back to the system within
+/// `keypin::transport::allocator`) pages freed after a burst go back to the system within
 /// some seconds, also while keypin idles, where glibc keeps them resident
 /// (docs/benchmarks.md, Memory).
 #[cfg(not(target_env = "msvc"))]
@@ -117,11 +117,11 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Limits { config, attackers, days, users } => match Config::load(&config) {
             Ok(config) => {
-                let scenario = keypin::limits::budget::Scenario { attackers, days, users };
+                let scenario = keypin::state::limits::budget::Scenario { attackers, days, users };
                 println!("keypin limits: {}", config.source);
                 print!(
                     "{}",
-                    keypin::limits::budget::report(
+                    keypin::state::limits::budget::report(
                         &config.limits,
                         config.pin.min_digits,
                         config.pin.max_digits,
@@ -152,7 +152,7 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 fn check_config(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
-            for warning in config.warnings() {
+            for warning in keypin::ops::check::warnings(&config) {
                 eprintln!("warning: {}: {warning}", config.source);
             }
             println!("{}: valid ({} route(s))", config.source, config.routes.len());
@@ -179,7 +179,7 @@ fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
         }
         None => BoxMakeWriter::new(std::io::stdout),
     };
-    let is_audit = |meta: &tracing::Metadata<'_>| meta.target() == keypin::audit::TARGET;
+    let is_audit = |meta: &tracing::Metadata<'_>| meta.target() == keypin::observe::audit::TARGET;
     let audit = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
@@ -205,9 +205,9 @@ fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    keypin::tls::install_default_provider();
+    keypin::transport::tls::install_default_provider();
     // Only the long-running commands, which build a runtime, start the thread.
-    keypin::allocator::start_background_purging();
+    keypin::transport::allocator::start_background_purging();
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
 
@@ -219,7 +219,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INVALID_CONFIG));
         }
     };
-    for warning in config.warnings() {
+    for warning in keypin::ops::check::warnings(&config) {
         tracing::warn!("{}: {warning}", config.source);
     }
     runtime()?.block_on(async {
@@ -234,7 +234,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
 
 fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let demo = keypin::demo::prepare(listen).await?;
+        let demo = keypin::ops::demo::prepare(listen).await?;
         let shutdown = shutdown_signal();
         let url = format!("https://{}/", demo.app.local_addr());
         tracing::info!(listen = %demo.app.local_addr(), admin = %demo.app.admin_addr(), app = %demo.app_addr, "keypin listening");
@@ -252,7 +252,7 @@ fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
 
 fn demo_app(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let (addr, app) = keypin::demo::bind_legacy_app(listen).await?;
+        let (addr, app) = keypin::ops::demo::bind_legacy_app(listen).await?;
         let shutdown = shutdown_signal();
         tracing::info!(listen = %addr, "demo legacy app listening (plain HTTP, Basic auth)");
         tokio::select! {

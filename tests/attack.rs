@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use http::{StatusCode, header};
 use keypin::config::SessionConfig;
-use keypin::secrets::SessionKey;
-use keypin::session::{Sessions, revocations};
+use keypin::config::SessionKey;
+use keypin::state::session::{Sessions, revocations};
 use support::browser::Browser;
 use support::gateway::{GatewayProcess, TEST_SESSION_KEY, TestGateway, route_table};
 use support::store::CountingStore;
@@ -73,7 +73,7 @@ async fn forged_expired_and_foreign_device_cookies_count_as_no_device() {
         },
         revocations(),
     );
-    let issued = keypin::session::now() - 91 * 24 * 3600;
+    let issued = keypin::state::session::now() - 91 * 24 * 3600;
     let expired = ours.seal(
         DEVICE,
         format!("{{\"d\":\"old\",\"u\":\"user1\",\"t\":{issued}}}"),

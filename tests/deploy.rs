@@ -68,7 +68,7 @@ fn the_config_compose_mounts_passes_check_config() {
         .find(|(_, target)| target == "/etc/keypin/keypin.toml")
         .expect("keypin mounts its config");
     let environment = keypin["environment"].as_object().unwrap();
-    let key = keypin::secrets::SessionKey::generate().to_base64().to_string();
+    let key = keypin::config::SessionKey::generate().to_base64().to_string();
     let env = |name: &str| {
         if name == SESSION_KEYS_ENV {
             return Some(key.clone());
@@ -122,7 +122,7 @@ fn kubernetes_documents() -> Vec<(String, Value)> {
 fn kubernetes_examples_carry_valid_documented_configs_and_probe_the_admin_port() {
     let docs = kubernetes_documents();
     let reference = std::fs::read_to_string(root().join("docs/configuration.md")).unwrap();
-    let key = keypin::secrets::SessionKey::generate().to_base64().to_string();
+    let key = keypin::config::SessionKey::generate().to_base64().to_string();
     let env = |name: &str| (name == SESSION_KEYS_ENV).then(|| key.clone());
     let mut configs = std::collections::HashMap::new();
     for (file, doc) in docs.iter().filter(|(_, d)| d["kind"] == "ConfigMap") {

@@ -63,7 +63,7 @@ async fn a_custom_template_title_and_logo_in_chromium() {
     if !available() {
         return;
     }
-    let (app_addr, app) = keypin::demo::bind_legacy_app(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let (app_addr, app) = keypin::ops::demo::bind_legacy_app(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     tokio::spawn(app);
     let assets = tempfile::tempdir().unwrap();
     let logo = assets.path().join("logo.svg");

@@ -219,7 +219,7 @@ async fn forged_and_tampered_cookies_do_not_authenticate() {
         "",
         &format!(
             "[session]\nkeys = [\"{}\"]\n{}",
-            keypin::secrets::SessionKey::generate().to_base64().as_str(),
+            keypin::config::SessionKey::generate().to_base64().as_str(),
             route_table("http://127.0.0.1:9", "")
         ),
     )
@@ -241,8 +241,8 @@ async fn forged_and_tampered_cookies_do_not_authenticate() {
 async fn sessions_expire_and_rotated_keys_still_open_old_cookies() {
     let upstream = Upstream::spawn().await;
     let store = Arc::new(CountingStore::demo());
-    let (old, new) = (keypin::secrets::SessionKey::generate(), keypin::secrets::SessionKey::generate());
-    let with_keys = |keys: &[&keypin::secrets::SessionKey], ttl: &str| {
+    let (old, new) = (keypin::config::SessionKey::generate(), keypin::config::SessionKey::generate());
+    let with_keys = |keys: &[&keypin::config::SessionKey], ttl: &str| {
         let keys: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.to_base64().as_str())).collect();
         format!(
             "{FAST}[session]\nkeys = [{}]\nttl = \"{ttl}\"\nidle_timeout = \"{ttl}\"\n{}",

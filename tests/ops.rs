@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
-use keypin::secrets::SessionKey;
+use keypin::config::SessionKey;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use support::browser::Browser;
@@ -82,7 +82,7 @@ async fn a_swapped_certificate_is_served_to_new_handshakes_while_http2_goes_on()
     // A new certificate and key on disk; the client trusts both.
     let fresh = tempfile::tempdir().unwrap();
     let (cert, key) = (fresh.path().join("c.pem"), fresh.path().join("k.pem"));
-    keypin::tls::ensure_self_signed(&cert, &key).unwrap();
+    keypin::transport::tls::ensure_self_signed(&cert, &key).unwrap();
     let new_pem = std::fs::read(&cert).unwrap();
     std::fs::copy(&key, gw.dir.path().join("key.pem")).unwrap();
     std::fs::copy(&cert, gw.cert()).unwrap();

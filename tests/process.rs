@@ -150,7 +150,7 @@ fn gen_key_prints_a_usable_session_key() {
     let out = keypin(&["gen-key"]);
     assert!(out.status.success());
     let key = String::from_utf8(out.stdout).unwrap();
-    keypin::secrets::SessionKey::from_base64(key.trim()).expect("a valid 64-byte key");
+    keypin::config::SessionKey::from_base64(key.trim()).expect("a valid 64-byte key");
     let again = keypin(&["gen-key"]);
     assert_ne!(key, String::from_utf8(again.stdout).unwrap(), "keys are random");
 }

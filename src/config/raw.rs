@@ -1,17 +1,15 @@
-//! The configuration file's raw shape: serde structs with defaults, the string
-//! forms of durations, rates and networks, and `env:NAME` resolution.
+//! The configuration file's raw shape: serde structs with defaults, and `env:NAME`
+//! resolution.
 
-use std::fmt;
-use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use ipnet::IpNet;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use super::{Inject, LimitStoreKind, LimitsConfig, PinConfig, Rate, ServerConfig, UpstreamUrl};
+use super::de;
+use super::model::{Invalid, LimitsConfig, PinConfig, ServerConfig};
+use super::values::{Inject, UpstreamUrl};
 
 /// Prefix that makes a string value an environment reference.
 const ENV_PREFIX: &str = "env:";
@@ -52,38 +50,27 @@ pub(super) enum BackendKind {
     Keyvault,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum CredentialKind {
-    #[default]
-    Default,
-    ManagedIdentity,
-    WorkloadIdentity,
-    AzureCli,
-    ClientSecret,
-    StaticToken,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawSecrets {
     pub(super) backend: BackendKind,
     pub(super) path: PathBuf,
     pub(super) vault_url: Option<String>,
-    pub(super) credential: CredentialKind,
+    /// The credential's kind, read by `validate` into the one `CredentialConfig`.
+    pub(super) credential: String,
     pub(super) client_id: Option<String>,
     pub(super) tenant_id: Option<String>,
     pub(super) client_secret: Option<String>,
     pub(super) static_token: Option<String>,
     pub(super) allow_static_token: bool,
     pub(super) ca_cert: Option<PathBuf>,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de::duration")]
     pub(super) cache_ttl: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de::duration")]
     pub(super) negative_cache_ttl: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de::duration")]
     pub(super) stale_if_error: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de::duration")]
     pub(super) request_timeout: Duration,
 }
 
@@ -93,7 +80,7 @@ impl Default for RawSecrets {
             backend: BackendKind::File,
             path: PathBuf::from("config/dev-secrets.toml"),
             vault_url: None,
-            credential: CredentialKind::Default,
+            credential: "default".into(),
             client_id: None,
             tenant_id: None,
             client_secret: None,
@@ -113,9 +100,9 @@ impl Default for RawSecrets {
 pub(super) struct RawSession {
     pub(super) cookie_name: String,
     pub(super) keys: Vec<String>,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de::duration")]
     pub(super) ttl: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de::duration")]
     pub(super) idle_timeout: Duration,
 }
 
@@ -140,7 +127,7 @@ pub(super) struct RawRoute {
     pub(super) upstream: UpstreamUrl,
     #[serde(default = "default_inject")]
     pub(super) inject: Inject,
-    #[serde(default = "default_user_header", deserialize_with = "de_from_str")]
+    #[serde(default = "default_user_header", deserialize_with = "de::from_str")]
     pub(super) user_header: HeaderName,
     #[serde(default)]
     pub(super) public_paths: Vec<String>,
@@ -161,53 +148,12 @@ fn default_true() -> bool {
     true
 }
 
-pub(super) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|_| {
-        serde::de::Error::custom(format!("{s:?} is not a duration (e.g. \"250ms\", \"90s\", \"15m\", \"8h\")"))
-    })
-}
-
-/// CIDRs, where a bare address means just that address.
-pub(super) fn de_networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
-    Vec::<String>::deserialize(d)?
-        .iter()
-        .map(|s| {
-            s.parse::<IpNet>()
-                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address or CIDR")))
-        })
-        .collect()
-}
-
-pub(super) fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    let s = String::deserialize(d)?;
-    s.parse().map_err(|e: T::Err| serde::de::Error::custom(format!("{s:?}: {e}")))
-}
-
-macro_rules! deserialize_via_from_str {
-    ($($t:ty),*) => {$(
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    )*};
-}
-deserialize_via_from_str!(Rate, UpstreamUrl, LimitStoreKind);
-
 /// Replace every string `"env:NAME"` in the tree by the variable's value.
 pub(super) fn resolve_env(
     table: &mut toml::Table,
     prefix: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
+) -> Result<(), Invalid> {
     for (key, value) in table.iter_mut() {
         let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         resolve_value(value, &path, env)?;
@@ -215,16 +161,12 @@ pub(super) fn resolve_env(
     Ok(())
 }
 
-fn resolve_value(
-    value: &mut toml::Value,
-    path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
+fn resolve_value(value: &mut toml::Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(), Invalid> {
     match value {
         toml::Value::String(s) => {
             if let Some(name) = s.strip_prefix(ENV_PREFIX) {
                 let resolved =
-                    env(name).ok_or_else(|| (path.to_owned(), format!("environment variable {name} is not set")))?;
+                    env(name).ok_or_else(|| Invalid::new(path, format!("environment variable {name} is not set")))?;
                 *s = resolved;
             }
         }

@@ -6,18 +6,19 @@ use std::net::IpAddr;
 
 use http::uri::{Scheme, Uri};
 
-use super::raw::{BackendKind, CredentialKind, RawConfig, RawRoute, RawSecrets, RawSession, RawUi};
-use super::{
-    Config, CredentialConfig, KeyVaultConfig, RouteConfig, SecretBackend, SecretsConfig, SessionConfig, UiConfig,
-    canonical_ip,
+use super::model::{
+    Config, CredentialConfig, Invalid, KeyVaultConfig, MAX_SESSION_TTL, RouteConfig, SecretBackend, SecretsConfig,
+    SessionConfig, UiConfig, canonical_ip,
 };
-use crate::secrets::{SecretText, SessionKey};
-
-type Invalid = (String, String);
+use super::raw::{BackendKind, RawConfig, RawRoute, RawSecrets, RawSession, RawUi};
+use super::redacted::{SecretText, SessionKey};
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
-    (key.into(), reason.into())
+    Invalid::new(key, reason)
 }
+
+/// The names `secrets.credential` accepts.
+const CREDENTIAL_KINDS: &str = "default, managed_identity, workload_identity, azure_cli, client_secret, static_token";
 
 pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
     let server = raw.server;
@@ -89,14 +90,14 @@ fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
             let loopback = vault_url.host().map(|h| h.trim_start_matches('[').trim_end_matches(']')).is_some_and(|h| {
                 h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| canonical_ip(ip).is_loopback())
             });
-            let credential = match raw.credential {
-                CredentialKind::Default => CredentialConfig::Default { client_id: raw.client_id },
-                CredentialKind::ManagedIdentity => CredentialConfig::ManagedIdentity { client_id: raw.client_id },
-                CredentialKind::WorkloadIdentity => {
+            let credential = match raw.credential.as_str() {
+                "default" => CredentialConfig::Default { client_id: raw.client_id },
+                "managed_identity" => CredentialConfig::ManagedIdentity { client_id: raw.client_id },
+                "workload_identity" => {
                     CredentialConfig::WorkloadIdentity { client_id: raw.client_id, tenant_id: raw.tenant_id }
                 }
-                CredentialKind::AzureCli => CredentialConfig::AzureCli { tenant_id: raw.tenant_id },
-                CredentialKind::ClientSecret => {
+                "azure_cli" => CredentialConfig::AzureCli { tenant_id: raw.tenant_id },
+                "client_secret" => {
                     let need = |v: Option<String>, key: &str| {
                         v.filter(|s| !s.is_empty()).ok_or_else(|| {
                             invalid(format!("secrets.{key}"), "required when credential = \"client_secret\"")
@@ -108,7 +109,7 @@ fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
                         secret: SecretText::new(need(raw.client_secret, "client_secret")?),
                     }
                 }
-                CredentialKind::StaticToken => {
+                "static_token" => {
                     let token = raw.static_token.filter(|t| !t.is_empty()).ok_or_else(|| {
                         invalid("secrets.static_token", "required when credential = \"static_token\"")
                     })?;
@@ -119,6 +120,12 @@ fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
                         ));
                     }
                     CredentialConfig::StaticToken { token: SecretText::new(token) }
+                }
+                other => {
+                    return Err(invalid(
+                        "secrets.credential",
+                        format!("unknown credential {other:?}; expected one of {CREDENTIAL_KINDS}"),
+                    ));
                 }
             };
             SecretBackend::KeyVault(KeyVaultConfig { vault_url, credential, ca_cert: raw.ca_cert })
@@ -146,9 +153,9 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, Invalid> {
         .keys
         .into_iter()
         .enumerate()
-        .map(|(i, k)| SessionKey::from_base64(&k).map_err(|reason| invalid(format!("session.keys[{i}]"), reason)))
+        .map(|(i, k)| SessionKey::from_base64(&k).map_err(|e| invalid(format!("session.keys[{i}]"), e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
-    if raw.ttl.is_zero() || raw.ttl > crate::session::MAX_SESSION_TTL {
+    if raw.ttl.is_zero() || raw.ttl > MAX_SESSION_TTL {
         return Err(invalid("session.ttl", "must be longer than zero and at most 7 days"));
     }
     if raw.idle_timeout.is_zero() || raw.idle_timeout > raw.ttl {

@@ -31,7 +31,7 @@ pub fn tls_config(cert: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
     for c in CertificateDer::pem_file_iter(cert).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(keypin::tls::provider())
+    let mut config = rustls::ClientConfig::builder_with_provider(keypin::transport::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)

@@ -9,9 +9,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keypin::app::App;
 use keypin::config::{Config, SESSION_KEYS_ENV};
-use keypin::secrets::SecretStore;
+use keypin::ops::app::App;
+use keypin::state::secrets::SecretStore;
 use tokio::sync::oneshot;
 
 use super::client::{HttpsClient, Proto, https_client};

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keypin::secrets::{BackendError, BoxFuture, Lookup, PROBE_SECRET, SecretName, SecretStore, SecretText};
+use keypin::config::SecretText;
+use keypin::state::secrets::{BackendError, BoxFuture, Lookup, PROBE_SECRET, SecretName, SecretStore};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

@@ -74,7 +74,7 @@ impl TestVault {
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<_, _>>().unwrap();
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-        let mut tls = rustls::ServerConfig::builder_with_provider(keypin::tls::provider())
+        let mut tls = rustls::ServerConfig::builder_with_provider(keypin::transport::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()

@@ -1,0 +1,40 @@
+//! Reading a configuration file: TOML, `env:NAME` references, the
+//! `KEYPIN_SESSION_KEYS` override, serde into the raw shape, then validation.
+
+use std::path::Path;
+
+use super::model::{Config, ConfigError, SESSION_KEYS_ENV};
+use super::raw::{RawConfig, resolve_env};
+use super::validate::validate;
+
+impl Config {
+    /// Read and validate `path`, resolving `env:` references from the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &file, &|name| std::env::var(name).ok())
+    }
+
+    /// Parse and validate TOML `text` (named `file` in messages), with `env` answering
+    /// `env:NAME` references and the `KEYPIN_SESSION_KEYS` override.
+    pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let err = |key: String, reason: String| ConfigError { file: file.to_owned(), key, reason };
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| err(String::new(), e.message().to_owned()))?;
+        resolve_env(&mut table, "", env).map_err(|e| err(e.key, e.reason))?;
+        if let Some(keys) = env(SESSION_KEYS_ENV).filter(|k| !k.trim().is_empty()) {
+            let keys = keys.split(',').map(|k| toml::Value::String(k.trim().to_owned()));
+            let session = table.entry("session").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(session) = session {
+                session.insert("keys".into(), toml::Value::Array(keys.collect()));
+            }
+        }
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| err(e.path().to_string(), e.inner().message().to_owned()))?;
+        validate(raw, file).map_err(|e| err(e.key, e.reason))
+    }
+}

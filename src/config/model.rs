@@ -1,0 +1,290 @@
+//! The validated configuration: the typed values the rest of keypin is built from,
+//! and the one error a file can produce. Nothing downstream sees an unparsed string.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::uri::Uri;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::de;
+use super::redacted::{SecretText, SessionKey};
+use super::values::{Inject, LimitStoreKind, Rate, UpstreamUrl};
+
+/// Where `keypin serve` looks when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/keypin.toml";
+/// Environment variable whose comma-separated keys replace `session.keys`.
+pub const SESSION_KEYS_ENV: &str = "KEYPIN_SESSION_KEYS";
+/// The longest `session.ttl`; revocations are kept this long.
+pub const MAX_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A configuration problem: the file, the key (dotted path) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.reason)
+        }
+    }
+}
+
+/// One invalid key, before the file's name is known: its dotted path and what is
+/// wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Invalid {
+    pub(super) key: String,
+    pub(super) reason: String,
+}
+
+impl Invalid {
+    pub(super) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { key: key.into(), reason: reason.into() }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub source: String,
+    pub server: ServerConfig,
+    pub pin: PinConfig,
+    pub secrets: SecretsConfig,
+    pub session: SessionConfig,
+    pub limits: LimitsConfig,
+    pub routes: Vec<RouteConfig>,
+    pub ui: UiConfig,
+}
+
+/// How keypin's own pages look (`[ui]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiConfig {
+    /// Page title and heading of the sign-in page.
+    pub title: String,
+    /// The line under the heading.
+    pub message: String,
+    /// The logo as a `data:` URI (inlined: the page loads nothing from elsewhere).
+    pub logo: Option<String>,
+    /// An operator's complete page template, read at load (see docs/configuration.md).
+    pub template: Option<String>,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self { title: "Sign in".into(), message: "Enter your PIN to continue.".into(), logo: None, template: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// TLS listener (HTTP/1.1 and HTTP/2 by ALPN).
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Create a development certificate and key at `tls_cert`/`tls_key` when missing.
+    pub self_signed: bool,
+    /// Plain-HTTP admin listener: health, readiness, metrics. Never public.
+    pub admin_listen: SocketAddr,
+    /// Peers whose `X-Forwarded-For` is believed for the client address.
+    #[serde(deserialize_with = "de::networks")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Bound on the TLS handshake and on reading a request head (slowloris).
+    #[serde(deserialize_with = "de::duration")]
+    pub header_read_timeout: Duration,
+    /// Bound on waiting for the upstream's response head.
+    #[serde(deserialize_with = "de::duration")]
+    pub upstream_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Worker threads serving connections; one per CPU when absent.
+    pub workers: Option<NonZeroUsize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: PathBuf::from("certs/keypin.pem"),
+            tls_key: PathBuf::from("certs/keypin-key.pem"),
+            self_signed: false,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9443)),
+            trusted_proxies: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            upstream_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            workers: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The number of worker threads: `workers`, else one per CPU keypin may use.
+    pub fn worker_count(&self) -> usize {
+        self.workers.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get)
+    }
+
+    /// Whether `ip` is one of the configured trusted proxies.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is the IPv4 peer it stands for.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PinConfig {
+    /// Secret name = prefix + PIN.
+    pub secret_prefix: String,
+    pub min_digits: u8,
+    pub max_digits: u8,
+    /// Floor on the time a login answer takes, so timing tells nothing.
+    #[serde(deserialize_with = "de::duration")]
+    pub min_response: Duration,
+}
+
+impl Default for PinConfig {
+    fn default() -> Self {
+        Self {
+            secret_prefix: "secret-".into(),
+            min_digits: 4,
+            max_digits: 10,
+            min_response: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Where secrets come from, plus the cache in front of the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretsConfig {
+    pub backend: SecretBackend,
+    pub cache_ttl: Duration,
+    pub negative_cache_ttl: Duration,
+    pub stale_if_error: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretBackend {
+    /// A TOML file of `name = "value"` pairs, re-read when it changes.
+    File {
+        path: PathBuf,
+    },
+    KeyVault(KeyVaultConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyVaultConfig {
+    pub vault_url: Uri,
+    pub credential: CredentialConfig,
+    /// Extra trusted root for emulators.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// How keypin authenticates to Key Vault.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CredentialConfig {
+    /// Workload identity when `AZURE_FEDERATED_TOKEN_FILE` is set, else managed identity.
+    Default {
+        client_id: Option<String>,
+    },
+    ManagedIdentity {
+        client_id: Option<String>,
+    },
+    WorkloadIdentity {
+        client_id: Option<String>,
+        tenant_id: Option<String>,
+    },
+    AzureCli {
+        tenant_id: Option<String>,
+    },
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+        secret: SecretText,
+    },
+    /// A fixed bearer token, for emulators on loopback only (or when allowed explicitly).
+    StaticToken {
+        token: SecretText,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    /// The first seals; all open (rotation). Empty only in `check-config`, which warns.
+    pub keys: Vec<SessionKey>,
+    pub ttl: Duration,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub login_per_ip: Rate,
+    pub login_global: Rate,
+    pub lockout_after: u32,
+    #[serde(deserialize_with = "de::duration")]
+    pub lockout_base: Duration,
+    #[serde(deserialize_with = "de::duration")]
+    pub lockout_max: Duration,
+    pub attack_failures: Rate,
+    #[serde(deserialize_with = "de::duration")]
+    pub attack_cooldown: Duration,
+    pub store: LimitStoreKind,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            login_per_ip: Rate::per(5, Duration::from_secs(60)),
+            login_global: Rate::per(100, Duration::from_secs(1)),
+            lockout_after: 10,
+            lockout_base: Duration::from_secs(60),
+            lockout_max: Duration::from_secs(3600),
+            attack_failures: Rate::per(200, Duration::from_secs(3600)),
+            attack_cooldown: Duration::from_secs(3600),
+            store: LimitStoreKind::Memory,
+        }
+    }
+}
+
+/// One `[[route]]`: where matching requests go and how the identity is injected.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The metrics label.
+    pub name: String,
+    /// Lower-case host without port; `None` matches any host.
+    pub host: Option<String>,
+    /// Segment-wise prefix of the normalized path; always starts with `/`.
+    pub path_prefix: String,
+    pub upstream: UpstreamUrl,
+    pub inject: Inject,
+    pub user_header: HeaderName,
+    /// Served without login: an entry ending in `/` covers everything below it,
+    /// any other entry is one exact path.
+    pub public_paths: Vec<String>,
+    /// Forward the client's `Host` (true) or the upstream's authority (false).
+    pub preserve_host: bool,
+}

@@ -1,0 +1,89 @@
+//! What `check-config` and start-up warn about: settings that are legal but risky,
+//! one sentence each. Above configuration and the limits calculator, so neither
+//! needs the other.
+
+use std::time::Duration;
+
+use crate::config::{Config, SESSION_KEYS_ENV, SecretBackend, canonical_ip, world_readable_mode};
+use crate::state::limits::budget;
+
+/// Risky-but-legal settings, one sentence each, for `check-config` and start-up.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if config.session.keys.is_empty() {
+        out.push(format!(
+            "session.keys: no session key; `keypin serve` will refuse to start \
+             (set {SESSION_KEYS_ENV} or session.keys, e.g. from `keypin gen-key`)"
+        ));
+    }
+    let per_minute = config.limits.login_per_ip.per_second() * 60.0;
+    if per_minute > 30.0 {
+        out.push(format!(
+            "limits.login_per_ip: {} allows {per_minute:.0} guesses a minute from one address",
+            config.limits.login_per_ip
+        ));
+    }
+    if config.limits.lockout_after == 0 || config.limits.lockout_after > 50 {
+        out.push(format!(
+            "limits.lockout_after: {} consecutive failures before a lockout is weak",
+            config.limits.lockout_after
+        ));
+    }
+    if let Some(p) = budget::weak_for_one_client(&config.limits, config.pin.min_digits) {
+        out.push(format!(
+            "limits: one address has a {:.1}% chance a year to hit one of 1,000 {}-digit PINs \
+             (see `keypin limits`); lower limits.login_per_ip, raise lockouts or pin.min_digits",
+            p * 100.0,
+            config.pin.min_digits
+        ));
+    }
+    if let Some(y) = budget::weak_against_a_botnet(&config.limits, config.pin.min_digits) {
+        out.push(format!(
+            "limits.attack_failures: 1,000 addresses could find {:.1} of 1,000 {}-digit PINs a year \
+             within the global failure budget; PINs of {} digits (or a smaller budget) keep it under one",
+            y.pins_with_budget, config.pin.min_digits, y.safe_digits
+        ));
+    }
+    if config.pin.min_digits < 6 {
+        out.push(format!(
+            "pin.min_digits: {} digits is a small search space; rely on the limits or use 6+",
+            config.pin.min_digits
+        ));
+    }
+    if config.pin.min_response < Duration::from_millis(100) {
+        out.push("pin.min_response: under 100ms may let timing tell PINs apart".into());
+    }
+    for net in &config.server.trusted_proxies {
+        if net.prefix_len() == 0 {
+            out.push(format!("server.trusted_proxies: {net} trusts every peer's X-Forwarded-For"));
+        }
+    }
+    if !canonical_ip(config.server.admin_listen.ip()).is_loopback() {
+        out.push(format!(
+            "server.admin_listen: {} is not loopback; the admin listener is plain HTTP",
+            config.server.admin_listen
+        ));
+    }
+    if let SecretBackend::File { path } = &config.secrets.backend
+        && let Some(mode) = world_readable_mode(path)
+    {
+        out.push(format!("secrets.path: {} is readable by other users (mode {mode:o}); chmod 600 it", path.display()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn risky_settings_are_flagged() {
+        let text = "[limits]\nlogin_per_ip = \"100/min\"\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n\
+                    [[route]]\nupstream = \"http://127.0.0.1:8080\"\n";
+        let config = Config::parse(text, "test.toml", &|_| None).unwrap();
+        let w = warnings(&config).join("\n");
+        assert!(w.contains("limits.login_per_ip"), "{w}");
+        assert!(w.contains("server.trusted_proxies"), "{w}");
+        assert!(w.contains("session.keys"), "{w}");
+    }
+}

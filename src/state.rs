@@ -1,0 +1,7 @@
+//! Layer 3, the security state: sealed sessions and their revocations, login limits
+//! and lockouts, and the secrets behind the PINs (stores, cache, credentials).
+//! Decides nothing about HTTP; the request path above asks it questions.
+
+pub mod limits;
+pub mod secrets;
+pub mod session;

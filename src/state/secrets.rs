@@ -1,0 +1,37 @@
+//! Secret material and where it comes from: the `SecretStore` trait and its
+//! answers (`store`), the file and Key Vault stores, and the cache in front of them.
+//! Secret names embed PINs and secret values hold passwords: both print redacted.
+
+pub mod cache;
+pub mod file;
+pub mod keyvault;
+mod store;
+
+use std::sync::Arc;
+
+pub use store::*;
+
+use crate::config::{SecretBackend, SecretsConfig};
+use file::{FileError, FileStore};
+use keyvault::{KeyVaultError, KeyVaultStore};
+
+/// Why the configured secret store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("secrets: {0}")]
+    File(#[from] FileError),
+    #[error("secrets: {0}")]
+    KeyVault(#[from] KeyVaultError),
+}
+
+/// The secret store a configuration names; a file store is watched for changes.
+pub fn open(config: &SecretsConfig) -> Result<Arc<dyn SecretStore>, OpenError> {
+    Ok(match &config.backend {
+        SecretBackend::File { path } => {
+            let store = Arc::new(FileStore::load(path)?);
+            store.watch();
+            store
+        }
+        SecretBackend::KeyVault(kv) => Arc::new(KeyVaultStore::new(kv, config.request_timeout)?),
+    })
+}

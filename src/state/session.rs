@@ -1,0 +1,428 @@
+//! Sealed cookies: the session (AES-256-GCM through the cookie crate's private jar),
+//! key rotation (the first key seals, all open), absolute and idle expiry, sliding
+//! re-issue, and server-side revocation. Also seals keypin's other cookies (CSRF).
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{MAX_SESSION_TTL, SessionConfig};
+use crate::state::secrets::SecretName;
+
+/// A session is re-sealed with a new last-seen time at most this often.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
+/// Revoked session ids remembered at most.
+const MAX_REVOKED: u64 = 1_000_000;
+/// How long an opened session cookie is remembered, in seconds, so a browser's
+/// further requests skip AES-GCM and JSON. Expiry and revocation are still checked
+/// on every request; a due re-issue is sealed once and handed out for this long.
+const RECENT_SECS: u64 = 10;
+/// Slots of the memory of opened cookies (each holds at most one).
+const RECENT_SLOTS: usize = 4096;
+
+/// Session ids ended on the server (logout, deleted secret), shared by every
+/// configuration that is reloaded.
+pub type Revocations = moka::sync::Cache<String, ()>;
+
+/// An empty revocation table.
+pub fn revocations() -> Revocations {
+    moka::sync::Cache::builder().max_capacity(MAX_REVOKED).time_to_live(MAX_SESSION_TTL).build()
+}
+
+/// Random bytes in a session id.
+const SESSION_ID_BYTES: usize = 16;
+
+/// What the session cookie holds, sealed. Field names are short: it rides on every
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Random id, for revocation.
+    #[serde(rename = "i")]
+    pub id: String,
+    /// The secret this session resolves on every request.
+    #[serde(rename = "s")]
+    pub secret: SecretName,
+    #[serde(rename = "u")]
+    pub user: String,
+    /// Unix seconds of the login.
+    #[serde(rename = "t")]
+    pub issued: u64,
+    /// Unix seconds of the last re-issue.
+    #[serde(rename = "l")]
+    pub seen: u64,
+}
+
+/// A session opened from a request, and a re-sealed cookie when it is due.
+#[derive(Debug)]
+pub struct Opened {
+    pub session: Session,
+    /// `Set-Cookie` value to send with the answer, when the idle timer slid.
+    pub refresh: Option<HeaderValue>,
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A fresh random token, URL-safe base64.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    BASE64URL.encode(buf)
+}
+
+pub struct Sessions {
+    /// The first seals; all open.
+    keys: Vec<Key>,
+    cookie_name: String,
+    ttl: Duration,
+    idle: Duration,
+    revoked: Revocations,
+    /// Recently opened session cookies. Only cookies that opened are kept, so
+    /// forged ones cannot fill it.
+    recent: Recent,
+}
+
+impl Sessions {
+    /// `config.keys` must not be empty (start-up refuses that earlier).
+    pub fn new(config: &SessionConfig, revoked: Revocations) -> Self {
+        assert!(!config.keys.is_empty(), "at least one session key");
+        Self {
+            keys: config.keys.iter().map(|k| Key::from(k.bytes())).collect(),
+            cookie_name: config.cookie_name.clone(),
+            ttl: config.ttl,
+            idle: config.idle_timeout,
+            revoked,
+            recent: Recent::new(),
+        }
+    }
+
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// Name of a companion cookie (`__Host-keypin-csrf`), sharing the prefix.
+    pub fn companion_name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.cookie_name)
+    }
+
+    /// A new session with a new id: a login never upgrades a cookie it was shown.
+    pub fn mint(&self, secret: SecretName, user: &str) -> (Session, HeaderValue) {
+        let t = now();
+        let session = Session { id: random_token(SESSION_ID_BYTES), secret, user: user.to_owned(), issued: t, seen: t };
+        let cookie = self.seal_session(&session);
+        (session, cookie)
+    }
+
+    fn seal_session(&self, session: &Session) -> HeaderValue {
+        let json = serde_json::to_string(session).expect("a session serializes");
+        let left = (session.issued + self.ttl.as_secs()).saturating_sub(now());
+        self.seal(&self.cookie_name, json, Duration::from_secs(left), SameSite::Lax)
+    }
+
+    /// Open the session cookie of a request: sealed by one of our keys, within its
+    /// absolute and idle lifetime, not revoked.
+    pub fn open(&self, headers: &HeaderMap) -> Option<Arc<Opened>> {
+        let t = now();
+        cookie_values(headers, &self.cookie_name).find_map(|value| {
+            let opened = match self.recent.get(value, t) {
+                Some(opened) => opened,
+                None => {
+                    let opened = Arc::new(self.unseal(value, t)?);
+                    self.recent.insert(value, opened.clone(), t);
+                    opened
+                }
+            };
+            self.is_live(&opened.session, t).then_some(opened)
+        })
+    }
+
+    /// Decrypt a session cookie's value and decide its re-issue.
+    fn unseal(&self, value: &str, t: u64) -> Option<Opened> {
+        let sealed = Cookie::new(self.cookie_name.clone(), value.to_owned());
+        let json = self.decrypt(sealed)?;
+        let session: Session = serde_json::from_str(&json).ok()?;
+        if !self.is_live(&session, t) {
+            return None;
+        }
+        let refresh = (t.saturating_sub(session.seen) >= REFRESH_EVERY.as_secs()).then(|| {
+            let slid = Session { seen: t, ..session.clone() };
+            self.seal_session(&slid)
+        });
+        Some(Opened { session, refresh })
+    }
+
+    /// Within its absolute and idle lifetime at `t`, and not revoked.
+    fn is_live(&self, s: &Session, t: u64) -> bool {
+        t < s.issued.saturating_add(self.ttl.as_secs())
+            && t < s.seen.saturating_add(self.idle.as_secs())
+            && s.seen >= s.issued
+            && !self.revoked.contains_key(&s.id)
+    }
+
+    /// End a session everywhere, not just in this browser.
+    pub fn revoke(&self, session: &Session) {
+        self.revoked.insert(session.id.clone(), ());
+    }
+
+    /// `Set-Cookie` that removes cookie `name`.
+    pub fn clear(&self, name: &str) -> HeaderValue {
+        let mut cookie = Cookie::build((name.to_owned(), "")).path("/").secure(true).http_only(true).build();
+        cookie.make_removal();
+        HeaderValue::try_from(cookie.to_string()).expect("cookie syntax is a valid header value")
+    }
+
+    /// `Set-Cookie` for a sealed cookie: `Secure; HttpOnly; Path=/` plus `same_site`.
+    pub fn seal(&self, name: &str, value: String, max_age: Duration, same_site: SameSite) -> HeaderValue {
+        let mut jar = CookieJar::new();
+        let cookie = Cookie::build((name.to_owned(), value))
+            .path("/")
+            .secure(true)
+            .http_only(true)
+            .same_site(same_site)
+            .max_age(cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX)));
+        jar.private_mut(&self.keys[0]).add(cookie);
+        let sealed = jar.get(name).expect("just added");
+        HeaderValue::try_from(sealed.to_string()).expect("sealed cookies are base64")
+    }
+
+    /// The plaintexts of every cookie `name` in the request that one of our keys opens.
+    pub fn open_sealed<'a>(&'a self, headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
+        cookie_values(headers, name)
+            .filter_map(move |value| self.decrypt(Cookie::new(name.to_owned(), value.to_owned())))
+    }
+
+    fn decrypt(&self, sealed: Cookie<'static>) -> Option<String> {
+        let jar = CookieJar::new();
+        self.keys.iter().find_map(|key| jar.private(key).decrypt(sealed.clone())).map(|c| c.value().to_owned())
+    }
+}
+
+/// A direct-mapped memory of recently opened session cookies: a keyed hash picks
+/// one slot per cookie, and a newer cookie takes the slot of an older one. O(1)
+/// with no background work, and bounded: [`RECENT_SLOTS`] entries at most.
+struct Recent {
+    hasher: RandomState,
+    slots: Box<[Mutex<Option<Remembered>>]>,
+}
+
+struct Remembered {
+    /// The keyed hash of `value`, compared first: a cookie value is only compared
+    /// byte by byte with one whose hash it matches, so timing reveals nothing.
+    hash: u64,
+    value: Box<str>,
+    opened: Arc<Opened>,
+    /// Unix seconds when it was opened.
+    at: u64,
+}
+
+impl Recent {
+    fn new() -> Self {
+        Self { hasher: RandomState::new(), slots: (0..RECENT_SLOTS).map(|_| Mutex::new(None)).collect() }
+    }
+
+    fn slot(&self, hash: u64) -> &Mutex<Option<Remembered>> {
+        &self.slots[(hash % RECENT_SLOTS as u64) as usize]
+    }
+
+    /// The session `value` opened to, if remembered and opened less than
+    /// [`RECENT_SECS`] before `t`.
+    fn get(&self, value: &str, t: u64) -> Option<Arc<Opened>> {
+        let hash = self.hasher.hash_one(value);
+        let slot = self.slot(hash).lock();
+        let r = slot.as_ref()?;
+        (r.hash == hash && t.saturating_sub(r.at) < RECENT_SECS && *r.value == *value).then(|| r.opened.clone())
+    }
+
+    fn insert(&self, value: &str, opened: Arc<Opened>, t: u64) {
+        let hash = self.hasher.hash_one(value);
+        *self.slot(hash).lock() = Some(Remembered { hash, value: value.into(), opened, at: t });
+    }
+}
+
+/// The values of every cookie `name` in the request's `Cookie` headers (HTTP/2
+/// may send several).
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    request_cookies(headers).filter(move |c| c.name() == name).filter_map(|c| c.value_raw())
+}
+
+/// Every cookie in the request's `Cookie` headers, borrowed from them.
+fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'_>> + '_ {
+    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(Cookie::split_parse).filter_map(Result::ok)
+}
+
+/// Remove keypin's own cookies from the `Cookie` headers before forwarding: the
+/// upstream has no business with them. `ours` tells a name is keypin's.
+pub fn strip_cookies(headers: &mut HeaderMap, ours: impl Fn(&str) -> bool) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let mut kept = String::new();
+    let mut keep = |pair: &str| {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    };
+    for value in headers.get_all(COOKIE) {
+        let Ok(text) = value.to_str() else {
+            // Not ours to judge: pass it on untouched.
+            keep(&String::from_utf8_lossy(value.as_bytes()));
+            continue;
+        };
+        for pair in text.split(';') {
+            let pair = pair.trim();
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+            if !pair.is_empty() && !ours(name) {
+                keep(pair);
+            }
+        }
+    }
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::try_from(kept)
+    {
+        headers.insert(COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SessionKey;
+
+    fn config(keys: Vec<SessionKey>, ttl: u64, idle: u64) -> SessionConfig {
+        SessionConfig {
+            cookie_name: "__Host-keypin".into(),
+            keys,
+            ttl: Duration::from_secs(ttl),
+            idle_timeout: Duration::from_secs(idle),
+        }
+    }
+
+    fn request_with(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::try_from(format!("theme=dark; {pair}")).unwrap());
+        h
+    }
+
+    fn secret() -> SecretName {
+        SecretName::for_pin("secret-", "1234")
+    }
+
+    #[test]
+    fn sealed_sessions_open_and_carry_the_right_attributes() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let (session, cookie) = sessions.mint(secret(), "user1");
+        let text = cookie.to_str().unwrap();
+        for attr in ["__Host-keypin=", "Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+            assert!(text.contains(attr), "{attr} missing in {text}");
+        }
+        assert!(!text.contains("user1") && !text.contains("1234"), "the cookie is sealed: {text}");
+        let opened = sessions.open(&request_with(&cookie)).unwrap();
+        assert_eq!(opened.session, session);
+        assert!(opened.refresh.is_none(), "a fresh session is not re-issued");
+    }
+
+    #[test]
+    fn tampered_truncated_and_foreign_cookies_do_not_open() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let (_, cookie) = sessions.mint(secret(), "user1");
+        let text = cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let (name, value) = text.split_once('=').unwrap();
+        let mut flipped = value.as_bytes().to_vec();
+        flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+        let cases = [
+            format!("{name}={}", String::from_utf8(flipped).unwrap()),
+            format!("{name}={}", &value[..value.len() / 2]),
+            format!("{name}="),
+            format!("{name}=not-base64!!"),
+            format!("__Host-other={value}"),
+        ];
+        for case in cases {
+            let mut h = HeaderMap::new();
+            h.insert(COOKIE, HeaderValue::try_from(case.clone()).unwrap());
+            assert!(sessions.open(&h).is_none(), "{case} opened");
+        }
+        let foreign = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        assert!(foreign.open(&request_with(&cookie)).is_none(), "another key must not open it");
+    }
+
+    #[test]
+    fn rotation_keeps_old_cookies_open() {
+        let (old, new) = (SessionKey::generate(), SessionKey::generate());
+        let before = Sessions::new(&config(vec![old.clone()], 3600, 600), revocations());
+        let (_, cookie) = before.mint(secret(), "user1");
+        let after = Sessions::new(&config(vec![new, old.clone()], 3600, 600), revocations());
+        assert!(after.open(&request_with(&cookie)).is_some());
+        let (_, fresh) = after.mint(secret(), "user1");
+        assert!(before.open(&request_with(&fresh)).is_none(), "new cookies are sealed with the new key");
+    }
+
+    #[test]
+    fn expired_idle_and_revoked_sessions_do_not_open() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let seal = |s: &Session| sessions.seal_session(s);
+        let t = now();
+        let base = Session { id: "x".into(), secret: secret(), user: "u".into(), issued: t, seen: t };
+        let expired = Session { issued: t - 3601, seen: t - 10, ..base.clone() };
+        assert!(sessions.open(&request_with(&seal(&expired))).is_none());
+        let idle = Session { issued: t - 1000, seen: t - 601, ..base.clone() };
+        assert!(sessions.open(&request_with(&seal(&idle))).is_none());
+        let sliding = Session { issued: t - 1000, seen: t - 120, ..base.clone() };
+        let opened = sessions.open(&request_with(&seal(&sliding))).unwrap();
+        let refreshed = sessions.open(&request_with(opened.refresh.as_ref().expect("due for re-issue"))).unwrap();
+        assert_eq!(refreshed.session.seen, t);
+        assert_eq!(refreshed.session.id, "x");
+        sessions.revoke(&base);
+        assert!(sessions.open(&request_with(&seal(&base))).is_none());
+    }
+
+    #[test]
+    fn a_remembered_cookie_is_still_checked_and_its_reissue_sealed_once() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let t = now();
+        let due = Session { id: "y".into(), secret: secret(), user: "u".into(), issued: t - 1000, seen: t - 120 };
+        let request = request_with(&sessions.seal_session(&due));
+        let first = sessions.open(&request).unwrap();
+        let again = sessions.open(&request).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second request is answered from memory");
+        assert_eq!(first.refresh, again.refresh, "one re-issue, not one per request");
+        sessions.revoke(&due);
+        assert!(sessions.open(&request).is_none(), "revocation reaches remembered cookies");
+
+        let short = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let ending = Session { id: "z".into(), secret: secret(), user: "u".into(), issued: t - 3599, seen: t - 10 };
+        let request = request_with(&short.seal_session(&ending));
+        assert!(short.open(&request).is_some());
+        // The same remembered entry, checked against the clock of a later request.
+        let value = cookie_values(&request, "__Host-keypin").next().unwrap();
+        let remembered = short.recent.get(value, t).unwrap();
+        assert!(!short.is_live(&remembered.session, t + 2), "expiry is checked on every request");
+        assert!(short.recent.get(value, t + RECENT_SECS).is_none(), "remembered for {RECENT_SECS} s only");
+    }
+
+    #[test]
+    fn keypins_cookies_are_stripped_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; __Host-keypin=secret; b=2"));
+        h.append(COOKIE, HeaderValue::from_static("__Host-keypin-csrf=t"));
+        strip_cookies(&mut h, |n| n.starts_with("__Host-keypin"));
+        assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+        let mut only = HeaderMap::new();
+        only.insert(COOKIE, HeaderValue::from_static("__Host-keypin=x"));
+        strip_cookies(&mut only, |n| n.starts_with("__Host-keypin"));
+        assert!(!only.contains_key(COOKIE));
+    }
+}

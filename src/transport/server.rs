@@ -1,0 +1,257 @@
+//! The TLS listener: accept loop bounded by `max_connections`, TLS handshake with a
+//! deadline, graceful shutdown. Each connection is then served by `connection`.
+//!
+//! Connections are served thread-per-core: the accept loop hands each one, in turn,
+//! to a worker thread running its own single-threaded runtime, where the
+//! connection, its requests and the upstream connections they reuse (the pool is
+//! the worker thread's) all live. A request then never wakes another thread.
+//!
+//! The listener knows nothing of the request path: it calls a [`Handler`].
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use rustls::ServerConfig as TlsConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, oneshot, watch};
+
+use crate::observe::metrics::Metrics;
+use crate::transport::allocator;
+use crate::transport::connection::{self, BoxError, Protocols};
+use crate::transport::tls_stream::TlsStream;
+
+/// Largest request head (request line + headers) accepted; larger gets `431`.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long in-flight requests may run on after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often each worker's runtime wakes without work (see [`Workers::start`]).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// What serves the requests of every connection: the request path, as the listener
+/// sees it.
+pub trait Handler: Send + Sync + 'static {
+    type Body: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Unpin + Send + 'static;
+
+    /// Serve one request from `peer`. Never fails: every error is an answer. Boxed:
+    /// hyper keeps a slot for the request future in every connection.
+    fn serve(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Response<Self::Body>> + Send>>;
+}
+
+/// Settings of the TLS listener.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    /// Bound on the TLS handshake and on reading each request head.
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serve TLS connections from `listener` on `workers` until `shutdown` resolves,
+/// then stop accepting and let in-flight requests finish for up to [`SHUTDOWN_GRACE`].
+pub async fn run<H: Handler>(
+    listener: TcpListener,
+    workers: Workers,
+    tls: Arc<TlsConfig>,
+    handler: Arc<H>,
+    settings: ListenerSettings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    // Connections hold a receiver until they end; `stop` turns them all.
+    let (stop, stopping) = watch::channel(false);
+    let protocols =
+        Arc::new(Protocols::new(settings.header_read_timeout, MAX_HEADER_BYTES, metrics.parked_connections.clone()));
+    tokio::pin!(shutdown);
+
+    for worker in (0..workers.len()).cycle() {
+        // Wait for a free slot first: excess connections stay in the listen backlog.
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        // Leave this runtime's reactor; the worker registers the socket with its own.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "could not hand the connection over");
+                continue;
+            }
+        };
+        let open = OpenConnection::count(metrics.clone());
+        let protocols = protocols.clone();
+        let mut shutdown = stopping.clone();
+        let handler = {
+            let handler = handler.clone();
+            move |req| handler.serve(req, peer)
+        };
+        // Made here, run on the worker (whose reactor registers the socket), and
+        // boxed: its state is freed once done, not kept in the task.
+        let handshake = Box::pin(handshake(tcp, tls.clone(), protocols.head_timeout()));
+        // What the task keeps, every idle connection keeps: each value below is
+        // moved in once and borrowed from there, whatever the paths use.
+        workers.spawn(worker, async move {
+            let _ = (&permit, &open);
+            let tls = match handshake.await {
+                Ok(tls) => tls,
+                Err(Handshake::Register(e)) => {
+                    return tracing::warn!(%peer, error = %e, "could not register the connection");
+                }
+                Err(Handshake::Failed(e)) => {
+                    open.0.tls_handshake_failures.inc();
+                    return tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(Handshake::TimedOut) => {
+                    open.0.tls_handshake_failures.inc();
+                    return tracing::debug!(%peer, "TLS handshake timed out");
+                }
+            };
+            // HTTP/2 only if ALPN chose it (RFC 9113 §3.3: over TLS it is negotiated).
+            let served = if tls.alpn_protocol() == Some(b"h2") {
+                Box::pin(connection::serve_http2(tls, &protocols, &handler, &mut shutdown)).await
+            } else {
+                connection::serve_http1(tls, &protocols, &handler, &mut shutdown).await
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop((listener, stopping));
+    stop.send_replace(true);
+    tracing::info!(connections = stop.receiver_count(), "shutting down; waiting for in-flight requests");
+    if tokio::time::timeout(SHUTDOWN_GRACE, stop.closed()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    workers.stop().await;
+}
+
+/// Why a connection has no TLS session.
+#[derive(Debug)]
+enum Handshake {
+    /// The worker's reactor did not take the socket.
+    Register(io::Error),
+    Failed(io::Error),
+    TimedOut,
+}
+
+/// Register `tcp` with the current runtime and run the TLS handshake, within
+/// `timeout`. The stream comes boxed: see `connection::serve_http1`.
+async fn handshake(
+    tcp: std::net::TcpStream,
+    tls: Arc<TlsConfig>,
+    timeout: Duration,
+) -> Result<Box<TlsStream<TcpStream>>, Handshake> {
+    let tcp = TcpStream::from_std(tcp).map_err(Handshake::Register)?;
+    match tokio::time::timeout(timeout, TlsStream::accept(tcp, tls)).await {
+        Ok(accepted) => accepted.map(Box::new).map_err(Handshake::Failed),
+        Err(_) => Err(Handshake::TimedOut),
+    }
+}
+
+/// Worker threads, each running a single-threaded runtime until stopped.
+pub struct Workers {
+    handles: Vec<Handle>,
+    stop: Vec<oneshot::Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Start `count` (at least one) worker threads.
+    pub fn start(count: usize) -> std::io::Result<Self> {
+        let mut workers = Self { handles: Vec::new(), stop: Vec::new(), threads: Vec::new() };
+        for i in 0..count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            workers.handles.push(runtime.handle().clone());
+            workers.stop.push(stop);
+            let thread = std::thread::Builder::new().name(format!("keypin-worker-{i}")).spawn(move || {
+                runtime.block_on(async {
+                    tokio::pin!(stopped);
+                    // A heartbeat: with a timer always due within a second, arming a
+                    // request's timers (header read, upstream answer) never moves the
+                    // driver's next wake-up earlier, which would cost an eventfd write.
+                    let mut tick = tokio::time::interval(HEARTBEAT);
+                    let mut release = tokio::time::interval(allocator::THREAD_CACHE_RELEASE);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = release.tick() => allocator::release_thread_cache(),
+                            _ = &mut stopped => break,
+                        }
+                    }
+                });
+                // Dropping the runtime cancels what is left: connections past the grace.
+            })?;
+            workers.threads.push(thread);
+        }
+        Ok(workers)
+    }
+
+    fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    fn spawn(&self, worker: usize, task: impl Future<Output = ()> + Send + 'static) {
+        drop(self.handles[worker].spawn(task));
+    }
+
+    /// Stop every worker and wait for its thread to end.
+    async fn stop(self) {
+        drop(self.stop);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Counts a connection in `keypin_open_connections` while it lives; its metrics.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn count(metrics: Arc<Metrics>) -> Self {
+        metrics.open_connections.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.dec();
+    }
+}
+
+/// The address a listener is bound to, for start-up messages and tests.
+pub fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener.local_addr().expect("a bound listener has an address")
+}

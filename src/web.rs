@@ -1,0 +1,12 @@
+//! Layer 4, the request path: the response body, path normalization, route
+//! selection, keypin's pages and its one status table, the login form, the upstream
+//! side (headers, streaming, upgrades) and the `Gateway` that joins them.
+
+pub(crate) mod body;
+pub(crate) mod error;
+pub mod gateway;
+pub mod login;
+pub(crate) mod page;
+pub mod path;
+pub mod proxy;
+pub mod route;

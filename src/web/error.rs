@@ -1,0 +1,210 @@
+//! `GatewayError` and its one status table: every failure on the request path ends
+//! here as a plain page that says what happened and never how.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
+use http::{Response, StatusCode};
+
+use crate::state::secrets::BackendError;
+use crate::web::body::{Body, full_body};
+use crate::web::path::PathError;
+
+/// Why a request could not be served. `Display` is for logs (it may hold internals);
+/// clients only ever see [`GatewayError::into_response`].
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Encoded separators, dot-segments or control bytes in the path: refused rather
+    /// than guessed at, so no spelling of a path can skip a check.
+    #[error("refused path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("no route matches")]
+    NoRoute,
+    #[error("method not allowed on a keypin page")]
+    MethodNotAllowed,
+    /// No valid session on a protected path. Browsers navigating (`GET`/`HEAD` that
+    /// accept HTML) are redirected to `location`; anything else gets `401`.
+    #[error("login required")]
+    LoginRequired { location: String, redirect: bool },
+    #[error("malformed PIN or form")]
+    MalformedPin,
+    #[error("unknown PIN")]
+    InvalidPin,
+    #[error("CSRF token or Origin mismatch")]
+    Csrf,
+    #[error("form body too large")]
+    FormTooLarge,
+    /// Too many attempts, or locked out: try again after `retry_after`.
+    #[error("rate limited")]
+    RateLimited { retry_after: std::time::Duration },
+    /// Attack mode: only known devices may sign in for `retry_after`.
+    #[error("attack mode: sign-in restricted to known devices")]
+    AttackMode { retry_after: std::time::Duration },
+    /// The secret backend failed. Never a wrong PIN: no lockout counts it.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cross-site WebSocket upgrade refused")]
+    CrossSiteUpgrade,
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(#[source] crate::transport::pool::UpstreamError),
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("building the upstream request: {0}")]
+    UpstreamRequest(#[from] http::Error),
+}
+
+impl GatewayError {
+    /// The status table. No `_` arm: a new variant must be placed here on purpose.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::LoginRequired { redirect: true, .. } => StatusCode::FOUND,
+            Self::LoginRequired { redirect: false, .. } | Self::InvalidPin => StatusCode::UNAUTHORIZED,
+            Self::MalformedPin => StatusCode::BAD_REQUEST,
+            Self::Csrf => StatusCode::FORBIDDEN,
+            Self::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } | Self::AttackMode { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CrossSiteUpgrade => StatusCode::FORBIDDEN,
+            Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The sentence shown to the client.
+    pub fn public_message(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::RateLimited { retry_after } => {
+                let secs = crate::state::limits::retry_after_secs(*retry_after);
+                format!("Too many sign-in attempts. Please try again in {secs} seconds.").into()
+            }
+            Self::AttackMode { retry_after } => {
+                let minutes = crate::state::limits::retry_after_secs(*retry_after).div_ceil(60);
+                format!(
+                    "Sign-in is temporarily restricted to devices that signed in before. \
+                     Please try again in {minutes} minute(s)."
+                )
+                .into()
+            }
+            other => other.fixed_message().into(),
+        }
+    }
+
+    /// `Retry-After` for answers that have one.
+    pub fn retry_after(&self) -> Option<HeaderValue> {
+        match self {
+            Self::RateLimited { retry_after } | Self::AttackMode { retry_after } => {
+                Some(HeaderValue::from(crate::state::limits::retry_after_secs(*retry_after)))
+            }
+            _ => None,
+        }
+    }
+
+    fn fixed_message(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "Too many sign-in attempts. Please try again later.",
+            Self::AttackMode { .. } => "Sign-in is temporarily restricted. Please try again later.",
+            Self::MethodNotAllowed => "This method is not allowed here.",
+            Self::LoginRequired { .. } => "Please sign in.",
+            Self::MalformedPin => "A PIN is a short number: please check it and try again.",
+            Self::InvalidPin => "Invalid PIN. Please try again.",
+            Self::Csrf => "This form has expired. Please try again.",
+            Self::FormTooLarge => "The form is too large.",
+            Self::Backend(_) => "Sign-in is temporarily unavailable. Please try again in a moment.",
+            Self::BadPath(_) => "The request path is not acceptable.",
+            Self::NoRoute => "Nothing is served at this address.",
+            Self::CrossSiteUpgrade => "Cross-site connections are not allowed.",
+            Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => {
+                "The application is not reachable right now. Please try again shortly."
+            }
+            Self::UpstreamTimeout => "The application took too long to answer. Please try again.",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        match self {
+            Self::LoginRequired { location, redirect: true } => {
+                let mut resp = Response::new(full_body(Bytes::new()));
+                *resp.status_mut() = status;
+                if let Ok(location) = HeaderValue::try_from(location) {
+                    resp.headers_mut().insert(LOCATION, location);
+                }
+                resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp
+            }
+            Self::LoginRequired { location, redirect: false } => {
+                let json = serde_json::json!({ "error": "login required", "login": location });
+                let mut resp = Response::new(full_body(json.to_string()));
+                *resp.status_mut() = status;
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp
+            }
+            other => {
+                let mut resp = error_page(status, &other.public_message());
+                if let Some(retry) = other.retry_after() {
+                    resp.headers_mut().insert(http::header::RETRY_AFTER, retry);
+                }
+                resp
+            }
+        }
+    }
+}
+
+/// A small self-contained HTML page for an error status.
+pub fn error_page(status: StatusCode, message: &str) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>{code} {reason}</title></head>\n<body><h1>{reason}</h1><p>{message}</p></body></html>\n",
+        code = status.as_u16(),
+    );
+    let mut resp = Response::new(full_body(Bytes::from(html)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_table() {
+        assert_eq!(GatewayError::BadPath(PathError::DotSegment).status(), 400);
+        assert_eq!(GatewayError::NoRoute.status(), 404);
+        assert_eq!(GatewayError::CrossSiteUpgrade.status(), 403);
+        assert_eq!(GatewayError::UpstreamTimeout.status(), 504);
+        assert_eq!(GatewayError::LoginRequired { location: "/".into(), redirect: true }.status(), 302);
+        assert_eq!(GatewayError::LoginRequired { location: "/".into(), redirect: false }.status(), 401);
+        assert_eq!(GatewayError::MalformedPin.status(), 400);
+        assert_eq!(GatewayError::InvalidPin.status(), 401);
+        assert_eq!(GatewayError::Csrf.status(), 403);
+        assert_eq!(GatewayError::FormTooLarge.status(), 413);
+        assert_eq!(GatewayError::Backend(BackendError::Timeout).status(), 503);
+        assert_eq!(GatewayError::MethodNotAllowed.status(), 405);
+        let limited = GatewayError::RateLimited { retry_after: std::time::Duration::from_millis(4500) };
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.retry_after().unwrap(), "5");
+        assert!(limited.public_message().contains("5 seconds"));
+        let build = http::Request::builder().header("bad\nname", "x").body(()).unwrap_err();
+        assert_eq!(GatewayError::UpstreamRequest(build).status(), 502);
+    }
+
+    #[test]
+    fn pages_hold_no_internals() {
+        let resp = GatewayError::Backend(BackendError::Unavailable("10.0.0.7:443 refused".into())).into_response();
+        let http_body_util::Either::Right(body) = resp.into_body() else { panic!("static page") };
+        assert!(!format!("{body:?}").contains("10.0.0.7"));
+        let resp = GatewayError::BadPath(PathError::EncodedSeparator).into_response();
+        assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        let http_body_util::Either::Right(body) = resp.into_body() else { panic!("static page") };
+        let text = format!("{body:?}");
+        assert!(!text.contains("%2F"), "{text}");
+    }
+}

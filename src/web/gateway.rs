@@ -1,0 +1,256 @@
+//! The request path: normalize, keypin's `/.keypin/` pages, route, session check,
+//! secret resolution, identity injection, proxy. `Gateway::handle` never fails:
+//! every error becomes a page here, logged once.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::config::{Config, RouteConfig, ServerConfig, canonical_ip};
+use crate::observe::metrics::Metrics;
+use crate::state::limits::{LimitStore, client_ip};
+use crate::state::secrets::Credentials;
+use crate::state::secrets::cache::{Resolved, SecretCache, Staleness};
+use crate::state::session::{Revocations, Sessions, strip_cookies};
+use crate::transport::server::Handler;
+use crate::web::body::Body;
+use crate::web::error::GatewayError;
+use crate::web::login::{Login, login_url};
+use crate::web::path::normalize_path;
+use crate::web::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
+use crate::web::route::{self, RESERVED_PREFIX, Router, same_origin};
+
+/// What outlives a configuration: kept across reloads.
+#[derive(Clone)]
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub revoked: Revocations,
+}
+
+/// Everything a request needs under one configuration, shared by all connections.
+/// A reload builds a new one; requests in flight finish on the one they started on.
+pub struct Gateway {
+    server: ServerConfig,
+    router: Router,
+    proxy: Proxy,
+    sessions: Arc<Sessions>,
+    secrets: Arc<SecretCache>,
+    login: Login,
+    limits: Arc<dyn LimitStore>,
+    metrics: Arc<Metrics>,
+}
+
+/// The `route` label of requests no route matched.
+const NO_ROUTE: &str = "none";
+/// The `route` label of keypin's own pages.
+const KEYPIN_ROUTE: &str = "keypin";
+/// The `tracing` target of the access log: one line per request, without query
+/// strings, cookies or credentials (`RUST_LOG=keypin::access=off` silences it).
+pub const ACCESS_LOG: &str = "keypin::access";
+
+impl Gateway {
+    /// `config.session.keys` must not be empty (`App` checks it first).
+    pub fn new(config: &Config, secrets: Arc<SecretCache>, limits: Arc<dyn LimitStore>, shared: &Shared) -> Self {
+        let sessions = Arc::new(Sessions::new(&config.session, shared.revoked.clone()));
+        let metrics = shared.metrics.clone();
+        Self {
+            server: config.server.clone(),
+            router: Router::new(config.routes.clone()),
+            proxy: Proxy::new(config.server.upstream_timeout, metrics.clone()),
+            login: Login::new(
+                config.pin.clone(),
+                sessions.clone(),
+                secrets.clone(),
+                limits.clone(),
+                metrics.clone(),
+                config.limits.attack_failures.count.get(),
+                config.ui.clone(),
+            ),
+            sessions,
+            secrets,
+            limits,
+            metrics,
+        }
+    }
+
+    pub fn secrets(&self) -> &Arc<SecretCache> {
+        &self.secrets
+    }
+
+    pub fn limits(&self) -> &Arc<dyn LimitStore> {
+        &self.limits
+    }
+
+    /// Serve one request from `peer`. Never fails.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        // What the access log needs, gathered only when it is on. The path only:
+        // queries may carry tokens.
+        let access = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| {
+            let client = client_ip(peer.ip(), req.headers(), &self.server);
+            (std::time::Instant::now(), req.method().clone(), req.uri().path().to_owned(), client)
+        });
+        let mut route = NO_ROUTE;
+        let resp = match self.serve(req, peer, &mut route).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(error = %e, route, "request failed");
+                } else {
+                    tracing::debug!(error = %e, route, "request refused");
+                }
+                e.into_response()
+            }
+        };
+        self.metrics.request(route, resp.status().as_u16());
+        if let Some((started, method, path, client)) = access {
+            let bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info!(
+                target: ACCESS_LOG,
+                %method,
+                path,
+                route,
+                status = resp.status().as_u16(),
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                bytes,
+                client = %client,
+            );
+        }
+        resp
+    }
+
+    /// The request path; `label` learns the route's name as soon as it is known.
+    async fn serve<'a>(
+        &'a self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        label: &mut &'a str,
+    ) -> Result<Response<Body>, GatewayError> {
+        let peer_ip = canonical_ip(peer.ip());
+        if req.uri().path().starts_with(RESERVED_PREFIX) {
+            let path = normalize_path(req.uri().path())?.into_owned();
+            *label = KEYPIN_ROUTE;
+            let client = client_ip(peer_ip, req.headers(), &self.server);
+            // Boxed: the sign-in path is rare, and would otherwise enlarge every request's future.
+            return Box::pin(self.login.handle(req, &path, client)).await;
+        }
+        let (mut parts, body) = req.into_parts();
+        let prepared = self.prepare(&mut parts, peer_ip).await;
+        if let Some(route) = prepared.route {
+            *label = &route.name;
+        }
+        let Prepared { route, path, forwarding, identity, refresh } = prepared.result?;
+        let req = Request::from_parts(parts, body);
+        let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref()).await?;
+        if let Some(cookie) = refresh {
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        Ok(resp)
+    }
+
+    /// Everything before the upstream call, for a request outside `/.keypin/`:
+    /// normalize the path, pick the route, check the session, resolve the secret,
+    /// decide the identity and the forwarding headers, strip keypin's cookies.
+    pub async fn prepare<'a>(&'a self, parts: &mut Parts, peer: IpAddr) -> PrepareOutcome<'a> {
+        let mut route_seen = None;
+        let result = self.prepare_inner(parts, peer, &mut route_seen).await;
+        PrepareOutcome { route: route_seen, result }
+    }
+
+    async fn prepare_inner<'a>(
+        &'a self,
+        parts: &mut Parts,
+        peer: IpAddr,
+        route_seen: &mut Option<&'a RouteConfig>,
+    ) -> Result<Prepared<'a>, GatewayError> {
+        let path = normalize_path(parts.uri.path())?.into_owned();
+        if path.starts_with(RESERVED_PREFIX) {
+            // Only a disguised spelling of keypin's own prefix gets here.
+            return Err(GatewayError::NoRoute);
+        }
+        let host = route::request_host_of(&parts.headers, &parts.uri);
+        let route = self.router.select(host.as_deref(), &path).ok_or(GatewayError::NoRoute)?;
+        *route_seen = Some(route);
+        if upgrade_protocol(&parts.headers).is_some() && !same_origin(&parts.headers, &parts.uri) {
+            return Err(GatewayError::CrossSiteUpgrade);
+        }
+        let (identity, refresh) = if route::is_public(route, &path) {
+            (None, None)
+        } else {
+            let opened = self.sessions.open(&parts.headers).ok_or_else(|| login_required(parts))?;
+            let creds = match self.secrets.resolve(&opened.session.secret, Staleness::AllowStale).await {
+                Ok(Resolved::Found(creds)) => creds,
+                Ok(Resolved::NotFound) => {
+                    // The secret was deleted or disabled: the session ends with it.
+                    self.sessions.revoke(&opened.session);
+                    return Err(login_required(parts));
+                }
+                Err(e) => return Err(GatewayError::Backend(e)),
+            };
+            (Some(identity_for(route, &creds)), opened.refresh.clone())
+        };
+        strip_cookies(&mut parts.headers, |name| self.is_keypin_cookie(name));
+        let forwarding = Forwarding {
+            peer,
+            trusted_peer: self.server.is_trusted_proxy(peer),
+            host: route::request_authority(&parts.headers, &parts.uri).and_then(|a| HeaderValue::from_str(a).ok()),
+        };
+        Ok(Prepared { route, path, forwarding, identity, refresh })
+    }
+
+    /// keypin's cookies: the session cookie and its companions (`…-csrf`).
+    fn is_keypin_cookie(&self, name: &str) -> bool {
+        let ours = self.sessions.cookie_name();
+        name.strip_prefix(ours).is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    }
+}
+
+/// The gateway in service when a request arrives serves it to the end; a reload
+/// swaps in the next one for later requests.
+impl Handler for ArcSwap<Gateway> {
+    type Body = Body;
+
+    fn serve(&self, req: Request<Incoming>, peer: SocketAddr) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
+        let gateway = self.load_full();
+        Box::pin(async move { gateway.handle(req, peer).await })
+    }
+}
+
+/// A request ready for its upstream.
+pub struct Prepared<'a> {
+    pub route: &'a RouteConfig,
+    pub path: String,
+    pub forwarding: Forwarding,
+    pub identity: Option<Identity>,
+    /// A re-sealed session cookie to send back, when the idle timer slid.
+    pub refresh: Option<HeaderValue>,
+}
+
+/// `prepare`'s answer, with the route it found even when it then refused.
+pub struct PrepareOutcome<'a> {
+    pub route: Option<&'a RouteConfig>,
+    pub result: Result<Prepared<'a>, GatewayError>,
+}
+
+/// What the route injects for these credentials.
+fn identity_for(route: &RouteConfig, creds: &Credentials) -> Identity {
+    Identity {
+        authorization: route.inject.basic().then(|| creds.basic.clone()),
+        user: route.inject.header().then(|| creds.user.clone()),
+    }
+}
+
+/// Browsers navigating to a page are sent to the login form; API clients get `401`.
+fn login_required(req: &Parts) -> GatewayError {
+    let navigating = matches!(req.method, Method::GET | Method::HEAD)
+        && req.headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"));
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    GatewayError::LoginRequired { location: login_url(target), redirect: navigating }
+}

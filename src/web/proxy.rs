@@ -1,0 +1,402 @@
+//! The upstream side: header rewriting (hop-by-hop, forwarding headers, identity
+//! stripping and injection), streaming bodies both ways through the per-worker
+//! connection pools, and WebSocket upgrades.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::config::RouteConfig;
+use crate::observe::metrics::Metrics;
+use crate::transport::pool::{Origin, Pool};
+use crate::web::body::Body;
+use crate::web::error::GatewayError;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `Keep-Alive` and
+/// `Proxy-Connection`): they describe one connection and must not be forwarded.
+/// `Proxy-Authorization` belongs here too, and is an identity header besides.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Identity headers a client could send to impersonate someone; all are removed
+/// before keypin injects its own. Compared after folding `_` and `.` to `-`, because
+/// CGI/PHP backends map `X_Forwarded_User` and `X-Forwarded-User` to one variable.
+const IDENTITY_HEADERS: [&str; 7] = [
+    "authorization",
+    "proxy-authorization",
+    "x-forwarded-user",
+    "x-remote-user",
+    "remote-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
+const UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
+
+/// Facts about the client connection that the forwarding headers carry.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// The socket peer (IPv4-mapped addresses already unmapped).
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy whose forwarding headers are kept.
+    pub trusted_peer: bool,
+    /// The `Host` (or HTTP/2 authority) the client asked for.
+    pub host: Option<HeaderValue>,
+}
+
+/// What keypin adds for an authenticated user.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// Ready `Authorization: Basic …` value, when the route injects Basic.
+    pub authorization: Option<HeaderValue>,
+    /// Username for the route's user header, when it injects one.
+    pub user: Option<HeaderValue>,
+}
+
+/// Fold a lower-case header name as CGI does and compare it with `target`.
+fn folds_to(name: &str, target: &str) -> bool {
+    name.len() == target.len()
+        && name.bytes().zip(target.bytes()).all(|(a, b)| if a == b'_' || a == b'.' { b == b'-' } else { a == b })
+}
+
+fn is_identity_header(name: &HeaderName, user_header: &HeaderName) -> bool {
+    let name = name.as_str();
+    folds_to(name, user_header.as_str()) || IDENTITY_HEADERS.iter().any(|t| folds_to(name, t))
+}
+
+/// Whether a request asks to switch protocols (HTTP/1.1 `Connection: upgrade`);
+/// returns the requested protocol.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants { headers.get(header::UPGRADE).cloned() } else { None }
+}
+
+/// Remove hop-by-hop headers, including every header named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Rewrite a client's request headers for the upstream: drop hop-by-hop and every
+/// identity header the client sent, set the forwarding headers, then add keypin's
+/// own identity. An upgrade (WebSocket) keeps its `Connection`/`Upgrade` pair.
+pub fn rewrite_request_headers(
+    headers: &mut HeaderMap,
+    route: &RouteConfig,
+    fwd: &Forwarding,
+    identity: Option<&Identity>,
+) {
+    let upgrade = upgrade_protocol(headers);
+    remove_hop_by_hop(headers);
+
+    let spoofed: Vec<HeaderName> =
+        headers.keys().filter(|n| is_identity_header(n, &route.user_header)).cloned().collect();
+    for name in &spoofed {
+        headers.remove(name);
+    }
+
+    set_forwarding_headers(headers, fwd);
+
+    if let Some(proto) = upgrade {
+        headers.insert(header::CONNECTION, UPGRADE_TOKEN);
+        headers.insert(header::UPGRADE, proto);
+    }
+    if let Some(id) = identity {
+        if let Some(auth) = &id.authorization {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
+        if let Some(user) = &id.user {
+            headers.insert(route.user_header.clone(), user.clone());
+        }
+    }
+}
+
+/// `X-Forwarded-For/Proto/Host`, `X-Real-IP` and `Forwarded`. A client that is not a
+/// trusted proxy cannot choose any of them: they are replaced, never appended to.
+fn set_forwarding_headers(headers: &mut HeaderMap, fwd: &Forwarding) {
+    let peer = HeaderValue::from_str(&fwd.peer.to_string()).expect("an IP address is a valid header value");
+    if fwd.trusted_peer {
+        let prior: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+        let chain = if prior.is_empty() {
+            peer.clone()
+        } else {
+            HeaderValue::from_str(&format!("{}, {}", prior.join(", "), fwd.peer)).unwrap_or_else(|_| peer.clone())
+        };
+        headers.insert(X_FORWARDED_FOR, chain);
+        headers.entry(X_FORWARDED_PROTO).or_insert(HTTPS);
+        if let Some(host) = &fwd.host {
+            headers.entry(X_FORWARDED_HOST).or_insert_with(|| host.clone());
+        }
+        headers.entry(X_REAL_IP).or_insert(peer);
+    } else {
+        headers.remove(&FORWARDED);
+        headers.insert(X_FORWARDED_FOR, peer.clone());
+        headers.insert(X_FORWARDED_PROTO, HTTPS);
+        match &fwd.host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+        headers.insert(X_REAL_IP, peer);
+    }
+}
+
+/// Where to send a request upstream: the route's origin, and the origin-form URI
+/// of its base path, then the (normalized) request path and the query as sent.
+fn upstream_target(route: &RouteConfig, path: &str, query: Option<&str>) -> Result<(Origin, Uri), http::Error> {
+    let up = &route.upstream;
+    let pq = match query {
+        Some(q) => format!("{}{path}?{q}", up.base_path),
+        None if up.base_path.is_empty() => path.to_owned(),
+        None => format!("{}{path}", up.base_path),
+    };
+    let origin = Origin { scheme: up.scheme.clone(), authority: up.authority.clone() };
+    Ok((origin, Uri::from(PathAndQuery::try_from(pq)?)))
+}
+
+/// The upstream side of the gateway. Upstream connections come from the pool of
+/// the worker thread serving the request ([`Pool::of_this_thread`]), so a request
+/// reuses connections driven on its own thread and never wakes another one, and the
+/// pools outlive configuration reloads.
+pub struct Proxy {
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    /// `timeout` bounds the wait for the upstream's response head.
+    pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { timeout, metrics }
+    }
+
+    /// Send `req` to the route's upstream and stream the answer back. `path` is the
+    /// normalized request path.
+    pub async fn forward(
+        &self,
+        route: &RouteConfig,
+        path: &str,
+        mut req: Request<Incoming>,
+        fwd: &Forwarding,
+        identity: Option<&Identity>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (origin, uri) = upstream_target(route, path, req.uri().query())?;
+        let client_upgrade = upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
+
+        rewrite_request_headers(req.headers_mut(), route, fwd, identity);
+        let host = match &fwd.host {
+            Some(host) if route.preserve_host => host.clone(),
+            _ => HeaderValue::from_str(origin.authority.as_str()).expect("an authority is a valid header value"),
+        };
+        req.headers_mut().insert(header::HOST, host);
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+
+        let started = std::time::Instant::now();
+        let pool = Pool::of_this_thread();
+        let answer = tokio::time::timeout(self.timeout, pool.send(&origin, req)).await;
+        self.metrics.upstream_duration(started.elapsed().as_secs_f64());
+        let mut resp = answer.map_err(|_| GatewayError::UpstreamTimeout)?.map_err(GatewayError::UpstreamUnreachable)?;
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let Ok((client, upstream)) = tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+            return Ok(resp.map(Either::Left));
+        }
+        remove_hop_by_hop(resp.headers_mut());
+        Ok(resp.map(Either::Left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Inject, UpstreamUrl};
+
+    fn route() -> RouteConfig {
+        RouteConfig {
+            name: "r".into(),
+            host: None,
+            path_prefix: "/".into(),
+            upstream: "http://127.0.0.1:9/base".parse::<UpstreamUrl>().unwrap(),
+            inject: Inject::Both,
+            user_header: HeaderName::from_static("x-app-user"),
+            public_paths: vec![],
+            preserve_host: true,
+        }
+    }
+
+    fn fwd(trusted: bool) -> Forwarding {
+        Forwarding {
+            peer: "192.0.2.7".parse().unwrap(),
+            trusted_peer: trusted,
+            host: Some(HeaderValue::from_static("app.example.com")),
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-connection", "keep-alive"),
+            ("upgrade", "h2c"),
+            ("x-kept", "yes"),
+        ]);
+        rewrite_request_headers(&mut h, &route(), &fwd(false), None);
+        for gone in
+            ["connection", "keep-alive", "x-secret-hop", "te", "transfer-encoding", "proxy-connection", "upgrade"]
+        {
+            assert!(!h.contains_key(gone), "{gone} should be removed");
+        }
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn identity_headers_are_stripped_in_every_spelling_then_injected() {
+        let mut h = headers(&[
+            ("authorization", "Basic Zm9yZ2Vk"),
+            ("authorization", "Bearer second"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-forwarded-user", "admin"),
+            ("x_forwarded_user", "admin"),
+            ("x.forwarded.user", "admin"),
+            ("x-remote-user", "admin"),
+            ("remote_user", "admin"),
+            ("x-auth-request-user", "admin"),
+            ("x-auth-request-email", "admin@example.com"),
+            ("x_app_user", "admin"),
+            ("x-app-user", "admin"),
+            ("x-forwarded-username", "kept: not an identity header"),
+        ]);
+        let id = Identity {
+            authorization: Some(HeaderValue::from_static("Basic dXNlcjE6cA==")),
+            user: Some(HeaderValue::from_static("user1")),
+        };
+        rewrite_request_headers(&mut h, &route(), &fwd(false), Some(&id));
+        assert_eq!(h.get_all("authorization").iter().collect::<Vec<_>>(), ["Basic dXNlcjE6cA=="]);
+        assert_eq!(h.get_all("x-app-user").iter().collect::<Vec<_>>(), ["user1"]);
+        for gone in [
+            "proxy-authorization",
+            "x-forwarded-user",
+            "x_forwarded_user",
+            "x.forwarded.user",
+            "x-remote-user",
+            "remote_user",
+            "x-auth-request-user",
+            "x-auth-request-email",
+            "x_app_user",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} should be removed");
+        }
+        assert!(h.contains_key("x-forwarded-username"));
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_choose_forwarding_headers() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "10.9.9.9"),
+            ("x-forwarded-for", "10.8.8.8"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-real-ip", "10.9.9.9"),
+            ("forwarded", "for=10.9.9.9"),
+        ]);
+        rewrite_request_headers(&mut h, &route(), &fwd(false), None);
+        assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["192.0.2.7"]);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert!(!h.contains_key("forwarded"));
+    }
+
+    #[test]
+    fn trusted_proxies_extend_the_chain() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "198.51.100.2"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "public.example"),
+            ("forwarded", "for=203.0.113.1"),
+        ]);
+        rewrite_request_headers(&mut h, &route(), &fwd(true), None);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 198.51.100.2, 192.0.2.7");
+        assert_eq!(h["x-forwarded-host"], "public.example");
+        assert!(h.contains_key("forwarded"));
+    }
+
+    #[test]
+    fn websocket_upgrades_keep_their_headers() {
+        let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
+        assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
+        rewrite_request_headers(&mut h, &route(), &fwd(false), None);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["sec-websocket-key"], "k");
+    }
+
+    #[test]
+    fn upstream_target_joins_base_path_and_query() {
+        let (origin, uri) = upstream_target(&route(), "/x/y", Some("a=1&b=%2F")).unwrap();
+        assert_eq!((origin.scheme.as_str(), origin.authority.as_str()), ("http", "127.0.0.1:9"));
+        assert_eq!(uri.to_string(), "/base/x/y?a=1&b=%2F");
+        let mut r = route();
+        r.upstream = "https://app.internal".parse().unwrap();
+        let (origin, uri) = upstream_target(&r, "/", None).unwrap();
+        assert_eq!(
+            (origin.scheme.as_str(), origin.authority.as_str(), uri.to_string().as_str()),
+            ("https", "app.internal", "/")
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Route selection: the table that picks a `[[route]]` by host and normalized path
+//! prefix, the host and authority a request names, and the same-origin check.
+
+use crate::config::RouteConfig;
+
+/// URL prefix keypin keeps for itself on every host.
+pub const RESERVED_PREFIX: &str = "/.keypin/";
+
+/// The host a request names (lower-cased, without port), from `Host` or the
+/// HTTP/2 authority.
+pub fn request_host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    let raw = request_authority(headers, uri)?;
+    let authority: http::uri::Authority = raw.parse().ok()?;
+    Some(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+}
+
+/// The authority (`host[:port]`) a request was sent to, from `Host` or the HTTP/2
+/// authority.
+pub fn request_authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    match headers.get(http::header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => uri.authority().map(http::uri::Authority::as_str),
+    }
+}
+
+/// A browser's `Origin`, when present, must name the site it is talking to: a
+/// cross-site page must not post a login or open a WebSocket with the user's
+/// cookies. An absent `Origin` passes (non-browser clients, older browsers); the
+/// CSRF token covers those.
+pub fn same_origin(headers: &http::HeaderMap, uri: &http::Uri) -> bool {
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let Some(authority) = request_authority(headers, uri) else {
+        return false;
+    };
+    origin.to_str().ok().and_then(|o| o.strip_prefix("https://")).is_some_and(|o| o.eq_ignore_ascii_case(authority))
+}
+
+/// Whether `path` is `prefix` or lies below it, segment-wise: `/app` covers `/app`
+/// and `/app/x` but not `/apple`.
+fn under_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// The routes, most specific first: a named host before any host, then the
+/// longest path prefix.
+#[derive(Debug)]
+pub struct Router {
+    routes: Vec<RouteConfig>,
+}
+
+impl Router {
+    pub fn new(mut routes: Vec<RouteConfig>) -> Self {
+        routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path_prefix.len())));
+        Self { routes }
+    }
+
+    /// The route for a normalized path on a host, if any.
+    pub fn select(&self, host: Option<&str>, path: &str) -> Option<&RouteConfig> {
+        self.routes
+            .iter()
+            .find(|r| r.host.as_deref().is_none_or(|h| Some(h) == host) && under_prefix(path, &r.path_prefix))
+    }
+}
+
+/// Whether a normalized path is served without login on this route.
+pub fn is_public(route: &RouteConfig, path: &str) -> bool {
+    route.public_paths.iter().any(|p| if p.ends_with('/') { path.starts_with(p.as_str()) } else { path == p })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Inject, UpstreamUrl};
+
+    fn route(name: &str, host: Option<&str>, prefix: &str, public: &[&str]) -> RouteConfig {
+        RouteConfig {
+            name: name.into(),
+            host: host.map(Into::into),
+            path_prefix: prefix.into(),
+            upstream: "http://127.0.0.1:1".parse::<UpstreamUrl>().unwrap(),
+            inject: Inject::Basic,
+            user_header: http::HeaderName::from_static("x-forwarded-user"),
+            public_paths: public.iter().map(|s| (*s).to_owned()).collect(),
+            preserve_host: true,
+        }
+    }
+
+    #[test]
+    fn most_specific_route_wins() {
+        let router = Router::new(vec![
+            route("any", None, "/", &[]),
+            route("api", None, "/api", &[]),
+            route("host", Some("app.example.com"), "/", &[]),
+        ]);
+        assert_eq!(router.select(Some("other"), "/x").unwrap().name, "any");
+        assert_eq!(router.select(Some("other"), "/api/v1").unwrap().name, "api");
+        assert_eq!(router.select(Some("other"), "/apiary").unwrap().name, "any");
+        assert_eq!(router.select(Some("app.example.com"), "/api").unwrap().name, "host");
+        let only_host = Router::new(vec![route("h", Some("a.example"), "/", &[])]);
+        assert!(only_host.select(Some("b.example"), "/").is_none());
+        assert!(only_host.select(None, "/").is_none());
+    }
+
+    #[test]
+    fn public_paths_are_exact_or_folder_prefixes() {
+        let r = route("r", None, "/", &["/favicon.ico", "/static/"]);
+        assert!(is_public(&r, "/favicon.ico"));
+        assert!(!is_public(&r, "/favicon.ico.bak"));
+        assert!(is_public(&r, "/static/app.css"));
+        assert!(!is_public(&r, "/static"));
+        assert!(!is_public(&r, "/staticx/a"));
+    }
+
+    #[test]
+    fn origin_must_match_the_authority() {
+        let check = |origin: Option<&str>| {
+            let mut b = http::Request::builder().uri("/ws").header("host", "app.example.com:8443");
+            if let Some(o) = origin {
+                b = b.header("origin", o);
+            }
+            let req = b.body(()).unwrap();
+            same_origin(req.headers(), req.uri())
+        };
+        assert!(check(None));
+        assert!(check(Some("https://App.Example.com:8443")));
+        assert!(!check(Some("https://evil.example")));
+        assert!(!check(Some("https://app.example.com")));
+        assert!(!check(Some("http://app.example.com:8443")));
+        assert!(!check(Some("null")));
+        let h2 = http::Request::builder()
+            .uri("https://app.example.com/")
+            .header("origin", "https://app.example.com")
+            .body(())
+            .unwrap();
+        assert!(same_origin(h2.headers(), h2.uri()));
+    }
+
+    #[test]
+    fn host_comes_from_host_header_or_authority() {
+        let req = http::Request::builder().uri("/").header("host", "App.Example.com:8443").body(()).unwrap();
+        assert_eq!(request_host_of(req.headers(), req.uri()).as_deref(), Some("app.example.com"));
+        let req = http::Request::builder().uri("https://[::1]:8443/").body(()).unwrap();
+        assert_eq!(request_host_of(req.headers(), req.uri()).as_deref(), Some("::1"));
+    }
+}
