@@ -6,6 +6,8 @@ mod de;
 mod files;
 mod load;
 mod model;
+#[cfg(test)]
+mod proptests;
 mod raw;
 mod redacted;
 #[cfg(test)]

@@ -12,10 +12,33 @@ pub fn login_success(user: &str, ip: IpAddr) {
     tracing::info!(target: TARGET, event = "login_success", user, ip = %ip);
 }
 
-/// `reason` is one of a fixed set: `invalid_pin`, `malformed`, `csrf`,
-/// `form_too_large`, `rate_limited`, `attack_mode`.
-pub fn login_failure(ip: IpAddr, reason: &'static str) {
-    tracing::info!(target: TARGET, event = "login_failure", ip = %ip, reason);
+/// Why a sign-in was refused, as the audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    InvalidPin,
+    Malformed,
+    Csrf,
+    FormTooLarge,
+    RateLimited,
+    AttackMode,
+}
+
+impl FailureReason {
+    /// The `reason` field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidPin => "invalid_pin",
+            Self::Malformed => "malformed",
+            Self::Csrf => "csrf",
+            Self::FormTooLarge => "form_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::AttackMode => "attack_mode",
+        }
+    }
+}
+
+pub fn login_failure(ip: IpAddr, reason: FailureReason) {
+    tracing::info!(target: TARGET, event = "login_failure", ip = %ip, reason = reason.as_str());
 }
 
 pub fn logout(user: &str, ip: IpAddr) {

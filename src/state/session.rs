@@ -297,6 +297,8 @@ pub fn strip_cookies(headers: &mut HeaderMap, ours: impl Fn(&str) -> bool) {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::SessionKey;

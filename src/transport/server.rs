@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use rustls::ServerConfig as TlsConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::observe::metrics::Metrics;
 use crate::transport::allocator;
@@ -79,30 +79,8 @@ pub async fn run<H: Handler>(
     tokio::pin!(shutdown);
 
     for worker in (0..workers.len()).cycle() {
-        // Wait for a free slot first: excess connections stay in the listen backlog.
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        // Leave this runtime's reactor; the worker registers the socket with its own.
-        let tcp = match tcp.into_std() {
-            Ok(tcp) => tcp,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "could not hand the connection over");
-                continue;
-            }
+        let Some((permit, tcp, peer)) = next_connection(&listener, &slots, shutdown.as_mut()).await else {
+            break;
         };
         let open = OpenConnection::count(metrics.clone());
         let protocols = protocols.clone();
@@ -150,6 +128,38 @@ pub async fn run<H: Handler>(
         tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
     }
     workers.stop().await;
+}
+
+/// The next connection, once a slot is free for it (excess connections stay in the
+/// listen backlog), taken out of this runtime's reactor so that a worker can
+/// register it with its own; `None` once `shutdown` resolves.
+async fn next_connection(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Option<(OwnedSemaphorePermit, std::net::TcpStream, SocketAddr)> {
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => return None,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return None,
+        };
+        let _ = tcp.set_nodelay(true);
+        match tcp.into_std() {
+            Ok(tcp) => return Some((permit, tcp, peer)),
+            Err(e) => tracing::debug!(%peer, error = %e, "could not hand the connection over"),
+        }
+    }
 }
 
 /// Why a connection has no TLS session.

@@ -15,7 +15,7 @@
 //! For hyper it behaves as tokio-rustls does: a read ends (`Ok` with nothing read)
 //! at the peer's `close_notify`; a TCP close without one fails it with
 //! `UnexpectedEof`, so a forged FIN cannot pass for the end of the data. A write
-//! encrypts at most [`MAX_WRITE`] bytes and waits until the ciphertext of the
+//! encrypts at most [`MAX_WRITE`](records::MAX_WRITE) bytes and waits until the ciphertext of the
 //! previous one is sent, so a client that does not read holds at most one batch.
 //! A TLS error sends the alert rustls queued for it, if the socket takes it at
 //! once, and is returned as `InvalidData`, as is every later read or write that
@@ -28,8 +28,12 @@ use std::task::{Context, Poll, ready};
 
 use rustls::ServerConfig;
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
+use rustls::unbuffered::{ConnectionState, EncodeError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+mod records;
+use records::{RECORD_OVERHEAD, append, encode_room, encrypt_batch, queue_close_notify, read_plaintext};
+
 
 /// The least read from the socket at a time.
 const READ_SIZE: usize = 4 * 1024;
@@ -38,19 +42,6 @@ const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
 /// The most ciphertext held unprocessed: rustls joins a handshake message of up to
 /// 64 KiB from several records, all kept in the buffer until it is whole.
 const MAX_INCOMING: usize = 0xffff + MAX_RECORD;
-/// The most plaintext one write encrypts: with room for the overhead of up to
-/// [`MAX_WRITE_RECORDS`] records its buffer fits 32 KiB, the largest size jemalloc
-/// serves from its per-thread cache, so freeing the buffer whenever the connection
-/// waits costs a stream little.
-pub const MAX_WRITE: usize = 32 * 1024 - MAX_WRITE_RECORDS * RECORD_OVERHEAD;
-/// Records one write may make, counted as the encryption estimates count them
-/// (one more per piece than whole 16 KiB in it): at most two joined pieces and
-/// two slices encrypted on their own.
-const MAX_WRITE_RECORDS: usize = 6;
-/// Small slices of one write are joined into records of up to this size.
-const JOIN_UP_TO: usize = 16 * 1024;
-/// Room reserved per record for its header, tag and padding before encrypting.
-const RECORD_OVERHEAD: usize = 64;
 
 /// What rustls waits for once it has processed all it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +132,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
 
     /// Let rustls process what was received, until it waits for something.
     /// Plaintext goes to `read` while it has room, then to `received`; `send` is
-    /// encrypted (up to [`MAX_WRITE`] bytes) once application data may flow, and so
+    /// encrypted (up to [`MAX_WRITE`](records::MAX_WRITE) bytes) once application data may flow, and so
     /// is our `close_notify` if `close`. Returns what rustls waits for and how many
     /// bytes of `send` it took.
     fn process(
@@ -158,18 +149,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
             let mut discard = status.discard;
             let next = match status.state? {
                 ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record = record?;
-                        discard += record.discard;
-                        let mut payload = record.payload;
-                        // Straight to the reader, unless earlier plaintext still waits.
-                        if let Some(buf) = read.as_deref_mut().filter(|_| self.received.is_empty()) {
-                            let n = payload.len().min(buf.remaining());
-                            buf.put_slice(&payload[..n]);
-                            payload = &payload[n..];
-                        }
-                        self.received.extend_from_slice(payload);
-                    }
+                    discard += read_plaintext(&mut traffic, read.as_deref_mut(), &mut self.received)?;
                     None
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
@@ -190,50 +170,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
                 ConnectionState::BlockedHandshake => Some((Next::Handshake, 0)),
                 ConnectionState::Closed => Some((Next::Closed, 0)),
                 ConnectionState::WriteTraffic(mut traffic) => {
-                    let mut encrypt = |plaintext: &[u8], out: &mut Vec<u8>| {
-                        let estimate = plaintext.len() + (plaintext.len() / (16 * 1024) + 1) * RECORD_OVERHEAD;
-                        append(out, estimate, |out| traffic.encrypt(plaintext, out), encrypt_room)
-                    };
-                    let mut taken = 0;
-                    if !self.closing {
-                        // A large write gets room for it all at once: growing as it
-                        // goes would double the buffer past the size it is meant to
-                        // fit. (A small one grows to its size: room reserved beyond
-                        // it would land in the size classes of long-lived state.)
-                        let total = send.iter().map(|s| s.len()).sum::<usize>().min(MAX_WRITE);
-                        if total > JOIN_UP_TO {
-                            self.outgoing.reserve_exact(total + MAX_WRITE_RECORDS * RECORD_OVERHEAD);
-                        }
-                        // Small slices (an HTTP/2 frame header, say) are joined
-                        // into one record with what follows them.
-                        let mut joined = Vec::new();
-                        for slice in send {
-                            let slice = &slice[..slice.len().min(MAX_WRITE - taken - joined.len())];
-                            if joined.len() + slice.len() > JOIN_UP_TO && !joined.is_empty() {
-                                encrypt(&joined, &mut self.outgoing).map_err(encrypt_error)?;
-                                taken += joined.len();
-                                joined.clear();
-                            }
-                            if slice.len() >= JOIN_UP_TO || send.len() == 1 {
-                                encrypt(slice, &mut self.outgoing).map_err(encrypt_error)?;
-                                taken += slice.len();
-                            } else {
-                                joined.extend_from_slice(slice);
-                            }
-                        }
-                        if !joined.is_empty() {
-                            encrypt(&joined, &mut self.outgoing).map_err(encrypt_error)?;
-                            taken += joined.len();
-                        }
-                    }
+                    let taken = if self.closing { 0 } else { encrypt_batch(&mut traffic, send, &mut self.outgoing)? };
                     if close && !self.closing {
-                        append(
-                            &mut self.outgoing,
-                            RECORD_OVERHEAD,
-                            |out| traffic.queue_close_notify(out),
-                            encrypt_room,
-                        )
-                        .map_err(encrypt_error)?;
+                        queue_close_notify(&mut traffic, &mut self.outgoing)?;
                         self.closing = true;
                     }
                     Some((Next::Traffic, taken))
@@ -461,49 +400,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
     }
 }
 
-/// Append to `out` what `write` puts into a slice at its end, first with room for
-/// `estimate` bytes, then with the room `too_small` says `write` asked for.
-fn append<E>(
-    out: &mut Vec<u8>,
-    estimate: usize,
-    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
-    too_small: impl Fn(&E) -> Option<usize>,
-) -> Result<usize, E> {
-    let at = out.len();
-    let mut room = estimate;
-    loop {
-        out.resize(at + room, 0);
-        let result = write(&mut out[at..]);
-        out.truncate(at + *result.as_ref().unwrap_or(&0));
-        match result {
-            Err(e) => match too_small(&e) {
-                Some(required) if required > room => room = required,
-                _ => return Err(e),
-            },
-            written => return written,
-        }
-    }
-}
-
-/// The room an encoding asked for, if that was its failure.
-fn encode_room(error: &EncodeError) -> Option<usize> {
-    match error {
-        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
-        _ => None,
-    }
-}
-
-/// The room an encryption asked for, if that was its failure.
-fn encrypt_room(error: &EncryptError) -> Option<usize> {
-    match error {
-        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
-        _ => None,
-    }
-}
-
-fn encrypt_error(_: EncryptError) -> rustls::Error {
-    rustls::Error::EncryptError
-}
-
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

@@ -97,7 +97,19 @@ impl GatewayError {
             Self::RateLimited { retry_after } | Self::AttackMode { retry_after } => {
                 Some(HeaderValue::from(crate::state::limits::retry_after_secs(*retry_after)))
             }
-            _ => None,
+            Self::BadPath(_)
+            | Self::NoRoute
+            | Self::MethodNotAllowed
+            | Self::LoginRequired { .. }
+            | Self::MalformedPin
+            | Self::InvalidPin
+            | Self::Csrf
+            | Self::FormTooLarge
+            | Self::Backend(_)
+            | Self::CrossSiteUpgrade
+            | Self::UpstreamUnreachable(_)
+            | Self::UpstreamTimeout
+            | Self::UpstreamRequest(_) => None,
         }
     }
 

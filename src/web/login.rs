@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::PinConfig;
 use crate::config::UiConfig;
-use crate::observe::audit;
+use crate::observe::audit::{self, FailureReason};
 use crate::observe::metrics::{LoginResult, Metrics};
 use crate::state::limits::{ClientKey, LimitStore, observe_attack_mode};
 use crate::state::secrets::SecretName;
@@ -224,17 +224,25 @@ impl Login {
     /// Count and audit a refused login, then show the form again saying why.
     fn refuse(&self, headers: &HeaderMap, client: IpAddr, error: GatewayError, rd: &str) -> Response<Body> {
         let (result, reason) = match &error {
-            GatewayError::Csrf => (LoginResult::Csrf, Some("csrf")),
-            GatewayError::RateLimited { .. } => (LoginResult::RateLimited, Some("rate_limited")),
-            GatewayError::AttackMode { .. } => (LoginResult::RateLimited, Some("attack_mode")),
-            GatewayError::InvalidPin => (LoginResult::InvalidPin, Some("invalid_pin")),
-            GatewayError::FormTooLarge => (LoginResult::Malformed, Some("form_too_large")),
+            GatewayError::Csrf => (LoginResult::Csrf, Some(FailureReason::Csrf)),
+            GatewayError::RateLimited { .. } => (LoginResult::RateLimited, Some(FailureReason::RateLimited)),
+            GatewayError::AttackMode { .. } => (LoginResult::RateLimited, Some(FailureReason::AttackMode)),
+            GatewayError::InvalidPin => (LoginResult::InvalidPin, Some(FailureReason::InvalidPin)),
+            GatewayError::FormTooLarge => (LoginResult::Malformed, Some(FailureReason::FormTooLarge)),
             GatewayError::Backend(e) => {
                 audit::backend_error(e.kind());
                 tracing::warn!(error = %e, "secret lookup failed at login");
                 (LoginResult::BackendError, None)
             }
-            _ => (LoginResult::Malformed, Some("malformed")),
+            GatewayError::MalformedPin
+            | GatewayError::BadPath(_)
+            | GatewayError::NoRoute
+            | GatewayError::MethodNotAllowed
+            | GatewayError::LoginRequired { .. }
+            | GatewayError::CrossSiteUpgrade
+            | GatewayError::UpstreamUnreachable(_)
+            | GatewayError::UpstreamTimeout
+            | GatewayError::UpstreamRequest(_) => (LoginResult::Malformed, Some(FailureReason::Malformed)),
         };
         self.metrics.login(result);
         if let Some(reason) = reason {
@@ -420,6 +428,8 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     resp
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,6 +68,8 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
 

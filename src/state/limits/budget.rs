@@ -161,7 +161,6 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
     let span = Duration::from_secs(days * 24 * 3600);
     let b = budget(limits, min_digits, attackers, span, users);
     let rate = limits.login_per_ip;
-    let per_guess = rate.per.as_secs_f64() / f64::from(rate.count.get());
     let burst = u64::from(rate.count.get());
     let pct = |p: f64| format!("{:.2}%", p * 100.0);
     let mut out = String::new();
@@ -202,6 +201,18 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
         b.expected_found_all
     ));
     out.push_str(&format!("  {:<28} {:>15}\n\n", "global ceiling", thousands(b.global)));
+    explain(&mut out, limits, &b, scenario);
+    out.push_str(&yearly_section(limits, min_digits, scenario));
+    out
+}
+
+/// The arithmetic behind the table, line by line.
+fn explain(out: &mut String, limits: &LimitsConfig, b: &Budget, scenario: Scenario) {
+    let Scenario { attackers, days, users } = scenario;
+    let span = Duration::from_secs(days * 24 * 3600);
+    let rate = limits.login_per_ip;
+    let per_guess = rate.per.as_secs_f64() / f64::from(rate.count.get());
+    let burst = u64::from(rate.count.get());
     out.push_str("How:\n");
     if limits.lockout_after == 0 {
         out.push_str(&format!(
@@ -235,8 +246,13 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
         thousands(b.pin_space),
         thousands(users)
     ));
+}
+
+/// A year of the scenario's attackers, with and without the global failure budget.
+fn yearly_section(limits: &LimitsConfig, min_digits: u8, scenario: Scenario) -> String {
+    let Scenario { attackers, users, .. } = scenario;
     let y = yearly_exposure(limits, min_digits, attackers, users);
-    out.push_str(&format!(
+    format!(
         "\nA year of {} addresses without known devices:\n  \
          (a) per-address limits alone: {} guesses, {:.1} PINs found\n  \
          (b) with the global failure budget ({} then attack mode for {}): {} guesses, {:.1} PINs found\n  \
@@ -249,8 +265,7 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
         thousands(y.guesses_with_budget),
         y.pins_with_budget,
         y.safe_digits,
-    ));
-    out
+    )
 }
 
 /// `1234567` as `1,234,567`.

@@ -1,0 +1,1 @@
+//! Property tests (to be written).
