@@ -1,7 +1,7 @@
 //! Operations: metrics values after scripted traffic, and live reconfiguration —
 //! certificate swap under a live HTTP/2 connection, limits and session keys changed
 //! without a restart, a broken edit refused, 1,000 requests in flight across a
-//! reload, SIGHUP to the real binary.
+//! reload, upstream connections kept across a reload, SIGHUP to the real binary.
 
 mod support;
 
@@ -144,6 +144,25 @@ async fn limits_and_session_keys_change_without_a_restart_and_a_broken_edit_is_r
     assert_eq!(second.get("/echo").await.status, StatusCode::OK);
     gw.reconfigure("this is not toml = = =").await;
     assert_eq!(second.get("/echo").await.status, StatusCode::OK);
+}
+
+/// The upstream connection a request went out on, as the upstream saw it.
+async fn upstream_peer(gw: &TestGateway) -> String {
+    let (resp, body) = send(&gw.client(Proto::H1), Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echoed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    echoed["peer"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn upstream_connections_are_the_workers_and_outlive_a_reload() {
+    let upstream = Upstream::spawn().await;
+    let config = format!("{}{}", session(&[TEST_SESSION_KEY]), route_table(&upstream.url(), "public_paths = [\"/\"]"));
+    let gw = TestGateway::start_watched("workers = 1\n", &config).await;
+    let before = upstream_peer(&gw).await;
+    assert_eq!(upstream_peer(&gw).await, before, "kept alive and reused");
+    gw.reconfigure(&format!("{config}\n# edited\n")).await;
+    assert_eq!(upstream_peer(&gw).await, before, "the same pooled connection after the reload");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,7 +57,7 @@ fn ignorable_line() -> impl Strategy<Value = String> {
     prop_oneof!["[ \t]{0,4}", "[ \t]{0,3}#[^\n\r\u{0}-\u{8}\u{a}-\u{1f}\u{7f}]{0,20}",]
 }
 
-/// `text` with a TOML basic string of `value`: every character escaped as TOML needs.
+/// `value` as a TOML string, every character escaped as TOML needs.
 fn quoted(value: &str) -> String {
     toml::Value::String(value.to_owned()).to_string()
 }
@@ -102,6 +102,7 @@ proptest! {
     fn any_rate_is_taken_or_refused_naming_its_key(value in prop_oneof![
         any::<String>(),
         "[0-9]{0,12}/[0-9]{0,4}[a-z]{0,6}",
+        " ?[0-9]{1,11} ?/ ?[0-9]{0,21} ?(s|sec|min|m|h|hour|d|ms|ns|us|y|w|fortnight)",
         "env:[A-Z_]{1,8}",
     ]) {
         let text = format!("[limits]\nlogin_per_ip = {}\n[[route]]\nupstream = \"{UPSTREAM}\"\n", quoted(&value));

@@ -158,10 +158,8 @@ where
 /// park the connection with nothing read past its last answer; the stream comes
 /// back then. `None` once hyper has closed the connection (the client's wish, an
 /// error, the shutdown) or handed it to an upgrade.
-///
-/// One piece on purpose: it is one state machine whose live fields are what every
-/// awake connection keeps (docs/benchmarks.md, Memory); split into helpers, each
-/// `await` point would hold its own copy of the stream and the activity state.
+/// One piece on purpose: every awake connection keeps this state machine, and
+/// helpers would each hold a copy of the stream across their `await`s.
 async fn serve_awake<T, H, F, B>(
     mut io: T,
     mut unread: Bytes,

@@ -269,6 +269,14 @@ mod tests {
         pool.idle.lock().values().map(VecDeque::len).sum()
     }
 
+    #[test]
+    fn each_thread_keeps_one_pool_for_its_life() {
+        let here = Pool::of_this_thread();
+        assert!(Arc::ptr_eq(&here, &Pool::of_this_thread()), "the same pool on every call");
+        let there = std::thread::spawn(|| Arc::as_ptr(&Pool::of_this_thread()) as usize).join().unwrap();
+        assert_ne!(there, Arc::as_ptr(&here) as usize, "another worker thread has a pool of its own");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_connections_are_closed_in_the_background_once_expired() {
         let pool = Pool::new(upstream_connector(Duration::from_secs(1)));

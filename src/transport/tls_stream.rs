@@ -34,7 +34,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 mod records;
 use records::{RECORD_OVERHEAD, append, encode_room, encrypt_batch, queue_close_notify, read_plaintext};
 
-
 /// The least read from the socket at a time.
 const READ_SIZE: usize = 4 * 1024;
 /// The largest TLS record on the wire: header, 2^14 bytes, TLS 1.2's most expansion.
@@ -309,7 +308,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
             let before = buf.filled().len();
             let next = match this.process(Some(&mut *buf), &[], false) {
                 Ok((next, _)) => next,
-                Err(e) => return Poll::Ready(Err(this.fail(cx, e))),
+                Err(e) => {
+                    let error = this.fail(cx, e);
+                    // Plaintext of the records before the bad one is handed over
+                    // first, as rustls' buffered connection does; the error (kept
+                    // in `failed`) comes with the next read.
+                    if buf.filled().len() > before || this.taken < this.received.len() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    return Poll::Ready(Err(error));
+                }
             };
             // What rustls queued while reading (a TLS 1.2 renegotiation refusal; a
             // key update's answer waits for the next write): sent if the socket
@@ -401,8 +409,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
 }
 
 #[cfg(test)]
-mod proptests;
-#[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

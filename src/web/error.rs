@@ -5,6 +5,8 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
 use http::{Response, StatusCode};
 
+use crate::observe::audit::FailureReason;
+use crate::observe::metrics::LoginResult;
 use crate::state::secrets::BackendError;
 use crate::web::body::{Body, full_body};
 use crate::web::path::PathError;
@@ -110,6 +112,28 @@ impl GatewayError {
             | Self::UpstreamUnreachable(_)
             | Self::UpstreamTimeout
             | Self::UpstreamRequest(_) => None,
+        }
+    }
+
+    /// How a refused sign-in counts: its metric, and its audit reason (none for a
+    /// backend failure, which is no attempt's fault).
+    pub fn login_outcome(&self) -> (LoginResult, Option<FailureReason>) {
+        match self {
+            Self::Csrf => (LoginResult::Csrf, Some(FailureReason::Csrf)),
+            Self::RateLimited { .. } => (LoginResult::RateLimited, Some(FailureReason::RateLimited)),
+            Self::AttackMode { .. } => (LoginResult::RateLimited, Some(FailureReason::AttackMode)),
+            Self::InvalidPin => (LoginResult::InvalidPin, Some(FailureReason::InvalidPin)),
+            Self::FormTooLarge => (LoginResult::Malformed, Some(FailureReason::FormTooLarge)),
+            Self::Backend(_) => (LoginResult::BackendError, None),
+            Self::MalformedPin
+            | Self::BadPath(_)
+            | Self::NoRoute
+            | Self::MethodNotAllowed
+            | Self::LoginRequired { .. }
+            | Self::CrossSiteUpgrade
+            | Self::UpstreamUnreachable(_)
+            | Self::UpstreamTimeout
+            | Self::UpstreamRequest(_) => (LoginResult::Malformed, Some(FailureReason::Malformed)),
         }
     }
 

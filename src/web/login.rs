@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::PinConfig;
 use crate::config::UiConfig;
-use crate::observe::audit::{self, FailureReason};
+use crate::observe::audit;
 use crate::observe::metrics::{LoginResult, Metrics};
 use crate::state::limits::{ClientKey, LimitStore, observe_attack_mode};
 use crate::state::secrets::SecretName;
@@ -223,27 +223,11 @@ impl Login {
 
     /// Count and audit a refused login, then show the form again saying why.
     fn refuse(&self, headers: &HeaderMap, client: IpAddr, error: GatewayError, rd: &str) -> Response<Body> {
-        let (result, reason) = match &error {
-            GatewayError::Csrf => (LoginResult::Csrf, Some(FailureReason::Csrf)),
-            GatewayError::RateLimited { .. } => (LoginResult::RateLimited, Some(FailureReason::RateLimited)),
-            GatewayError::AttackMode { .. } => (LoginResult::RateLimited, Some(FailureReason::AttackMode)),
-            GatewayError::InvalidPin => (LoginResult::InvalidPin, Some(FailureReason::InvalidPin)),
-            GatewayError::FormTooLarge => (LoginResult::Malformed, Some(FailureReason::FormTooLarge)),
-            GatewayError::Backend(e) => {
-                audit::backend_error(e.kind());
-                tracing::warn!(error = %e, "secret lookup failed at login");
-                (LoginResult::BackendError, None)
-            }
-            GatewayError::MalformedPin
-            | GatewayError::BadPath(_)
-            | GatewayError::NoRoute
-            | GatewayError::MethodNotAllowed
-            | GatewayError::LoginRequired { .. }
-            | GatewayError::CrossSiteUpgrade
-            | GatewayError::UpstreamUnreachable(_)
-            | GatewayError::UpstreamTimeout
-            | GatewayError::UpstreamRequest(_) => (LoginResult::Malformed, Some(FailureReason::Malformed)),
-        };
+        let (result, reason) = error.login_outcome();
+        if let GatewayError::Backend(e) = &error {
+            audit::backend_error(e.kind());
+            tracing::warn!(error = %e, "secret lookup failed at login");
+        }
         self.metrics.login(result);
         if let Some(reason) = reason {
             audit::login_failure(client, reason);

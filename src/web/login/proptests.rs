@@ -5,8 +5,8 @@
 
 use std::convert::Infallible;
 
-use http_body_util::StreamBody;
 use http_body::Frame;
+use http_body_util::StreamBody;
 use proptest::prelude::*;
 
 use super::*;

@@ -91,7 +91,10 @@ proptest! {
         if let Ok(once) = normalize_path(&raw) {
             let twice = normalize_path(&once);
             prop_assert_eq!(twice.as_deref(), Ok(&*once), "{:?} -> {:?}", raw, once);
-            prop_assert!(matches!(twice, Ok(Cow::Borrowed(_))), "a canonical path is not rewritten");
+            // Without an escape there is nothing to rewrite: the path is not copied.
+            if !once.contains('%') {
+                prop_assert!(matches!(twice, Ok(Cow::Borrowed(_))), "{:?} was copied", once);
+            }
         }
     }
 
@@ -129,6 +132,7 @@ proptest! {
                 raw.push(c);
             }
         }
-        prop_assert_eq!(normalize_path(&raw).as_deref(), Ok(plain.as_str()), "{:?}", raw);
+        let normalized = normalize_path(&raw);
+        prop_assert_eq!(normalized.as_deref(), Ok(plain.as_str()), "{:?}", raw);
     }
 }
