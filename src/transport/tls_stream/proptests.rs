@@ -11,11 +11,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_rustls::TlsConnector;
 
+use super::tests::server_and_roots;
 use super::*;
 use crate::transport::tls::provider;
 
@@ -34,18 +35,7 @@ struct Pki {
 
 /// One certificate for every case (rcgen is slow in a debug build).
 static PKI: LazyLock<Pki> = LazyLock::new(|| {
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert = CertificateDer::from(generated.cert.der().to_vec());
-    let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der()).unwrap();
-    let mut server = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).unwrap();
+    let (server, roots) = server_and_roots();
     Pki { server: Arc::new(server), roots: Arc::new(roots) }
 });
 

@@ -23,7 +23,9 @@ pub(super) struct Pki {
     pub(super) client: Arc<ClientConfig>,
 }
 
-pub(super) fn pki(versions: &[&'static rustls::SupportedProtocolVersion]) -> Pki {
+/// A server config for a new self-signed `localhost` certificate (ALPN h2 and
+/// http/1.1), and the roots that trust it.
+pub(super) fn server_and_roots() -> (ServerConfig, RootCertStore) {
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert = CertificateDer::from(generated.cert.der().to_vec());
     let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der()).unwrap();
@@ -36,6 +38,11 @@ pub(super) fn pki(versions: &[&'static rustls::SupportedProtocolVersion]) -> Pki
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let mut roots = RootCertStore::empty();
     roots.add(cert).unwrap();
+    (server, roots)
+}
+
+pub(super) fn pki(versions: &[&'static rustls::SupportedProtocolVersion]) -> Pki {
+    let (server, roots) = server_and_roots();
     let mut client = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)
         .unwrap()
