@@ -199,7 +199,10 @@ fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(terminal).boxed()
     };
-    let ops = ops.with_filter(env_filter).with_filter(filter::filter_fn(move |meta| !is_audit(meta)));
+    // The SDK's URLs hold secret names, so PINs: quiet whatever RUST_LOG says.
+    let ops = ops
+        .with_filter(env_filter)
+        .with_filter(filter::filter_fn(move |meta| !is_audit(meta) && keypin::observe::log::allowed(meta)));
     tracing_subscriber::registry().with(audit).with(ops).init();
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Layer 1, what keypin tells its operators: the Prometheus registry and the audit
-//! log. Below everything that counts or reports; imports only configuration.
+//! Layer 1, what keypin tells its operators: the Prometheus registry, the audit
+//! log, and what the operational log may show of other crates. Below everything that counts or reports; imports only configuration.
 
 pub mod audit;
+pub mod log;
 pub(crate) mod metrics;

@@ -1,6 +1,8 @@
 //! The PIN, the password, cookie values and session keys never reach a log: the real
 //! binary runs with debug logging through every login path, and everything it
-//! printed (operational, access and audit logs, all JSON lines) is searched.
+//! printed (operational, access and audit logs, all JSON lines) is searched; and
+//! with Key Vault unreachable, whatever `RUST_LOG` asks of the Azure SDK, no secret
+//! name (which holds the PIN) is logged.
 
 mod support;
 
@@ -105,5 +107,37 @@ async fn no_secret_reaches_any_log() {
     forbidden.extend(recorded);
     for secret in forbidden {
         assert!(!output.contains(&secret), "{secret:.12}… appears in the log:\n{output}");
+    }
+}
+
+/// The binary's whole output once it has stopped on SIGTERM.
+async fn output_after_stop(mut gw: GatewayProcess) -> String {
+    gw.signal("TERM");
+    tokio::task::spawn_blocking(move || {
+        assert!(gw.wait_exit(Duration::from_secs(15)).success());
+        std::thread::sleep(Duration::from_millis(200)); // let the reader threads drain
+        gw.output()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_pin_reaches_the_log_while_key_vault_is_unreachable() {
+    let upstream = Upstream::spawn().await;
+    // A port nothing listens on: every lookup fails in the SDK's transport, retried.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = format!(
+        "[pin]\nmin_response = \"1ms\"\n[secrets]\nbackend = \"keyvault\"\nvault_url = \"https://{closed}/\"\n\
+         credential = \"static_token\"\nstatic_token = \"t\"\nrequest_timeout = \"2s\"\n{}",
+        route_table(&upstream.url(), "")
+    );
+    for filter in ["debug", "trace,typespec_client_core=trace,azure_core=trace,reqwest=trace"] {
+        let gw = GatewayProcess::start_with_log("", &config, filter);
+        let mut browser = Browser::connect(gw.addr.port(), &gw.cert());
+        assert_eq!(browser.login(PIN, "/").await.status, StatusCode::SERVICE_UNAVAILABLE);
+        let output = output_after_stop(gw).await;
+        assert!(output.contains("\"event\":\"backend_error\""), "the outage was logged: {output}");
+        assert!(!output.contains(PIN), "RUST_LOG={filter}: the PIN appears in the log:\n{output}");
     }
 }
