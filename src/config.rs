@@ -15,7 +15,7 @@ mod tests;
 mod validate;
 mod values;
 
-pub use files::{Stamp, stamp, world_readable_mode};
+pub(crate) use files::{Stamp, stamp, world_readable_mode};
 pub use model::*;
 pub use redacted::{KeyError, SESSION_KEY_BYTES, SecretText, SessionKey};
 pub use values::{Inject, LimitStoreKind, Rate, UpstreamUrl, ValueError};

@@ -11,7 +11,7 @@
 //! | `web` | the request path: body, path normalization, routes, pages, the status table, login, proxy, `Gateway` |
 //! | `state` | the security state: sealed sessions and revocations, login limits and lockouts, secrets |
 //! | `transport` | the TLS listener and workers, keypin's TLS stream, one connection, the upstream pool, the allocator |
-//! | `observe` | metrics and the audit log |
+//! | `observe` | metrics, the audit log, what the log may show of other crates |
 //! | `config` | TOML -> the validated `Config`; redacted secret text; imports nothing of keypin's |
 //!
 //! # A request's way

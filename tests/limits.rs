@@ -157,7 +157,7 @@ fn keypin_limits_prints_the_budget_of_the_default_config() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    // Hand-computed in src/limits/budget.rs: 714 cycles of 10 guesses; the global
+    // Hand-computed in src/state/limits/budget.rs: 714 cycles of 10 guesses; the global
     // ceiling is 100 + 100/s x 2,592,000 s.
     for expected in ["7,140 ", "7,140,000", "259,200,100", "10,000 possible 4-digit PINs"] {
         assert!(text.contains(expected), "{expected:?} missing in\n{text}");

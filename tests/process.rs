@@ -146,6 +146,28 @@ fn check_config_accepts_the_shipped_files_and_names_the_key_of_broken_ones() {
 }
 
 #[test]
+fn a_broken_secrets_file_is_named_once_without_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.toml");
+    std::fs::write(&secrets, "\"secret-5678\" = \"u:hunter2\"\nbroken = [\n").unwrap();
+    std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = dir.path().join("keypin.toml");
+    let server = "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
+    let route = "[[route]]\nupstream = \"http://127.0.0.1:8080\"\n";
+    std::fs::write(&config, format!("{server}[secrets]\npath = \"{}\"\n{route}", secrets.display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keypin"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("KEYPIN_SESSION_KEYS", keypin::config::SessionKey::generate().to_base64().as_str())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches(secrets.to_str().unwrap()).count(), 1, "the file is named once: {stderr}");
+    assert_eq!(stderr.matches("line ").count(), 1, "the error is told once: {stderr}");
+    assert!(!stderr.contains("hunter2") && !stderr.contains("5678"), "{stderr}");
+}
+
+#[test]
 fn gen_key_prints_a_usable_session_key() {
     let out = keypin(&["gen-key"]);
     assert!(out.status.success());

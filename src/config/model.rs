@@ -20,7 +20,8 @@ use super::values::{Inject, LimitStoreKind, Rate, UpstreamUrl};
 pub const DEFAULT_CONFIG_PATH: &str = "config/keypin.toml";
 /// Environment variable whose comma-separated keys replace `session.keys`.
 pub const SESSION_KEYS_ENV: &str = "KEYPIN_SESSION_KEYS";
-/// The longest `session.ttl`; revocations are kept this long.
+/// The longest `session.ttl`; revocations are kept this long, so no revoked
+/// session can outlive its revocation, whatever the ttl is reloaded to.
 pub const MAX_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A configuration problem: the file, the key (dotted path) and what is wrong.
@@ -228,6 +229,24 @@ pub enum CredentialConfig {
     StaticToken {
         token: SecretText,
     },
+}
+
+impl CredentialConfig {
+    /// Every name `secrets.credential` accepts.
+    pub const KINDS: [&'static str; 6] =
+        ["default", "managed_identity", "workload_identity", "azure_cli", "client_secret", "static_token"];
+
+    /// This credential's name in `secrets.credential`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Default { .. } => "default",
+            Self::ManagedIdentity { .. } => "managed_identity",
+            Self::WorkloadIdentity { .. } => "workload_identity",
+            Self::AzureCli { .. } => "azure_cli",
+            Self::ClientSecret { .. } => "client_secret",
+            Self::StaticToken { .. } => "static_token",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -117,6 +117,36 @@ fn env_references_resolve_anywhere_and_keys_can_be_overridden() {
 }
 
 #[test]
+fn an_unknown_credential_is_refused_whatever_the_backend_and_every_kind_is_named() {
+    for backend in ["backend = \"file\"", "backend = \"keyvault\"\nvault_url = \"https://v.example.net/\""] {
+        let e = parse(&format!("[secrets]\n{backend}\ncredential = \"bogus\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(e.key, "secrets.credential", "{e}");
+        assert!(e.reason.contains("\"bogus\"") && e.reason.contains("managed_identity, workload_identity"), "{e}");
+    }
+    let secret = || SecretText::new("s".into());
+    let every = [
+        CredentialConfig::Default { client_id: None },
+        CredentialConfig::ManagedIdentity { client_id: None },
+        CredentialConfig::WorkloadIdentity { client_id: None, tenant_id: None },
+        CredentialConfig::AzureCli { tenant_id: None },
+        CredentialConfig::ClientSecret { tenant_id: "t".into(), client_id: "c".into(), secret: secret() },
+        CredentialConfig::StaticToken { token: secret() },
+    ];
+    let kinds: Vec<_> = every.iter().map(CredentialConfig::kind).collect();
+    assert_eq!(kinds, CredentialConfig::KINDS, "one name per kind, in the listed order");
+    for kind in CredentialConfig::KINDS {
+        let extra = "client_id = \"c\"\ntenant_id = \"t\"\nclient_secret = \"s\"\nstatic_token = \"x\"\n";
+        let text = format!(
+            "[secrets]\nbackend = \"keyvault\"\nvault_url = \"https://127.0.0.1/\"\ncredential = \"{kind}\"\n{extra}{MINIMAL}"
+        );
+        let SecretBackend::KeyVault(kv) = parse(&text).unwrap_or_else(|e| panic!("{kind}: {e}")).secrets.backend else {
+            panic!("a Key Vault backend")
+        };
+        assert_eq!(kv.credential.kind(), kind);
+    }
+}
+
+#[test]
 fn static_token_is_for_loopback_unless_allowed() {
     let kv = |url: &str, extra: &str| {
         format!(

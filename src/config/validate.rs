@@ -17,9 +17,6 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
     Invalid::new(key, reason)
 }
 
-/// The names `secrets.credential` accepts.
-const CREDENTIAL_KINDS: &str = "default, managed_identity, workload_identity, azure_cli, client_secret, static_token";
-
 pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
     let server = raw.server;
     if server.max_connections == 0 {
@@ -76,7 +73,18 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
     Ok(Config { source: file.to_owned(), server, pin, secrets, session, limits, routes, ui })
 }
 
+fn unknown_credential(name: &str) -> Invalid {
+    invalid(
+        "secrets.credential",
+        format!("unknown credential {name:?}; expected one of {}", CredentialConfig::KINDS.join(", ")),
+    )
+}
+
 fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
+    // Checked whatever the backend, as serde checked it when it was an enum.
+    if !CredentialConfig::KINDS.contains(&raw.credential.as_str()) {
+        return Err(unknown_credential(&raw.credential));
+    }
     let backend = match raw.backend {
         BackendKind::File => SecretBackend::File { path: raw.path },
         BackendKind::Keyvault => {
@@ -121,12 +129,7 @@ fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
                     }
                     CredentialConfig::StaticToken { token: SecretText::new(token) }
                 }
-                other => {
-                    return Err(invalid(
-                        "secrets.credential",
-                        format!("unknown credential {other:?}; expected one of {CREDENTIAL_KINDS}"),
-                    ));
-                }
+                other => return Err(unknown_credential(other)),
             };
             SecretBackend::KeyVault(KeyVaultConfig { vault_url, credential, ca_cert: raw.ca_cert })
         }

@@ -37,6 +37,7 @@ impl FailureReason {
     }
 }
 
+/// A refused sign-in from `ip` (never the PIN it tried).
 pub fn login_failure(ip: IpAddr, reason: FailureReason) {
     tracing::info!(target: TARGET, event = "login_failure", ip = %ip, reason = reason.as_str());
 }

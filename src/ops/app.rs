@@ -39,14 +39,9 @@ pub enum StartError {
     #[error(transparent)]
     Limits(#[from] LimitsError),
     #[error("cannot start the worker threads: {0}")]
-    Workers(#[source] std::io::Error),
-    #[error("cannot listen on {addr} ({key}): {source}")]
-    Bind {
-        addr: SocketAddr,
-        key: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
+    Workers(std::io::Error),
+    #[error("cannot listen on {addr} ({key}): {error}")]
+    Bind { addr: SocketAddr, key: &'static str, error: std::io::Error },
 }
 
 /// keypin with its listeners bound, ready to run.
@@ -93,7 +88,7 @@ impl App {
         let certs = CertResolver::load(&s.tls_cert, &s.tls_key)?;
         let tls = tls::server_config(certs.clone())?;
         let bind = |addr: SocketAddr, key: &'static str| async move {
-            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, key, source })
+            TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr, key, error })
         };
         let listener = bind(s.listen, "server.listen").await?;
         let admin = bind(s.admin_listen, "server.admin_listen").await?;

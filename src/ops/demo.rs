@@ -104,8 +104,7 @@ fn demo_users() -> Vec<DemoUser> {
 pub async fn bind_legacy_app(
     addr: SocketAddr,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), StartError> {
-    let listener =
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, key: "demo app", source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr, key: "demo app", error })?;
     let bound = listener.local_addr().expect("bound");
     let passwords: Arc<HashMap<String, String>> =
         Arc::new(demo_users().into_iter().map(|u| (u.user, u.password)).collect());

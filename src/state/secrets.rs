@@ -15,13 +15,26 @@ use crate::config::{SecretBackend, SecretsConfig};
 use file::{FileError, FileStore};
 use keyvault::{KeyVaultError, KeyVaultStore};
 
-/// Why the configured secret store could not be opened.
+/// Why the configured secret store could not be opened. The store's error is part
+/// of the message, not a chained `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("secrets: {0}")]
-    File(#[from] FileError),
+    File(FileError),
     #[error("secrets: {0}")]
-    KeyVault(#[from] KeyVaultError),
+    KeyVault(KeyVaultError),
+}
+
+impl From<FileError> for OpenError {
+    fn from(e: FileError) -> Self {
+        Self::File(e)
+    }
+}
+
+impl From<KeyVaultError> for OpenError {
+    fn from(e: KeyVaultError) -> Self {
+        Self::KeyVault(e)
+    }
 }
 
 /// The secret store a configuration names; a file store is watched for changes.

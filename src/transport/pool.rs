@@ -154,6 +154,9 @@ impl Pool {
         };
         let pool = Arc::downgrade(self);
         runtime.spawn(async move {
+            // However the task ends (its pool gone, or its runtime dropped while the
+            // thread and its pool live on), the next idle connection starts a sweep.
+            let _restart = SweepEnds(pool.clone());
             let mut tick = tokio::time::interval_at(Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
@@ -200,6 +203,17 @@ impl Pool {
             sender,
         });
         resp.map(|body| UpstreamBody { body, lent })
+    }
+}
+
+/// Marks the pool as not sweeping when its sweep task ends.
+struct SweepEnds(Weak<Pool>);
+
+impl Drop for SweepEnds {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.upgrade() {
+            pool.sweeping.store(false, Relaxed);
+        }
     }
 }
 

@@ -19,7 +19,8 @@
 //! previous one is sent, so a client that does not read holds at most one batch.
 //! A TLS error sends the alert rustls queued for it, if the socket takes it at
 //! once, and is returned as `InvalidData`, as is every later read or write that
-//! needs rustls.
+//! needs rustls. Plaintext of the records before a bad one is read first, as from
+//! rustls' buffered connection; the error comes with the next read.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;

@@ -26,25 +26,18 @@ pub struct FileStore {
 }
 
 /// Why a secrets file was refused. Never quotes the file, nor names an entry: the
-/// values are passwords and the names embed PINs.
+/// values are passwords and the names embed PINs. Each message is whole: no
+/// variant chains a `source` (the command line prints chains in full).
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("line {line}: {message}")]
     Syntax { line: usize, message: String },
     #[error("a value is not a string \"username:password\"")]
     NotAString,
-    #[error("{path}: {source}")]
-    In {
-        path: PathBuf,
-        #[source]
-        source: Box<FileError>,
-    },
+    #[error("{path}: {error}")]
+    In { path: PathBuf, error: Box<FileError> },
 }
 
 /// Parse the secrets file.
@@ -69,7 +62,7 @@ impl FileStore {
         // Stamp first: a change made while reading is then seen as a change.
         let loaded = stamp(path);
         let text = read(path)?;
-        let entries = parse(&text).map_err(|e| FileError::In { path: path.to_owned(), source: Box::new(e) })?;
+        let entries = parse(&text).map_err(|e| FileError::In { path: path.to_owned(), error: Box::new(e) })?;
         warn_if_readable_by_others(path);
         Ok(Self { entries: RwLock::new(entries), path: Some(path.to_owned()), loaded })
     }
@@ -127,7 +120,7 @@ impl SecretStore for FileStore {
 }
 
 fn read(path: &Path) -> Result<String, FileError> {
-    std::fs::read_to_string(path).map_err(|source| FileError::Read { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|error| FileError::Read { path: path.to_owned(), error })
 }
 
 fn warn_if_readable_by_others(path: &Path) {

@@ -88,27 +88,20 @@ fn build(
     })
 }
 
-/// Why the Key Vault store could not be built.
+/// Why the Key Vault store could not be built. Each message is whole: no variant
+/// chains a `source` (the command line prints chains in full).
 #[derive(Debug, thiserror::Error)]
 pub enum KeyVaultError {
-    #[error("secrets.credential: {0}")]
-    Credential(#[source] azure_core::Error),
-    #[error("secrets.ca_cert: {path}: {source}")]
-    CaCertRead {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("secrets.ca_cert: {path}: {source}")]
-    CaCertParse {
-        path: PathBuf,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("secrets.credential: {kind}: {error}")]
+    Credential { kind: &'static str, error: azure_core::Error },
+    #[error("secrets.ca_cert: {path}: {error}")]
+    CaCertRead { path: PathBuf, error: std::io::Error },
+    #[error("secrets.ca_cert: {path}: {error}")]
+    CaCertParse { path: PathBuf, error: reqwest::Error },
     #[error("building the Key Vault HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
+    Client(reqwest::Error),
     #[error("secrets.vault_url: {0}")]
-    VaultUrl(#[source] azure_core::Error),
+    VaultUrl(azure_core::Error),
 }
 
 /// A fixed bearer token, for Key Vault emulators.
@@ -145,16 +138,16 @@ impl KeyVaultStore {
         crate::transport::tls::install_default_provider();
         let env = |name: &str| std::env::var(name).ok();
         let plan = resolve(&config.credential, &env);
-        let credential = build(&plan, &env).map_err(KeyVaultError::Credential)?;
+        let credential = build(&plan, &env).map_err(|error| KeyVaultError::Credential { kind: plan.kind(), error })?;
         let mut http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy();
         if let Some(path) = &config.ca_cert {
-            let pem = std::fs::read(path).map_err(|source| KeyVaultError::CaCertRead { path: path.clone(), source })?;
+            let pem = std::fs::read(path).map_err(|error| KeyVaultError::CaCertRead { path: path.clone(), error })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|source| KeyVaultError::CaCertParse { path: path.clone(), source })?;
+                .map_err(|error| KeyVaultError::CaCertParse { path: path.clone(), error })?;
             http = http.tls_certs_merge(certs);
         }
         let http = http.build().map_err(KeyVaultError::Client)?;

@@ -169,10 +169,9 @@ fn through_buffered_rustls(
     client_config: Arc<ClientConfig>,
     writes: &[Vec<u8>],
     sizes: &[usize],
-) -> Result<Vec<u8>, String> {
-    let e = |e: &dyn std::fmt::Display| e.to_string();
-    let mut client = ClientConnection::new(client_config, localhost()).map_err(|x| e(&x))?;
-    let mut server = ServerConnection::new(PKI.server.clone()).map_err(|x| e(&x))?;
+) -> io::Result<Vec<u8>> {
+    let mut client = ClientConnection::new(client_config, localhost()).map_err(io::Error::other)?;
+    let mut server = ServerConnection::new(PKI.server.clone()).map_err(io::Error::other)?;
     let mut sizes = sizes.iter().cycle();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -180,7 +179,7 @@ fn through_buffered_rustls(
     for _ in 0..100 {
         let mut wire = Vec::new();
         while client.wants_write() {
-            client.write_tls(&mut wire).map_err(|x| e(&x))?;
+            client.write_tls(&mut wire).map_err(io::Error::other)?;
         }
         let mut rest = &wire[..];
         while !rest.is_empty() {
@@ -188,36 +187,36 @@ fn through_buffered_rustls(
             let mut chunk = &rest[..k];
             rest = &rest[k..];
             while !chunk.is_empty() {
-                server.read_tls(&mut chunk).map_err(|x| e(&x))?;
-                server.process_new_packets().map_err(|x| e(&x))?;
+                server.read_tls(&mut chunk).map_err(io::Error::other)?;
+                server.process_new_packets().map_err(io::Error::other)?;
                 loop {
                     match server.reader().read(&mut buf) {
                         Ok(0) => return Ok(got),
                         Ok(n) => got.extend_from_slice(&buf[..n]),
                         Err(x) if x.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(x) => return Err(e(&x)),
+                        Err(x) => return Err(x),
                     }
                 }
             }
         }
         let mut back = Vec::new();
         while server.wants_write() {
-            server.write_tls(&mut back).map_err(|x| e(&x))?;
+            server.write_tls(&mut back).map_err(io::Error::other)?;
         }
         let mut back = &back[..];
         while !back.is_empty() {
-            client.read_tls(&mut back).map_err(|x| e(&x))?;
-            client.process_new_packets().map_err(|x| e(&x))?;
+            client.read_tls(&mut back).map_err(io::Error::other)?;
+            client.process_new_packets().map_err(io::Error::other)?;
         }
         if !client.is_handshaking() && !data_sent {
             for write in writes {
-                client.writer().write_all(write).map_err(|x| e(&x))?;
+                client.writer().write_all(write).map_err(io::Error::other)?;
             }
             client.send_close_notify();
             data_sent = true;
         }
     }
-    Err("no close_notify reached the server".into())
+    Err(io::Error::other("no close_notify reached the server"))
 }
 
 /// Read sizes of a network: single bytes, small pieces, whole flights.

@@ -218,6 +218,19 @@ async fn a_tcp_close_without_close_notify_fails_reads() {
 }
 
 #[tokio::test]
+async fn plaintext_before_a_bad_record_in_the_same_read_comes_before_the_error() {
+    let pki = pki(&[&rustls::version::TLS13]);
+    let (mut client, mut server) = pair(&pki, 64 * 1024).await;
+    client.write_all(b"hello").await.unwrap();
+    client.flush().await.unwrap();
+    client.get_mut().0.write_all(&[0x41]).await.unwrap(); // no content type
+    let mut buf = [0u8; 16];
+    let n = server.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    assert_eq!(server.read(&mut buf).await.unwrap_err().kind(), io::ErrorKind::InvalidData);
+}
+
+#[tokio::test]
 async fn a_forged_record_fails_the_read_and_the_client_gets_an_alert() {
     let pki = pki(&[&rustls::version::TLS13]);
     let (mut client, mut server) = pair(&pki, 64 * 1024).await;
