@@ -43,13 +43,13 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub trait Handler: Send + Sync + 'static {
     type Body: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Unpin + Send + 'static;
 
-    /// Serve one request from `peer`. Never fails: every error is an answer. Boxed:
-    /// hyper keeps a slot for the request future in every connection.
+    /// Serve one request from `peer`. Never fails: every error is an answer. (The
+    /// listener boxes the future: hyper keeps a slot for it in every connection.)
     fn serve(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = Response<Self::Body>> + Send>>;
+    ) -> impl Future<Output = Response<Self::Body>> + Send + 'static + use<Self>;
 }
 
 /// Settings of the TLS listener.
@@ -87,7 +87,8 @@ pub async fn run<H: Handler>(
         let mut shutdown = stopping.clone();
         let handler = {
             let handler = handler.clone();
-            move |req| handler.serve(req, peer)
+            // Boxed, not type-erased: the request's future stays inlinable.
+            move |req| Box::pin(handler.serve(req, peer))
         };
         // Made here, run on the worker (whose reactor registers the socket), and
         // boxed: its state is freed once done, not kept in the task.

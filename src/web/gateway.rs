@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -217,9 +216,13 @@ impl Gateway {
 impl Handler for ArcSwap<Gateway> {
     type Body = Body;
 
-    fn serve(&self, req: Request<Incoming>, peer: SocketAddr) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
+    fn serve(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static + use<> {
         let gateway = self.load_full();
-        Box::pin(async move { gateway.handle(req, peer).await })
+        async move { gateway.handle(req, peer).await }
     }
 }
 
