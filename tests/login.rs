@@ -352,6 +352,30 @@ async fn deleted_or_changed_secrets_take_effect_within_the_cache_ttl() {
     assert!(ended, "a deleted secret ends the session within cache_ttl + reload");
 }
 
+#[tokio::test]
+async fn a_session_ends_when_its_pin_is_given_to_another_user() {
+    let (_up, store, gw) = setup("", "[secrets]\ncache_ttl = \"1s\"\n").await;
+    store.set("secret-7777", "alice:pw-a");
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.login("7777", "/").await.status, StatusCode::SEE_OTHER);
+    let seen = Seen::parse(browser.get("/echo").await.body.as_bytes());
+    assert_eq!(seen.all("authorization"), [basic("alice:pw-a")]);
+
+    // The same PIN now holds bob's account: alice's session must not act as bob.
+    store.set("secret-7777", "bob:pw-b");
+    let ended = poll(Duration::from_secs(5), || async {
+        let page = Browser::get(&mut browser_clone(&browser, &gw), "/echo").await;
+        assert!(!page.body.contains(&basic("bob:pw-b")), "alice's session reached the app as bob");
+        page.status == StatusCode::FOUND
+    })
+    .await;
+    assert!(ended, "the session ends within cache_ttl");
+    // Its cookie stays dead once the cache would answer alice again.
+    store.set("secret-7777", "alice:pw-a");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(browser_clone(&browser, &gw).get("/echo").await.status, StatusCode::FOUND);
+}
+
 fn browser_clone(b: &Browser, gw: &TestGateway) -> Browser {
     let mut copy = Browser::new(gw);
     copy.cookies = b.cookies.clone();

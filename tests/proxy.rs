@@ -11,22 +11,25 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
+use support::browser::Browser;
 use support::client::{Proto, bytes, empty, raw_tls, send, tls_config};
 use support::gateway::{TestGateway, route_table};
 use support::upstream::{Seen, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 async fn gateway_to(upstream: &Upstream, server_extra: &str) -> TestGateway {
     TestGateway::start(server_extra, &route_table(&upstream.url(), PUBLIC)).await
 }
 
-/// Send a hand-written HTTP/1.1 request over TLS and read until the gateway closes.
+/// Send a hand-written HTTP/1.1 request over TLS and read until the gateway closes
+/// (or for 5 s at most: a switched protocol stays open).
 async fn raw_exchange(gw: &TestGateway, request: &str) -> String {
     let mut tls = raw_tls(gw.addr, &gw.cert()).await;
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut raw)).await;
     String::from_utf8_lossy(&raw).into_owned()
 }
 
@@ -224,9 +227,13 @@ async fn trusted_proxy_chains_are_extended_not_replaced() {
 async fn websocket_echo_through_the_proxy() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.login("1234", "/").await.status, StatusCode::SEE_OTHER);
     let tls = raw_tls(gw.addr, &gw.cert()).await;
-    let url = format!("wss://localhost:{}/ws", gw.addr.port());
-    let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.expect("upgrade succeeds");
+    let mut req = format!("wss://localhost:{}/ws", gw.addr.port()).into_client_request().unwrap();
+    let cookie = format!("__Host-keypin={}", browser.cookies["__Host-keypin"]);
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.expect("upgrade succeeds");
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
     for text in ["hello", "second message"] {
         ws.send(Message::text(text)).await.unwrap();
@@ -235,6 +242,19 @@ async fn websocket_echo_through_the_proxy() {
     }
     ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap().into_data().as_ref(), [0u8, 1, 2, 255]);
+}
+
+#[tokio::test]
+async fn a_websocket_needs_a_session_even_on_a_public_path() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let answer = raw_exchange(
+        &gw,
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 }
 
 #[tokio::test]

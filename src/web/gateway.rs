@@ -180,11 +180,17 @@ impl Gateway {
         if upgrade_protocol(&parts.headers).is_some() && !same_origin(&parts.headers, &parts.uri) {
             return Err(GatewayError::CrossSiteUpgrade);
         }
-        let (identity, refresh) = if route::is_public(route, &path) {
+        // A WebSocket needs a session, public path or not.
+        let (identity, refresh) = if route::is_public(route, &path) && upgrade_protocol(&parts.headers).is_none() {
             (None, None)
         } else {
             let opened = self.sessions.open(&parts.headers).ok_or_else(|| login_required(parts))?;
             let creds = match self.secrets.resolve(&opened.session.secret, Staleness::AllowStale).await {
+                // The PIN now belongs to someone else: the session never acts as them.
+                Ok(Resolved::Found(creds)) if creds.username != opened.session.user => {
+                    self.sessions.revoke(&opened.session);
+                    return Err(login_required(parts));
+                }
                 Ok(Resolved::Found(creds)) => creds,
                 Ok(Resolved::NotFound) => {
                     // The secret was deleted or disabled: the session ends with it.
