@@ -75,7 +75,7 @@ fn request_path(c: &mut Criterion) {
         b.iter_batched(
             || headers.clone(),
             |mut h| {
-                rewrite_request_headers(&mut h, &app, &fwd, Some(&id));
+                rewrite_request_headers(&mut h, &app, std::slice::from_ref(&app.user_header), &fwd, Some(&id));
                 h
             },
             BatchSize::SmallInput,
@@ -133,6 +133,7 @@ fn authenticated_request(c: &mut Criterion) {
                     rewrite_request_headers(
                         &mut parts.headers,
                         route,
+                        std::slice::from_ref(&route.user_header),
                         &prepared.forwarding,
                         prepared.identity.as_ref(),
                     );

@@ -245,6 +245,27 @@ async fn websocket_echo_through_the_proxy() {
 }
 
 #[tokio::test]
+async fn no_routes_user_header_reaches_another_routes_app_in_any_spelling() {
+    let upstream = Upstream::spawn().await;
+    let config = format!(
+        "[[route]]\nname = \"wiki\"\nhost = \"wiki.test\"\nupstream = \"{}\"\ninject = \"header\"\n\
+         user_header = \"X-Webauth-User\"\n{}",
+        upstream.url(),
+        route_table(&upstream.url(), PUBLIC)
+    );
+    let gw = TestGateway::start("", &config).await;
+    for proto in [Proto::H1, Proto::H2] {
+        for name in ["x-webauth-user", "x_webauth_user", "x.webauth.user"] {
+            let req = Request::get(gw.url("/echo")).header(name, "admin").body(empty()).unwrap();
+            let (resp, body) = send(&gw.client(proto), req).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            let seen = Seen::parse(&body);
+            assert!(seen.names().iter().all(|n| !n.replace(['_', '.'], "-").eq_ignore_ascii_case("x-webauth-user")));
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_websocket_needs_a_session_even_on_a_public_path() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;

@@ -63,7 +63,7 @@ impl Gateway {
         Self {
             server: config.server.clone(),
             router: Router::new(config.routes.clone()),
-            proxy: Proxy::new(config.server.upstream_timeout, metrics.clone()),
+            proxy: Proxy::new(config.server.upstream_timeout, metrics.clone(), &config.routes),
             login: Login::new(
                 config.pin.clone(),
                 sessions.clone(),

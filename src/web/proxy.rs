@@ -80,9 +80,31 @@ fn folds_to(name: &str, target: &str) -> bool {
         && name.bytes().zip(target.bytes()).all(|(a, b)| if a == b'_' || a == b'.' { b == b'-' } else { a == b })
 }
 
-fn is_identity_header(name: &HeaderName, user_header: &HeaderName) -> bool {
+fn is_identity_header(name: &HeaderName, user_headers: &[HeaderName]) -> bool {
     let name = name.as_str();
-    folds_to(name, user_header.as_str()) || IDENTITY_HEADERS.iter().any(|t| folds_to(name, t))
+    user_headers.iter().any(|h| folds_to(name, h.as_str())) || IDENTITY_HEADERS.iter().any(|t| folds_to(name, t))
+}
+
+/// Headers whose meaning keypin sets or removes: a client's spelling of one with
+/// `_` or `.` (`X_Forwarded_For`, `X.Real.IP`, `Transfer_Encoding`), which CGI/PHP
+/// fold into the same variable, is removed too.
+const FOLDED_SPELLINGS: [&str; 11] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+    "transfer-encoding",
+    "content-length",
+    "connection",
+    "upgrade",
+    "te",
+    "host",
+];
+
+fn is_folded_spelling(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.contains(['_', '.']) && FOLDED_SPELLINGS.iter().any(|t| folds_to(name, t))
 }
 
 /// Whether a request asks to switch protocols (HTTP/1.1 `Connection: upgrade`);
@@ -113,11 +135,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Rewrite a client's request headers for the upstream: drop hop-by-hop and every
-/// identity header the client sent, set the forwarding headers, then add keypin's
-/// own identity. An upgrade (WebSocket) keeps its `Connection`/`Upgrade` pair.
+/// identity header the client sent (the common ones and `user_headers`, the
+/// `user_header` of every route, in any spelling), set the forwarding headers, then
+/// add keypin's own identity. An upgrade (WebSocket) keeps its `Connection`/`Upgrade`
+/// pair.
 pub fn rewrite_request_headers(
     headers: &mut HeaderMap,
     route: &RouteConfig,
+    user_headers: &[HeaderName],
     fwd: &Forwarding,
     identity: Option<&Identity>,
 ) {
@@ -125,7 +150,7 @@ pub fn rewrite_request_headers(
     remove_hop_by_hop(headers);
 
     let spoofed: Vec<HeaderName> =
-        headers.keys().filter(|n| is_identity_header(n, &route.user_header)).cloned().collect();
+        headers.keys().filter(|n| is_identity_header(n, user_headers) || is_folded_spelling(n)).cloned().collect();
     for name in &spoofed {
         headers.remove(name);
     }
@@ -195,12 +220,15 @@ fn upstream_target(route: &RouteConfig, path: &str, query: Option<&str>) -> Resu
 pub struct Proxy {
     timeout: Duration,
     metrics: Arc<Metrics>,
+    /// The `user_header` of every route, stripped from every request.
+    user_headers: Box<[HeaderName]>,
 }
 
 impl Proxy {
     /// `timeout` bounds the wait for the upstream's response head.
-    pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { timeout, metrics }
+    pub fn new(timeout: Duration, metrics: Arc<Metrics>, routes: &[RouteConfig]) -> Self {
+        let user_headers = routes.iter().map(|r| r.user_header.clone()).collect();
+        Self { timeout, metrics, user_headers }
     }
 
     /// Send `req` to the route's upstream and stream the answer back. `path` is the
@@ -216,7 +244,7 @@ impl Proxy {
         let (origin, uri) = upstream_target(route, path, req.uri().query())?;
         let client_upgrade = upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
 
-        rewrite_request_headers(req.headers_mut(), route, fwd, identity);
+        rewrite_request_headers(req.headers_mut(), route, &self.user_headers, fwd, identity);
         let host = match &fwd.host {
             Some(host) if route.preserve_host => host.clone(),
             _ => HeaderValue::from_str(origin.authority.as_str()).expect("an authority is a valid header value"),
@@ -294,13 +322,36 @@ mod tests {
             ("upgrade", "h2c"),
             ("x-kept", "yes"),
         ]);
-        rewrite_request_headers(&mut h, &route(), &fwd(false), None);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), None);
         for gone in
             ["connection", "keep-alive", "x-secret-hop", "te", "transfer-encoding", "proxy-connection", "upgrade"]
         {
             assert!(!h.contains_key(gone), "{gone} should be removed");
         }
         assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn every_routes_user_header_and_folded_forwarding_headers_are_stripped() {
+        let mut h = headers(&[
+            ("x-webauth-user", "admin"),
+            ("X_Webauth_User", "admin"),
+            ("x_forwarded_for", "10.9.9.9"),
+            ("x.real.ip", "10.9.9.9"),
+            ("x_forwarded_host", "evil.example"),
+            ("transfer_encoding", "chunked"),
+            ("content_length", "0"),
+            ("x-request-id", "kept"),
+        ]);
+        let other = HeaderName::from_static("x-webauth-user");
+        rewrite_request_headers(&mut h, &route(), &[route().user_header, other], &fwd(false), None);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        for gone in ["x-webauth-user", "x_webauth_user", "x_forwarded_for", "x.real.ip", "x_forwarded_host"] {
+            assert!(!left.contains(&gone), "{gone} should be removed: {left:?}");
+        }
+        assert!(!left.contains(&"transfer_encoding") && !left.contains(&"content_length"), "{left:?}");
+        assert_eq!(h["x-request-id"], "kept");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7", "keypin's own value, alone");
     }
 
     #[test]
@@ -324,7 +375,7 @@ mod tests {
             authorization: Some(HeaderValue::from_static("Basic dXNlcjE6cA==")),
             user: Some(HeaderValue::from_static("user1")),
         };
-        rewrite_request_headers(&mut h, &route(), &fwd(false), Some(&id));
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), Some(&id));
         assert_eq!(h.get_all("authorization").iter().collect::<Vec<_>>(), ["Basic dXNlcjE6cA=="]);
         assert_eq!(h.get_all("x-app-user").iter().collect::<Vec<_>>(), ["user1"]);
         for gone in [
@@ -353,7 +404,7 @@ mod tests {
             ("x-real-ip", "10.9.9.9"),
             ("forwarded", "for=10.9.9.9"),
         ]);
-        rewrite_request_headers(&mut h, &route(), &fwd(false), None);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), None);
         assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["192.0.2.7"]);
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
@@ -370,7 +421,7 @@ mod tests {
             ("x-forwarded-host", "public.example"),
             ("forwarded", "for=203.0.113.1"),
         ]);
-        rewrite_request_headers(&mut h, &route(), &fwd(true), None);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(true), None);
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 198.51.100.2, 192.0.2.7");
         assert_eq!(h["x-forwarded-host"], "public.example");
         assert!(h.contains_key("forwarded"));
@@ -380,7 +431,7 @@ mod tests {
     fn websocket_upgrades_keep_their_headers() {
         let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
         assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
-        rewrite_request_headers(&mut h, &route(), &fwd(false), None);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), None);
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["sec-websocket-key"], "k");
