@@ -18,8 +18,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::{MAX_SESSION_TTL, SessionConfig};
 use crate::state::secrets::SecretName;
 
-/// A session is re-sealed with a new last-seen time at most this often.
+/// A session is re-sealed with a new last-seen time at most this often (and at most
+/// every quarter of its idle timeout, when that is shorter).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
+/// Cookies of one name tried at most per request (the first ones): each try is up
+/// to one AES-GCM opening per key, and a request may carry hundreds.
+const MAX_TRIED: usize = 2;
 /// Revoked session ids remembered at most.
 const MAX_REVOKED: u64 = 1_000_000;
 /// How long an opened session cookie is remembered, in seconds, so a browser's
@@ -134,7 +138,7 @@ impl Sessions {
     /// absolute and idle lifetime, not revoked.
     pub fn open(&self, headers: &HeaderMap) -> Option<Arc<Opened>> {
         let t = now();
-        cookie_values(headers, &self.cookie_name).find_map(|value| {
+        cookie_values(headers, &self.cookie_name).take(MAX_TRIED).find_map(|value| {
             let opened = match self.recent.get(value, t) {
                 Some(opened) => opened,
                 None => {
@@ -155,7 +159,10 @@ impl Sessions {
         if !self.is_live(&session, t) {
             return None;
         }
-        let refresh = (t.saturating_sub(session.seen) >= REFRESH_EVERY.as_secs()).then(|| {
+        // Often enough that an idle timeout under a few minutes never lapses while
+        // the session is in use.
+        let refresh_every = REFRESH_EVERY.min(self.idle / 4).as_secs();
+        let refresh = (t.saturating_sub(session.seen) >= refresh_every).then(|| {
             let slid = Session { seen: t, ..session.clone() };
             self.seal_session(&slid)
         });
@@ -199,6 +206,7 @@ impl Sessions {
     /// The plaintexts of every cookie `name` in the request that one of our keys opens.
     pub fn open_sealed<'a>(&'a self, headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
         cookie_values(headers, name)
+            .take(MAX_TRIED)
             .filter_map(move |value| self.decrypt(Cookie::new(name.to_owned(), value.to_owned())))
     }
 
@@ -321,6 +329,42 @@ mod tests {
 
     fn secret() -> SecretName {
         SecretName::for_pin("secret-", "1234")
+    }
+
+    #[test]
+    fn only_the_first_two_cookies_of_our_name_are_tried() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let (_, cookie) = sessions.mint(secret(), "user1");
+        let pair = cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let with = |forged: usize| {
+            let mut cookies: Vec<String> = (0..forged).map(|i| format!("__Host-keypin=forged{i}")).collect();
+            cookies.push(pair.clone());
+            let mut h = HeaderMap::new();
+            h.insert(COOKIE, HeaderValue::try_from(cookies.join("; ")).unwrap());
+            h
+        };
+        assert!(sessions.open(&with(0)).is_some());
+        assert!(sessions.open(&with(1)).is_some());
+        assert!(sessions.open(&with(2)).is_none(), "a third cookie of our name is never decrypted");
+        assert!(sessions.open(&with(200)).is_none());
+    }
+
+    #[test]
+    fn a_short_idle_timeout_is_refreshed_every_quarter_of_it() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 2), revocations());
+        let (mut session, _) = sessions.mint(secret(), "user1");
+        // Seen one second ago: a 2 s idle timeout would lapse before the next minute.
+        session.seen -= 1;
+        session.issued -= 1;
+        let cookie = sessions.seal_session(&session);
+        let opened = sessions.open(&request_with(&cookie)).expect("still live");
+        assert!(opened.refresh.is_some(), "re-issued at a quarter of the idle timeout, not after a minute");
+        let long = Sessions::new(&config(vec![SessionKey::generate()], 3600, 1800), revocations());
+        let (mut session, _) = long.mint(secret(), "user1");
+        session.seen -= 1;
+        session.issued -= 1;
+        let opened = long.open(&request_with(&long.seal_session(&session))).expect("live");
+        assert!(opened.refresh.is_none(), "a long idle timeout is still re-issued at most once a minute");
     }
 
     #[test]

@@ -73,7 +73,7 @@ proptest! {
     }
 
     #[test]
-    fn a_sealed_session_opens_among_any_other_cookies(
+    fn a_sealed_session_opens_among_any_other_cookies_unless_two_of_our_name_precede_it(
         before in proptest::collection::vec(other_cookie(), 0..5),
         after in proptest::collection::vec(other_cookie(), 0..5),
         user in "[a-z]{1,12}",
@@ -95,9 +95,17 @@ proptest! {
                 before.iter().map(String::as_str).chain([pair.as_str()]).chain(after.iter().map(String::as_str)).collect();
             headers.insert(COOKIE, HeaderValue::try_from(all.join("; ")).unwrap());
         }
+        // Only the first two cookies of our name are tried.
+        let preceding: Vec<&String> =
+            if separate_header { before.iter().chain(&after).collect() } else { before.iter().collect() };
+        let ours_before = preceding.iter().filter(|c| c.split('=').next().is_some_and(|n| n.trim() == NAME)).count();
         let opened = sessions.open(&headers);
-        prop_assert!(opened.is_some(), "{:?} did not open", headers);
-        prop_assert_eq!(&opened.unwrap().session, &session);
+        if ours_before < 2 {
+            prop_assert!(opened.is_some(), "{:?} did not open", headers);
+            prop_assert_eq!(&opened.unwrap().session, &session);
+        } else {
+            prop_assert!(opened.is_none(), "a third cookie of our name was tried: {:?}", headers);
+        }
     }
 
     #[test]
