@@ -376,6 +376,37 @@ async fn a_session_ends_when_its_pin_is_given_to_another_user() {
     assert_eq!(browser_clone(&browser, &gw).get("/echo").await.status, StatusCode::FOUND);
 }
 
+#[tokio::test]
+async fn answers_built_with_an_identity_are_private_and_a_refreshed_cookie_is_not_stored() {
+    let (_up, _store, gw) = setup("public_paths = [\"/echo/public/\"]", "[session]\nidle_timeout = \"8s\"\n").await;
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.login("1234", "/").await.status, StatusCode::SEE_OTHER);
+    let page = browser.get("/echo").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers[header::CACHE_CONTROL], "private");
+    assert!(page.headers.get(header::SET_COOKIE).is_none());
+    let public = browser.get("/echo/public/x").await;
+    assert!(public.headers.get(header::CACHE_CONTROL).is_none(), "no identity, nothing added");
+    // Past a quarter of the idle timeout the cookie is re-issued: never stored.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let page = browser.get("/echo").await;
+    assert!(page.headers.get(header::SET_COOKIE).is_some(), "re-issued");
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+}
+
+#[tokio::test]
+async fn a_session_in_use_outlives_a_short_idle_timeout() {
+    let (_up, _store, gw) = setup("", "[session]\nidle_timeout = \"2s\"\n").await;
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.login("1234", "/").await.status, StatusCode::SEE_OTHER);
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(browser.get("/echo").await.status, StatusCode::OK, "used every 0.6 s, it stays alive");
+    }
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(browser.get("/echo").await.status, StatusCode::FOUND, "idle for longer than 2 s, it ends");
+}
+
 fn browser_clone(b: &Browser, gw: &TestGateway) -> Browser {
     let mut copy = Browser::new(gw);
     copy.cookies = b.cookies.clone();

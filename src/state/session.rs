@@ -26,8 +26,8 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 const MAX_TRIED: usize = 2;
 /// Revoked session ids remembered at most.
 const MAX_REVOKED: u64 = 1_000_000;
-/// How long an opened session cookie is remembered, in seconds, so a browser's
-/// further requests skip AES-GCM and JSON. Expiry and revocation are still checked
+/// How long an opened session cookie is remembered, in seconds (less when sessions
+/// are re-issued more often), so a browser's further requests skip AES-GCM and JSON. Expiry and revocation are still checked
 /// on every request; a due re-issue is sealed once and handed out for this long.
 const RECENT_SECS: u64 = 10;
 /// Slots of the memory of opened cookies (each holds at most one).
@@ -91,6 +91,8 @@ pub struct Sessions {
     cookie_name: String,
     ttl: Duration,
     idle: Duration,
+    /// Seconds between re-issues of a session in use.
+    refresh_every: u64,
     revoked: Revocations,
     /// Recently opened session cookies. Only cookies that opened are kept, so
     /// forged ones cannot fill it.
@@ -101,13 +103,18 @@ impl Sessions {
     /// `config.keys` must not be empty (start-up refuses that earlier).
     pub fn new(config: &SessionConfig, revoked: Revocations) -> Self {
         assert!(!config.keys.is_empty(), "at least one session key");
+        // Often enough that an idle timeout under a few minutes never lapses while
+        // the session is in use; a remembered opening (and its re-issue decision)
+        // is not kept longer than that.
+        let refresh_every = REFRESH_EVERY.min(config.idle_timeout / 4).as_secs();
         Self {
             keys: config.keys.iter().map(|k| Key::from(k.bytes())).collect(),
             cookie_name: config.cookie_name.clone(),
             ttl: config.ttl,
             idle: config.idle_timeout,
+            refresh_every,
             revoked,
-            recent: Recent::new(),
+            recent: Recent::new(RECENT_SECS.min(refresh_every)),
         }
     }
 
@@ -159,10 +166,7 @@ impl Sessions {
         if !self.is_live(&session, t) {
             return None;
         }
-        // Often enough that an idle timeout under a few minutes never lapses while
-        // the session is in use.
-        let refresh_every = REFRESH_EVERY.min(self.idle / 4).as_secs();
-        let refresh = (t.saturating_sub(session.seen) >= refresh_every).then(|| {
+        let refresh = (t.saturating_sub(session.seen) >= self.refresh_every).then(|| {
             let slid = Session { seen: t, ..session.clone() };
             self.seal_session(&slid)
         });
@@ -222,6 +226,8 @@ impl Sessions {
 struct Recent {
     hasher: RandomState,
     slots: Box<[Mutex<Option<Remembered>>]>,
+    /// How long an opening is remembered: [`RECENT_SECS`], or less.
+    for_secs: u64,
 }
 
 struct Remembered {
@@ -235,8 +241,8 @@ struct Remembered {
 }
 
 impl Recent {
-    fn new() -> Self {
-        Self { hasher: RandomState::new(), slots: (0..RECENT_SLOTS).map(|_| Mutex::new(None)).collect() }
+    fn new(for_secs: u64) -> Self {
+        Self { hasher: RandomState::new(), slots: (0..RECENT_SLOTS).map(|_| Mutex::new(None)).collect(), for_secs }
     }
 
     fn slot(&self, hash: u64) -> &Mutex<Option<Remembered>> {
@@ -244,12 +250,12 @@ impl Recent {
     }
 
     /// The session `value` opened to, if remembered and opened less than
-    /// [`RECENT_SECS`] before `t`.
+    /// `for_secs` before `t`.
     fn get(&self, value: &str, t: u64) -> Option<Arc<Opened>> {
         let hash = self.hasher.hash_one(value);
         let slot = self.slot(hash).lock();
         let r = slot.as_ref()?;
-        (r.hash == hash && t.saturating_sub(r.at) < RECENT_SECS && *r.value == *value).then(|| r.opened.clone())
+        (r.hash == hash && t.saturating_sub(r.at) < self.for_secs && *r.value == *value).then(|| r.opened.clone())
     }
 
     fn insert(&self, value: &str, opened: Arc<Opened>, t: u64) {

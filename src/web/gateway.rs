@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -148,8 +148,12 @@ impl Gateway {
         let Prepared { route, path, forwarding, identity, refresh } = prepared.result?;
         let req = Request::from_parts(parts, body);
         let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref()).await?;
+        // A shared cache in front must never store one user's answer for others.
         if let Some(cookie) = refresh {
             resp.headers_mut().append(header::SET_COOKIE, cookie);
+            resp.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
+        } else if identity.is_some() {
+            keep_private(resp.headers_mut());
         }
         Ok(resp)
     }
@@ -248,6 +252,32 @@ pub struct PrepareOutcome<'a> {
     pub result: Result<Prepared<'a>, GatewayError>,
 }
 
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+/// Make an answer built with a user's identity private to that user: `private`
+/// added, and the directives meant for shared caches (`public`, `s-maxage`) taken
+/// out, unless the upstream already said `no-store` or `private`.
+fn keep_private(headers: &mut HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let name = |d: &str| d.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+    if directives.iter().any(|d| matches!(name(d).as_str(), "no-store" | "private")) {
+        return;
+    }
+    let mut kept: Vec<&str> =
+        directives.iter().map(String::as_str).filter(|d| !matches!(name(d).as_str(), "public" | "s-maxage")).collect();
+    kept.push("private");
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", ")) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+}
+
 /// What the route injects for these credentials.
 fn identity_for(route: &RouteConfig, creds: &Credentials) -> Identity {
     Identity {
@@ -262,4 +292,27 @@ fn login_required(req: &Parts) -> GatewayError {
         && req.headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"));
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     GatewayError::LoginRequired { location: login_url(target), redirect: navigating }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_control(values: &[&str]) -> String {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::CACHE_CONTROL, HeaderValue::from_str(v).unwrap());
+        }
+        keep_private(&mut h);
+        h.get_all(header::CACHE_CONTROL).iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>().join(" | ")
+    }
+
+    #[test]
+    fn answers_with_an_identity_are_private_to_it() {
+        assert_eq!(cache_control(&[]), "private");
+        assert_eq!(cache_control(&["public, max-age=600"]), "max-age=600, private");
+        assert_eq!(cache_control(&["max-age=60", "s-maxage=600"]), "max-age=60, private");
+        assert_eq!(cache_control(&["no-store"]), "no-store");
+        assert_eq!(cache_control(&["Private, max-age=5"]), "Private, max-age=5");
+    }
 }
