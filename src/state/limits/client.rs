@@ -2,7 +2,7 @@
 //! `X-Forwarded-For` hop behind a trusted proxy; and the key limits count it by (an
 //! IPv4 address, or an IPv6 /64).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use http::HeaderMap;
 
@@ -30,8 +30,11 @@ impl ClientKey {
 }
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then
-/// the right-most `X-Forwarded-For` hop that is not itself trusted. A spoofed header
-/// from anyone else is ignored.
+/// the right-most `X-Forwarded-For` hop that is not itself trusted. Hops may carry a
+/// port (`192.0.2.1:1000`, `[2001:db8::1]:1234`) and spaces; a hop that is no
+/// address (empty, `unknown`, junk) is passed over, not taken as the end of the
+/// chain, so the proxy's own address is only ever the answer when no hop names
+/// another. A spoofed header from anyone else is ignored.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, server: &ServerConfig) -> IpAddr {
     let peer = canonical_ip(peer);
     if !server.is_trusted_proxy(peer) {
@@ -45,14 +48,22 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, server: &ServerConfig) -> Ip
         .map(str::trim)
         .collect();
     let mut client = peer;
-    for hop in hops.iter().rev() {
-        let Ok(ip) = hop.parse::<IpAddr>() else { break };
+    for ip in hops.iter().rev().filter_map(|hop| parse_hop(hop)) {
         client = canonical_ip(ip);
         if !server.is_trusted_proxy(client) {
             break;
         }
     }
     client
+}
+
+/// One `X-Forwarded-For` hop: an address, with or without a port.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 #[cfg(test)]
@@ -92,7 +103,24 @@ mod tests {
         let chain = xff(&["198.51.100.1, 203.0.113.7", "10.0.0.9"]);
         assert_eq!(client_ip(peer, &chain, &trusted).to_string(), "203.0.113.7");
         let garbage = xff(&["not-an-ip, 10.0.0.9"]);
-        assert_eq!(client_ip(peer, &garbage, &trusted).to_string(), "10.0.0.9");
+        assert_eq!(client_ip(peer, &garbage, &trusted).to_string(), "10.0.0.9", "no other hop to believe");
         assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+    }
+
+    #[test]
+    fn hops_with_ports_spaces_and_junk_still_name_the_client() {
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let trusted = server(&["10.0.0.0/8"]);
+        for (header, client) in [
+            ("192.0.2.5:1000", "192.0.2.5"),
+            ("[2001:db8::1]:1234", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("192.0.2.5 ,", "192.0.2.5"),
+            ("192.0.2.5, unknown", "192.0.2.5"),
+            ("192.0.2.5, , 10.0.0.7:80", "192.0.2.5"),
+            ("  192.0.2.5  ", "192.0.2.5"),
+        ] {
+            assert_eq!(client_ip(peer, &xff(&[header]), &trusted).to_string(), client, "{header:?}");
+        }
     }
 }
