@@ -40,6 +40,8 @@ pub enum StartError {
     Limits(#[from] LimitsError),
     #[error("cannot start the worker threads: {0}")]
     Workers(std::io::Error),
+    #[error("cannot create the demo's private directory: {0}")]
+    DemoDir(std::io::Error),
     #[error("cannot listen on {addr} ({key}): {error}")]
     Bind { addr: SocketAddr, key: &'static str, error: std::io::Error },
 }

@@ -1,12 +1,13 @@
 //! `keypin demo`: the whole tour with nothing to set up. The gateway runs with the
 //! embedded default configuration and demo secrets, an ephemeral session key and a
-//! development certificate in the temp directory, in front of a built-in "legacy
-//! app" that demands HTTP Basic auth and greets the user.
+//! development certificate in a private directory of its own under the temp
+//! directory, in front of a built-in "legacy app" that demands HTTP Basic auth and
+//! greets the user.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -19,11 +20,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::config::SessionKey;
-use crate::config::{Config, SESSION_KEYS_ENV};
+use crate::config::{Config, SESSION_KEYS_ENV, SessionKey};
 use crate::ops::app::{App, StartError};
 use crate::state::secrets::OpenError;
 use crate::state::secrets::file::FileStore;
+use crate::state::session::random_token;
 use crate::web::page::escape;
 
 /// The default configuration, compiled in (the same file as `config/keypin.toml`).
@@ -34,6 +35,8 @@ pub const SECRETS: &str = include_str!("../../config/dev-secrets.toml");
 /// A prepared demo: the gateway, ready to run, and what to tell the person.
 pub struct Demo {
     pub app: App,
+    /// Where the development certificate is, until the demo ends.
+    pub dir: DemoDir,
     /// The built-in legacy app's address.
     pub app_addr: SocketAddr,
     /// `(PIN, username)` of every demo user.
@@ -43,11 +46,10 @@ pub struct Demo {
 /// The demo configuration: the embedded default with a fresh session key, the
 /// certificate in the temp directory, the admin listener on a free port, and the
 /// route pointed at the built-in app.
-pub fn config(listen: SocketAddr, app_addr: SocketAddr) -> Config {
+pub fn config(listen: SocketAddr, app_addr: SocketAddr, certs: &Path) -> Config {
     let key = SessionKey::generate().to_base64();
     let env = |name: &str| (name == SESSION_KEYS_ENV).then(|| key.to_string());
     let mut config = Config::parse(CONFIG, "embedded config/keypin.toml", &env).expect("the embedded config is valid");
-    let certs = demo_dir();
     config.server.listen = listen;
     config.server.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.server.self_signed = true;
@@ -59,9 +61,31 @@ pub fn config(listen: SocketAddr, app_addr: SocketAddr) -> Config {
     config
 }
 
-/// Where the demo keeps its development certificate.
-fn demo_dir() -> PathBuf {
-    std::env::temp_dir().join("keypin-demo")
+/// The directory of one demo run, for its development certificate: made new, with
+/// a random name and mode 0700, so no other local user can have planted it (or a
+/// symlink in its place) or read it; removed when the demo ends.
+pub struct DemoDir(PathBuf);
+
+impl DemoDir {
+    pub fn create() -> std::io::Result<Self> {
+        let path = std::env::temp_dir().join(format!("keypin-demo-{}", random_token(12)));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        // Fails if anything, a symlink included, is already there.
+        builder.create(&path)?;
+        Ok(Self(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Start the built-in app and bind the gateway on `listen`.
@@ -71,9 +95,10 @@ pub async fn prepare(listen: SocketAddr) -> Result<Demo, StartError> {
     let users = demo_users();
 
     let store = Arc::new(FileStore::embedded(SECRETS).map_err(|e| StartError::Secrets(OpenError::File(e)))?);
-    let app = App::bind_with_store(config(listen, app_addr), store).await?;
+    let dir = DemoDir::create().map_err(StartError::DemoDir)?;
+    let app = App::bind_with_store(config(listen, app_addr, dir.path()), store).await?;
     let users = users.into_iter().map(|u| (u.pin, u.user)).collect();
-    Ok(Demo { app, app_addr, users })
+    Ok(Demo { app, dir, app_addr, users })
 }
 
 struct DemoUser {
@@ -198,12 +223,31 @@ mod tests {
     #[test]
     fn the_demo_config_points_at_the_built_in_app_with_a_fresh_key() {
         let app: SocketAddr = "127.0.0.1:5555".parse().unwrap();
-        let a = config("127.0.0.1:8443".parse().unwrap(), app);
-        let b = config("127.0.0.1:8443".parse().unwrap(), app);
+        let dir = DemoDir::create().unwrap();
+        let a = config("127.0.0.1:8443".parse().unwrap(), app, dir.path());
+        let b = config("127.0.0.1:8443".parse().unwrap(), app, dir.path());
         assert_eq!(a.routes[0].upstream.to_string(), "http://127.0.0.1:5555");
         assert_eq!(a.session.keys.len(), 1);
         assert_ne!(a.session.keys, b.session.keys, "every demo run has its own key");
-        assert!(a.server.tls_cert.starts_with(std::env::temp_dir()));
+        assert!(a.server.tls_cert.starts_with(dir.path()));
+    }
+
+    #[test]
+    fn each_demo_run_has_a_new_private_directory_removed_at_its_end() {
+        let (a, b) = (DemoDir::create().unwrap(), DemoDir::create().unwrap());
+        assert_ne!(a.path(), b.path());
+        assert!(a.path().starts_with(std::env::temp_dir()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::symlink_metadata(a.path()).unwrap();
+            assert!(meta.is_dir() && !meta.file_type().is_symlink());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        }
+        let path = a.path().to_owned();
+        std::fs::write(path.join("keypin.pem"), "x").unwrap();
+        drop(a);
+        assert!(!path.exists(), "removed when the demo ends");
     }
 
     #[test]
