@@ -240,9 +240,16 @@ fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         let demo = keypin::ops::demo::prepare(listen).await?;
         let shutdown = shutdown_signal();
         let url = format!("https://{}/", demo.app.local_addr());
-        tracing::info!(listen = %demo.app.local_addr(), admin = %demo.app.admin_addr(), app = %demo.app_addr, "keypin listening");
+        let cert = demo.dir.path().join("keypin.pem");
+        tracing::info!(
+            listen = %demo.app.local_addr(),
+            admin = %demo.app.admin_addr(),
+            app = %demo.app_addr,
+            cert = %cert.display(),
+            "keypin listening"
+        );
         eprintln!("\nkeypin demo: open {url}");
-        eprintln!("(a development certificate: your browser will ask you to accept it)\n");
+        eprintln!("(a development certificate, {}: your browser will ask you to accept it)\n", cert.display());
         eprintln!("Demo PINs:");
         for (pin, user) in &demo.users {
             eprintln!("  {pin}  ->  {user}");

@@ -16,7 +16,11 @@ async fn the_demo_tour_works_from_any_directory() {
     // Run from an empty directory: everything the demo needs is in the binary.
     cmd.args(["demo", "--listen", "127.0.0.1:0"]).current_dir(dir.path()).env("RUST_LOG", "info");
     let gw = GatewayProcess::spawn(cmd, dir);
-    let cert = std::env::temp_dir().join("keypin-demo/keypin.pem");
+    // The demo's certificate is in a private directory of this run, named in its log.
+    let started = gw.output();
+    let cert = started.split("\"cert\":\"").nth(1).and_then(|rest| rest.split('"').next()).expect("the cert is named");
+    let cert = std::path::PathBuf::from(cert);
+    assert!(cert.starts_with(std::env::temp_dir()) && cert.exists(), "{}", cert.display());
     let mut browser = Browser::connect(gw.addr.port(), &cert);
 
     let page = browser.get("/reports?year=2026").await;
