@@ -266,6 +266,23 @@ async fn no_routes_user_header_reaches_another_routes_app_in_any_spelling() {
 }
 
 #[tokio::test]
+async fn a_missing_repeated_or_forged_host_is_400() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    for head in [
+        "GET /echo HTTP/1.1\r\nHost: FORGED@localhost\r\n",
+        "GET /echo HTTP/1.1\r\n",
+        "GET /echo HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n",
+        "GET /.keypin/login HTTP/1.1\r\nHost: a@localhost\r\n",
+    ] {
+        let answer = raw_exchange(&gw, &format!("{head}Connection: close\r\n\r\n")).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head:?}: {answer}");
+    }
+    let answer = raw_exchange(&gw, "GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
 async fn a_websocket_needs_a_session_even_on_a_public_path() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;

@@ -21,6 +21,9 @@ pub enum GatewayError {
     BadPath(#[from] PathError),
     #[error("no route matches")]
     NoRoute,
+    /// No `Host`, two, or one that is not a plain `host[:port]`.
+    #[error("missing, repeated or malformed host")]
+    BadHost,
     #[error("method not allowed on a keypin page")]
     MethodNotAllowed,
     /// No valid session on a protected path. Browsers navigating (`GET`/`HEAD` that
@@ -58,7 +61,7 @@ impl GatewayError {
     /// The status table. No `_` arm: a new variant must be placed here on purpose.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::BadPath(_) | Self::BadHost => StatusCode::BAD_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::LoginRequired { redirect: true, .. } => StatusCode::FOUND,
@@ -100,6 +103,7 @@ impl GatewayError {
                 Some(HeaderValue::from(crate::state::limits::retry_after_secs(*retry_after)))
             }
             Self::BadPath(_)
+            | Self::BadHost
             | Self::NoRoute
             | Self::MethodNotAllowed
             | Self::LoginRequired { .. }
@@ -127,6 +131,7 @@ impl GatewayError {
             Self::Backend(_) => (LoginResult::BackendError, None),
             Self::MalformedPin
             | Self::BadPath(_)
+            | Self::BadHost
             | Self::NoRoute
             | Self::MethodNotAllowed
             | Self::LoginRequired { .. }
@@ -149,6 +154,7 @@ impl GatewayError {
             Self::FormTooLarge => "The form is too large.",
             Self::Backend(_) => "Sign-in is temporarily unavailable. Please try again in a moment.",
             Self::BadPath(_) => "The request path is not acceptable.",
+            Self::BadHost => "The request's host is not acceptable.",
             Self::NoRoute => "Nothing is served at this address.",
             Self::CrossSiteUpgrade => "Cross-site connections are not allowed.",
             Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => {

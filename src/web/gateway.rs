@@ -133,6 +133,9 @@ impl Gateway {
         label: &mut &'a str,
     ) -> Result<Response<Body>, GatewayError> {
         let peer_ip = canonical_ip(peer.ip());
+        if !route::host_is_valid(req.headers(), req.uri(), req.version()) {
+            return Err(GatewayError::BadHost);
+        }
         if req.uri().path().starts_with(RESERVED_PREFIX) {
             let path = normalize_path(req.uri().path())?.into_owned();
             *label = KEYPIN_ROUTE;

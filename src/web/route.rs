@@ -6,6 +6,36 @@ use crate::config::RouteConfig;
 /// URL prefix keypin keeps for itself on every host.
 pub const RESERVED_PREFIX: &str = "/.keypin/";
 
+/// Whether a request names its host once and well (RFC 9112 §3.2, RFC 9113
+/// §8.3.1): one `Host` header (optional before HTTP/1.1 and with an HTTP/2
+/// authority, which it must then equal), a valid `host[:port]` with no user info.
+/// `Host: FORGED@app.test` would otherwise be routed to `app.test` and forwarded
+/// as written.
+pub fn host_is_valid(headers: &http::HeaderMap, uri: &http::Uri, version: http::Version) -> bool {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let (host, second) = (hosts.next(), hosts.next());
+    if second.is_some() {
+        return false;
+    }
+    let authority = uri.authority().map(http::uri::Authority::as_str);
+    let named = match (host.map(|h| h.to_str()), authority) {
+        (Some(Err(_)), _) => return false,
+        (Some(Ok(host)), Some(authority)) if !host.eq_ignore_ascii_case(authority) => return false,
+        (Some(Ok(host)), _) => host,
+        (None, Some(authority)) => authority,
+        (None, None) => return version < http::Version::HTTP_11,
+    };
+    let Ok(authority) = named.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    let host = authority.host();
+    // What follows the host: nothing, or `:` and a port number.
+    let port = named.get(host.len()..).filter(|_| named.starts_with(host));
+    !named.contains('@')
+        && !host.is_empty()
+        && port.is_some_and(|p| p.is_empty() || p.strip_prefix(':').is_some_and(|n| n.parse::<u16>().is_ok()))
+}
+
 /// The host a request names (lower-cased, without port), from `Host` or the
 /// HTTP/2 authority.
 pub fn request_host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
@@ -138,6 +168,38 @@ mod tests {
             .body(())
             .unwrap();
         assert!(same_origin(h2.headers(), h2.uri()));
+    }
+
+    #[test]
+    fn a_host_is_named_once_and_well() {
+        let check = |uri: &str, version: http::Version, hosts: &[&str]| {
+            let mut b = http::Request::builder().uri(uri).version(version);
+            for h in hosts {
+                b = b.header("host", *h);
+            }
+            let req = b.body(()).unwrap();
+            host_is_valid(req.headers(), req.uri(), req.version())
+        };
+        use http::Version as V;
+        assert!(check("/", V::HTTP_11, &["app.test"]));
+        assert!(check("/", V::HTTP_11, &["app.test:8443"]));
+        assert!(check("/", V::HTTP_11, &["[::1]:8443"]));
+        assert!(check("https://app.test/", V::HTTP_2, &[]));
+        assert!(check("https://app.test/", V::HTTP_2, &["APP.test"]));
+        assert!(check("/", V::HTTP_10, &[]), "HTTP/1.0 may omit it");
+        for (uri, version, hosts) in [
+            ("/", V::HTTP_11, &["FORGED@app.test"][..]),
+            ("/", V::HTTP_11, &[][..]),
+            ("/", V::HTTP_11, &["app.test", "app.test"][..]),
+            ("/", V::HTTP_11, &["app.test", "other.test"][..]),
+            ("/", V::HTTP_11, &[""][..]),
+            ("/", V::HTTP_11, &["app.test:port"][..]),
+            ("/", V::HTTP_11, &["app test"][..]),
+            ("https://FORGED@app.test/", V::HTTP_2, &[][..]),
+            ("https://app.test/", V::HTTP_2, &["other.test"][..]),
+        ] {
+            assert!(!check(uri, version, hosts), "{uri} {version:?} {hosts:?}");
+        }
     }
 
     #[test]
