@@ -24,6 +24,11 @@ struct Setup {
 /// A gateway on the test vault; `secrets_extra` adds keys to `[secrets]`, `limits`
 /// to `[limits]` (whose rate is high: these tests are not about it).
 async fn setup(secrets_extra: &str, limits: &str) -> Setup {
+    setup_at("", secrets_extra, limits).await
+}
+
+/// As `setup`, with `path` appended to the vault's URL.
+async fn setup_at(path: &str, secrets_extra: &str, limits: &str) -> Setup {
     let upstream = Upstream::spawn().await;
     let vault = TestVault::start().await;
     vault.set("secret-1234", "user1:p@ssw0rd1");
@@ -33,7 +38,7 @@ async fn setup(secrets_extra: &str, limits: &str) -> Setup {
     let config = format!(
         "[pin]\nmin_response = \"1ms\"\n[limits]\nlogin_per_ip = \"10000/s\"\n{limits}\n[secrets]\nbackend = \"keyvault\"\nvault_url = \"{}\"\n\
          credential = \"static_token\"\nstatic_token = \"{TOKEN}\"\nca_cert = \"{}\"\n{secrets_extra}\n{}",
-        vault.url(),
+        format!("{}{path}", vault.url()),
         ca.display(),
         route_table(&upstream.url(), "")
     );
@@ -163,6 +168,19 @@ async fn readiness_follows_the_vault() {
         assert!(Instant::now() < deadline, "/readyz did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn a_404_that_is_not_secret_not_found_is_a_backend_error_not_an_unknown_pin() {
+    // A wrong path in vault_url: every answer is 404, but none is SecretNotFound.
+    let s = setup_at("wrong/", "request_timeout = \"2s\"", "").await;
+    assert_eq!(Browser::new(&s.gw).login("1234", "/").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(Browser::new(&s.gw).login("9999", "/").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s.gw.readyz().await, 503, "readiness reports the backend");
+    // The vault's own SecretNotFound still means an unknown PIN.
+    let ok = setup("", "").await;
+    assert_eq!(Browser::new(&ok.gw).login("9999", "/").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(ok.gw.readyz().await, 200);
 }
 
 #[tokio::test]

@@ -31,6 +31,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_RETRIES: u32 = 2;
 const RETRY_INITIAL_DELAY: Duration = Duration::from_millis(200);
 const RETRY_MAX_DELAY: Duration = Duration::from_secs(2);
+/// The vault's error code for a secret that does not exist.
+const SECRET_NOT_FOUND: &str = "SecretNotFound";
 /// Lifetime given to a static token; the SDK refreshes tokens near expiry.
 const STATIC_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -200,14 +202,19 @@ fn usable(secret: Secret, now: OffsetDateTime) -> Lookup {
     }
 }
 
-/// Map an SDK error: 404 and a disabled secret are answers ("no such PIN");
-/// everything else is the backend failing, which must never look like a wrong PIN.
+/// Map an SDK error: the vault's own `SecretNotFound` and a disabled secret are
+/// answers ("no such PIN"); everything else, a 404 without that code included (a
+/// wrong vault path, a proxy in between), is the backend failing, which must never
+/// look like a wrong PIN: it would count as a failure and end every session.
 fn classify(err: azure_core::Error) -> Result<Lookup, BackendError> {
     let Some(status) = err.http_status() else {
         return Err(BackendError::Unavailable(format!("{err}")));
     };
     match status {
-        StatusCode::NotFound => Ok(Lookup::NotFound),
+        StatusCode::NotFound => match inner_error_code(err).as_deref() {
+            Some(SECRET_NOT_FOUND) => Ok(Lookup::NotFound),
+            other => Err(BackendError::Unavailable(format!("HTTP 404 ({})", other.unwrap_or("no error code")))),
+        },
         StatusCode::Forbidden if inner_error_code(err).as_deref() == Some("SecretDisabled") => Ok(Lookup::NotFound),
         StatusCode::Unauthorized | StatusCode::Forbidden => {
             Err(BackendError::Denied(format!("HTTP {}", u16::from(status))))
