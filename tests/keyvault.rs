@@ -36,9 +36,9 @@ async fn setup_at(path: &str, secrets_extra: &str, limits: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let ca = vault.write_ca(dir.path());
     let config = format!(
-        "[pin]\nmin_response = \"1ms\"\n[limits]\nlogin_per_ip = \"10000/s\"\n{limits}\n[secrets]\nbackend = \"keyvault\"\nvault_url = \"{}\"\n\
+        "[pin]\nmin_response = \"1ms\"\n[limits]\nlogin_per_ip = \"10000/s\"\n{limits}\n[secrets]\nbackend = \"keyvault\"\nvault_url = \"{}{path}\"\n\
          credential = \"static_token\"\nstatic_token = \"{TOKEN}\"\nca_cert = \"{}\"\n{secrets_extra}\n{}",
-        format!("{}{path}", vault.url()),
+        vault.url(),
         ca.display(),
         route_table(&upstream.url(), "")
     );
