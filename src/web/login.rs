@@ -166,7 +166,9 @@ impl Login {
 
         let error = match outcome {
             Ok(Resolved::Found(creds)) => {
-                self.limits.record_success(key, device).await;
+                // A success erases no failure: they count for 24 h whatever comes
+                // between (SPEC `lockout_after`), so one valid PIN is no licence
+                // to guess at the full rate.
                 self.metrics.login(LoginResult::Success);
                 audit::login_success(&creds.username, client);
                 let (_, cookie) = self.sessions.mint(name, &creds.username);

@@ -207,13 +207,6 @@ impl LimitStore for MemoryLimitStore {
         Box::pin(std::future::ready(outcome))
     }
 
-    fn record_success<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, ()> {
-        for k in keys(key, device) {
-            self.state.streaks.invalidate(&k);
-        }
-        Box::pin(std::future::ready(()))
-    }
-
     fn attack_mode(&self) -> AttackMode {
         let now = Instant::now();
         let mut attack = self.state.attack.lock();
@@ -253,12 +246,10 @@ pub(super) mod tests {
     }
 
     #[tokio::test]
-    async fn a_streak_locks_a_key_and_success_resets_it() {
+    async fn a_streak_locks_a_key() {
         let store = MemoryLimitStore::new(&limits("1000/s", 3, 60, 3600));
         let key = ClientKey::of("192.0.2.1".parse().unwrap());
         let other = ClientKey::of("192.0.2.2".parse().unwrap());
-        assert!(store.record_failure(key, None).await.client_lockout.is_none());
-        store.record_success(key, None).await;
         assert!(store.record_failure(key, None).await.client_lockout.is_none());
         assert!(store.record_failure(key, None).await.client_lockout.is_none());
         let third = store.record_failure(key, None).await;

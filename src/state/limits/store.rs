@@ -58,8 +58,6 @@ pub trait LimitStore: Send + Sync {
     /// A failed PIN: extends the streaks of the key and the device and spends the
     /// global failure budget.
     fn record_failure<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, FailureOutcome>;
-    /// A successful login ends both failure streaks.
-    fn record_success<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, ()>;
     /// Whether attack mode is on; reports `Ended` once when it runs out.
     fn attack_mode(&self) -> AttackMode;
     /// Keys and devices locked out now.
