@@ -80,17 +80,31 @@ struct State {
     cells: moka::sync::Cache<ClientKey, u64>,
     streaks: moka::sync::Cache<StreakKey, Streak>,
     attack: Arc<parking_lot::Mutex<Attack>>,
+    /// Login attempts of all clients together, under the rate it was built for.
+    global: (Rate, Arc<GlobalLimiter>),
+    /// Failures of all clients together; exhausting it means attack mode.
+    failure_budget: (Rate, Arc<GlobalLimiter>),
     clock: DefaultClock,
 }
 
 /// Limiter state in this process.
 pub struct MemoryLimitStore {
     per_client: KeyedLimiter,
-    global: GlobalLimiter,
-    /// Failures of all clients together; exhausting it means attack mode.
-    failure_budget: GlobalLimiter,
     state: State,
     config: LimitsConfig,
+}
+
+/// A limiter for `rate`: the one `kept` when it was built for the same rate (a
+/// reload must not hand out a fresh budget), else a new one.
+fn global_limiter(
+    rate: Rate,
+    kept: Option<&(Rate, Arc<GlobalLimiter>)>,
+    clock: &DefaultClock,
+) -> (Rate, Arc<GlobalLimiter>) {
+    match kept {
+        Some((was, limiter)) if *was == rate => (rate, limiter.clone()),
+        _ => (rate, Arc::new(RateLimiter::direct_with_clock(quota(rate), clock.clone()))),
+    }
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -111,20 +125,29 @@ impl MemoryLimitStore {
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .time_to_idle(LOCKOUT_MEMORY.max(config.lockout_max))
             .build();
-        let state = State { cells, streaks, attack: Arc::default(), clock: DefaultClock::default() };
+        let clock = DefaultClock::default();
+        let state = State {
+            cells,
+            streaks,
+            attack: Arc::default(),
+            global: global_limiter(config.login_global, None, &clock),
+            failure_budget: global_limiter(config.attack_failures, None, &clock),
+            clock,
+        };
         Self::with_state(config, state)
     }
 
-    fn with_state(config: &LimitsConfig, state: State) -> Self {
-        let clock = state.clock.clone();
+    /// The limiters of `config` over `state`; the global limiters carry over when
+    /// their rates are unchanged.
+    fn with_state(config: &LimitsConfig, mut state: State) -> Self {
+        state.global = global_limiter(config.login_global, Some(&state.global), &state.clock);
+        state.failure_budget = global_limiter(config.attack_failures, Some(&state.failure_budget), &state.clock);
         Self {
             per_client: RateLimiter::new(
                 quota(config.login_per_ip),
                 BoundedKeyedState { cells: state.cells.clone() },
-                clock.clone(),
+                state.clock.clone(),
             ),
-            global: RateLimiter::direct_with_clock(quota(config.login_global), clock.clone()),
-            failure_budget: RateLimiter::direct_with_clock(quota(config.attack_failures), clock),
             state,
             config: config.clone(),
         }
@@ -182,7 +205,7 @@ impl LimitStore for MemoryLimitStore {
                 .per_client
                 .check_key(&key)
                 .map_err(|nu| self.wait(&nu))
-                .and_then(|()| self.global.check().map_err(|nu| self.wait(&nu))),
+                .and_then(|()| self.state.global.1.check().map_err(|nu| self.wait(&nu))),
         };
         Box::pin(std::future::ready(result))
     }
@@ -194,7 +217,7 @@ impl LimitStore for MemoryLimitStore {
             device_lockout: device.and_then(|d| self.extend_streak(StreakKey::Device(d.to_owned()), now)),
             attack_mode_started: false,
         };
-        if self.failure_budget.check().is_err() {
+        if self.state.failure_budget.1.check().is_err() {
             // Over budget: attack mode, extended for as long as failures continue.
             let mut attack = self.state.attack.lock();
             outcome.attack_mode_started = attack.until.is_none_or(|until| until <= now);
@@ -243,6 +266,27 @@ pub(super) mod tests {
             lockout_max: Duration::from_secs(max),
             ..LimitsConfig::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_reload_hands_out_no_fresh_global_budget() {
+        let config = LimitsConfig {
+            login_global: "2/hour".parse().unwrap(),
+            attack_failures: "2/hour".parse().unwrap(),
+            ..limits("1000/s", 0, 60, 3600)
+        };
+        let store = MemoryLimitStore::new(&config);
+        let key = |i: u8| ClientKey::of(std::net::IpAddr::from([192, 0, 2, i]));
+        assert!(store.admit(key(1), None).await.is_ok() && store.admit(key(2), None).await.is_ok());
+        assert!(!store.record_failure(key(1), None).await.attack_mode_started);
+        assert!(!store.record_failure(key(2), None).await.attack_mode_started);
+        // A reload (a certificate renewal, SIGHUP) with the same limits.
+        let reloaded = store.reconfigure(&config);
+        assert!(reloaded.admit(key(3), None).await.is_err(), "the global login limit carries over");
+        assert!(reloaded.record_failure(key(3), None).await.attack_mode_started, "so does the failure budget");
+        // A changed rate is a new limit.
+        let raised = LimitsConfig { login_global: "100/hour".parse().unwrap(), ..config };
+        assert!(reloaded.reconfigure(&raised).admit(key(4), None).await.is_ok());
     }
 
     #[tokio::test]
