@@ -266,6 +266,26 @@ async fn no_routes_user_header_reaches_another_routes_app_in_any_spelling() {
 }
 
 #[tokio::test]
+async fn every_answer_carries_hsts_and_every_page_the_same_security_headers() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let client = gw.client(Proto::H1);
+    for (path, page) in [("/echo", false), ("/.keypin/login", true), ("/%2e%2e/x", true), ("/.keypin/nothing", true)] {
+        let (resp, _) = send(&client, Request::get(gw.url(path)).body(empty()).unwrap()).await;
+        assert_eq!(resp.headers()["strict-transport-security"], "max-age=31536000", "{path}");
+        if page {
+            for header in ["x-frame-options", "x-content-type-options", "content-security-policy", "referrer-policy"] {
+                assert!(resp.headers().contains_key(header), "{path} ({}) has no {header}", resp.status());
+            }
+            assert!(resp.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        }
+    }
+    let off = TestGateway::start("hsts_max_age = \"0s\"", &route_table(&upstream.url(), PUBLIC)).await;
+    let (resp, _) = send(&off.client(Proto::H1), Request::get(off.url("/echo")).body(empty()).unwrap()).await;
+    assert!(!resp.headers().contains_key("strict-transport-security"));
+}
+
+#[tokio::test]
 async fn a_missing_repeated_or_forged_host_is_400() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;

@@ -113,6 +113,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Worker threads serving connections; one per CPU when absent.
     pub workers: Option<NonZeroUsize>,
+    /// `Strict-Transport-Security: max-age` on every answer; zero sends none.
+    #[serde(deserialize_with = "de::duration")]
+    pub hsts_max_age: Duration,
 }
 
 impl Default for ServerConfig {
@@ -127,6 +130,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             upstream_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            hsts_max_age: Duration::from_secs(365 * 24 * 3600),
             workers: None,
         }
     }

@@ -48,6 +48,7 @@ fn defaults_follow_the_contract() {
     let cfg = parse(MINIMAL).unwrap();
     assert_eq!(cfg.server.listen, "127.0.0.1:8443".parse().unwrap());
     assert_eq!(cfg.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(cfg.server.hsts_max_age, Duration::from_secs(365 * 24 * 3600));
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     assert_eq!(cfg.server.worker_count(), cpus, "one worker per CPU by default");
     assert_eq!(cfg.pin.min_digits, 4);

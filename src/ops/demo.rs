@@ -53,6 +53,8 @@ pub fn config(listen: SocketAddr, app_addr: SocketAddr, certs: &Path) -> Config 
     config.server.listen = listen;
     config.server.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.server.self_signed = true;
+    // A browser must not pin HTTPS for localhost because of a demo.
+    config.server.hsts_max_age = std::time::Duration::ZERO;
     config.server.tls_cert = certs.join("keypin.pem");
     config.server.tls_key = certs.join("keypin-key.pem");
     for route in &mut config.routes {
@@ -230,6 +232,7 @@ mod tests {
         assert_eq!(a.session.keys.len(), 1);
         assert_ne!(a.session.keys, b.session.keys, "every demo run has its own key");
         assert!(a.server.tls_cert.starts_with(dir.path()));
+        assert!(a.server.hsts_max_age.is_zero(), "the demo sends no HSTS");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::observe::audit::FailureReason;
 use crate::observe::metrics::LoginResult;
 use crate::state::secrets::BackendError;
 use crate::web::body::{Body, full_body};
+use crate::web::page::security_headers;
 use crate::web::path::PathError;
 
 /// Why a request could not be served. `Display` is for logs (it may hold internals);
@@ -195,6 +196,8 @@ impl GatewayError {
     }
 }
 
+const ERROR_PAGE_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 /// A small self-contained HTML page for an error status.
 pub fn error_page(status: StatusCode, message: &str) -> Response<Body> {
     let reason = status.canonical_reason().unwrap_or("Error");
@@ -205,10 +208,8 @@ pub fn error_page(status: StatusCode, message: &str) -> Response<Body> {
     );
     let mut resp = Response::new(full_body(Bytes::from(html)));
     *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    // The same headers as every page keypin renders; this one has no style at all.
+    security_headers(resp.headers_mut(), HeaderValue::from_static(ERROR_PAGE_CSP));
     resp
 }
 

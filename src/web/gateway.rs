@@ -38,6 +38,8 @@ pub struct Shared {
 /// A reload builds a new one; requests in flight finish on the one they started on.
 pub struct Gateway {
     server: ServerConfig,
+    /// The `Strict-Transport-Security` value, unless turned off.
+    hsts: Option<HeaderValue>,
     router: Router,
     proxy: Proxy,
     sessions: Arc<Sessions>,
@@ -60,7 +62,10 @@ impl Gateway {
     pub fn new(config: &Config, secrets: Arc<SecretCache>, limits: Arc<dyn LimitStore>, shared: &Shared) -> Self {
         let sessions = Arc::new(Sessions::new(&config.session, shared.revoked.clone()));
         let metrics = shared.metrics.clone();
+        let max_age = config.server.hsts_max_age.as_secs();
         Self {
+            hsts: (max_age > 0)
+                .then(|| HeaderValue::try_from(format!("max-age={max_age}")).expect("digits are a valid header value")),
             server: config.server.clone(),
             router: Router::new(config.routes.clone()),
             proxy: Proxy::new(config.server.upstream_timeout, metrics.clone(), &config.routes),
@@ -97,7 +102,7 @@ impl Gateway {
             (std::time::Instant::now(), req.method().clone(), req.uri().path().to_owned(), client)
         });
         let mut route = NO_ROUTE;
-        let resp = match self.serve(req, peer, &mut route).await {
+        let mut resp = match self.serve(req, peer, &mut route).await {
             Ok(resp) => resp,
             Err(e) => {
                 if e.status().is_server_error() {
@@ -108,6 +113,9 @@ impl Gateway {
                 e.into_response()
             }
         };
+        if let Some(hsts) = &self.hsts {
+            resp.headers_mut().entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
+        }
         self.metrics.request(route, resp.status().as_u16());
         if let Some((started, method, path, client)) = access {
             let bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");

@@ -3,7 +3,7 @@
 //! headers every page carries: a strict CSP with a per-response style nonce, no
 //! framing, no caching.
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::config::UiConfig;
@@ -60,20 +60,26 @@ pub fn render(ui: &UiConfig, status: StatusCode, page: &Page<'_>, set_cookie: Op
     let mut resp = Response::new(full_body(html));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
+    let csp = format!(
+        "default-src 'none'; style-src 'nonce-{nonce}'; img-src data:; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    security_headers(h, HeaderValue::try_from(csp).expect("nonce is base64url"));
+    if let Some(cookie) = set_cookie {
+        h.append(header::SET_COOKIE, cookie);
+    }
+    resp
+}
+
+/// The headers of every HTML page keypin renders: never stored, never framed,
+/// never sniffed, no referrer beyond this site, and `csp`.
+pub fn security_headers(h: &mut HeaderMap, csp: HeaderValue) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    let csp = format!(
-        "default-src 'none'; style-src 'nonce-{nonce}'; img-src data:; form-action 'self'; \
-         frame-ancestors 'none'; base-uri 'none'"
-    );
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::try_from(csp).expect("nonce is base64url"));
-    if let Some(cookie) = set_cookie {
-        h.append(header::SET_COOKIE, cookie);
-    }
-    resp
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
 }
 
 /// HTML-escape text for element content and quoted attributes.
