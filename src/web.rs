@@ -9,4 +9,5 @@ pub mod login;
 pub(crate) mod page;
 pub mod path;
 pub mod proxy;
+pub mod redirect;
 pub mod route;

@@ -286,6 +286,35 @@ async fn every_answer_carries_hsts_and_every_page_the_same_security_headers() {
 }
 
 #[tokio::test]
+async fn a_form_that_trickles_into_keypins_own_pages_is_408() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "header_read_timeout = \"1s\"").await;
+    for path in ["/.keypin/login", "/.keypin/logout"] {
+        let mut tls = raw_tls(gw.addr, &gw.cert()).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: 100\r\n\r\npin=1"
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = vec![0u8; 4096];
+        // One more byte every 300 ms would keep a connection open for hours.
+        let read = async {
+            loop {
+                tokio::select! {
+                    n = tls.read(&mut buf) => return n.unwrap(),
+                    () = tokio::time::sleep(Duration::from_millis(300)) => { let _ = tls.write_all(b"2").await; }
+                }
+            }
+        };
+        let n = tokio::time::timeout(Duration::from_secs(5), read).await.expect("an answer within the bound");
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{path}: {:?}", started.elapsed());
+    }
+}
+
+#[tokio::test]
 async fn a_missing_repeated_or_forged_host_is_400() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;

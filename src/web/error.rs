@@ -39,6 +39,9 @@ pub enum GatewayError {
     Csrf,
     #[error("form body too large")]
     FormTooLarge,
+    /// A form of keypin's own that did not arrive whole in time.
+    #[error("form body too slow")]
+    BodyTimeout,
     /// Too many attempts, or locked out: try again after `retry_after`.
     #[error("rate limited")]
     RateLimited { retry_after: std::time::Duration },
@@ -70,6 +73,7 @@ impl GatewayError {
             Self::MalformedPin => StatusCode::BAD_REQUEST,
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } | Self::AttackMode { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSiteUpgrade => StatusCode::FORBIDDEN,
@@ -112,6 +116,7 @@ impl GatewayError {
             | Self::InvalidPin
             | Self::Csrf
             | Self::FormTooLarge
+            | Self::BodyTimeout
             | Self::Backend(_)
             | Self::CrossSiteUpgrade
             | Self::UpstreamUnreachable(_)
@@ -131,6 +136,7 @@ impl GatewayError {
             Self::FormTooLarge => (LoginResult::Malformed, Some(FailureReason::FormTooLarge)),
             Self::Backend(_) => (LoginResult::BackendError, None),
             Self::MalformedPin
+            | Self::BodyTimeout
             | Self::BadPath(_)
             | Self::BadHost
             | Self::NoRoute
@@ -153,6 +159,7 @@ impl GatewayError {
             Self::InvalidPin => "Invalid PIN. Please try again.",
             Self::Csrf => "This form has expired. Please try again.",
             Self::FormTooLarge => "The form is too large.",
+            Self::BodyTimeout => "The form took too long to arrive. Please try again.",
             Self::Backend(_) => "Sign-in is temporarily unavailable. Please try again in a moment.",
             Self::BadPath(_) => "The request path is not acceptable.",
             Self::BadHost => "The request's host is not acceptable.",
@@ -229,6 +236,8 @@ mod tests {
         assert_eq!(GatewayError::InvalidPin.status(), 401);
         assert_eq!(GatewayError::Csrf.status(), 403);
         assert_eq!(GatewayError::FormTooLarge.status(), 413);
+        assert_eq!(GatewayError::BodyTimeout.status(), 408);
+        assert_eq!(GatewayError::BadHost.status(), 400);
         assert_eq!(GatewayError::Backend(BackendError::Timeout).status(), 503);
         assert_eq!(GatewayError::MethodNotAllowed.status(), 405);
         let limited = GatewayError::RateLimited { retry_after: std::time::Duration::from_millis(4500) };

@@ -22,9 +22,10 @@ use crate::state::session::{Revocations, Sessions, strip_cookies};
 use crate::transport::server::Handler;
 use crate::web::body::Body;
 use crate::web::error::GatewayError;
-use crate::web::login::{Login, login_url};
+use crate::web::login::Login;
 use crate::web::path::normalize_path;
 use crate::web::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
+use crate::web::redirect::login_url;
 use crate::web::route::{self, RESERVED_PREFIX, Router, same_origin};
 
 /// What outlives a configuration: kept across reloads.
@@ -77,7 +78,8 @@ impl Gateway {
                 metrics.clone(),
                 config.limits.attack_failures.count.get(),
                 config.ui.clone(),
-            ),
+            )
+            .with_body_timeout(config.server.header_read_timeout),
             sessions,
             secrets,
             limits,

@@ -10,6 +10,8 @@ use http_body_util::StreamBody;
 use proptest::prelude::*;
 
 use super::*;
+use crate::web::redirect::{MAX_REDIRECT_BYTES, login_url};
+use percent_encoding::percent_decode_str;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
