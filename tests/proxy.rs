@@ -315,6 +315,20 @@ async fn a_form_that_trickles_into_keypins_own_pages_is_408() {
 }
 
 #[tokio::test]
+async fn a_malformed_chunked_body_is_the_clients_fault_400() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    for body in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhello world\r\n0\r\n\r\n"] {
+        let answer = raw_exchange(
+            &gw,
+            &format!("POST /sink HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{body:?}: {answer}");
+    }
+}
+
+#[tokio::test]
 async fn a_missing_repeated_or_forged_host_is_400() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;

@@ -39,6 +39,10 @@ pub enum GatewayError {
     Csrf,
     #[error("form body too large")]
     FormTooLarge,
+    /// The client's request body broke off or was malformed while it was being
+    /// forwarded: the client's fault, not the upstream's.
+    #[error("malformed request body")]
+    BadRequestBody,
     /// A form of keypin's own that did not arrive whole in time.
     #[error("form body too slow")]
     BodyTimeout,
@@ -65,7 +69,7 @@ impl GatewayError {
     /// The status table. No `_` arm: a new variant must be placed here on purpose.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadPath(_) | Self::BadHost => StatusCode::BAD_REQUEST,
+            Self::BadPath(_) | Self::BadHost | Self::BadRequestBody => StatusCode::BAD_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::LoginRequired { redirect: true, .. } => StatusCode::FOUND,
@@ -117,6 +121,7 @@ impl GatewayError {
             | Self::Csrf
             | Self::FormTooLarge
             | Self::BodyTimeout
+            | Self::BadRequestBody
             | Self::Backend(_)
             | Self::CrossSiteUpgrade
             | Self::UpstreamUnreachable(_)
@@ -137,6 +142,7 @@ impl GatewayError {
             Self::Backend(_) => (LoginResult::BackendError, None),
             Self::MalformedPin
             | Self::BodyTimeout
+            | Self::BadRequestBody
             | Self::BadPath(_)
             | Self::BadHost
             | Self::NoRoute
@@ -163,6 +169,7 @@ impl GatewayError {
             Self::Backend(_) => "Sign-in is temporarily unavailable. Please try again in a moment.",
             Self::BadPath(_) => "The request path is not acceptable.",
             Self::BadHost => "The request's host is not acceptable.",
+            Self::BadRequestBody => "The request's body is malformed.",
             Self::NoRoute => "Nothing is served at this address.",
             Self::CrossSiteUpgrade => "Cross-site connections are not allowed.",
             Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => {
@@ -238,6 +245,7 @@ mod tests {
         assert_eq!(GatewayError::FormTooLarge.status(), 413);
         assert_eq!(GatewayError::BodyTimeout.status(), 408);
         assert_eq!(GatewayError::BadHost.status(), 400);
+        assert_eq!(GatewayError::BadRequestBody.status(), 400);
         assert_eq!(GatewayError::Backend(BackendError::Timeout).status(), 503);
         assert_eq!(GatewayError::MethodNotAllowed.status(), 405);
         let limited = GatewayError::RateLimited { retry_after: std::time::Duration::from_millis(4500) };

@@ -200,6 +200,14 @@ fn set_forwarding_headers(headers: &mut HeaderMap, fwd: &Forwarding) {
     }
 }
 
+/// Whether an upstream exchange failed because the client's own request body did
+/// (a malformed chunk, say): hyper reports the body it was given as the user's.
+fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.downcast_ref::<hyper::Error>().is_some_and(|e| {
+        e.is_user() && std::error::Error::source(e).is_some_and(|cause| cause.downcast_ref::<hyper::Error>().is_some())
+    })
+}
+
 /// Where to send a request upstream: the route's origin, and the origin-form URI
 /// of its base path, then the (normalized) request path and the query as sent.
 fn upstream_target(route: &RouteConfig, path: &str, query: Option<&str>) -> Result<(Origin, Uri), http::Error> {
@@ -257,7 +265,14 @@ impl Proxy {
         let pool = Pool::of_this_thread();
         let answer = tokio::time::timeout(self.timeout, pool.send(&origin, req)).await;
         self.metrics.upstream_duration(started.elapsed().as_secs_f64());
-        let mut resp = answer.map_err(|_| GatewayError::UpstreamTimeout)?.map_err(GatewayError::UpstreamUnreachable)?;
+        let mut resp = answer.map_err(|_| GatewayError::UpstreamTimeout)?.map_err(|e| {
+            if client_body_failed(e.as_ref()) {
+                GatewayError::BadRequestBody
+            } else {
+                tracing::debug!(error = %e, "upstream exchange failed");
+                GatewayError::UpstreamUnreachable(e)
+            }
+        })?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_upgrade) = client_upgrade
