@@ -18,18 +18,24 @@ pub fn query_rd(query: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "rd").map(|(_, v)| safe_redirect(&v))
 }
 
-/// `rd` if it is a local path, else `/`: one leading `/`, not `//` or `/\`, visible
-/// ASCII only, and still so after percent-decoding (repeatedly, as a browser or the
-/// upstream might).
+/// `rd` if it is a local path, else `/`: as written, visible ASCII only; and as
+/// written and after each percent-decoding (repeated, as a browser or the upstream
+/// might), one leading `/` (not `//` or `/\`), no `\` and no control character, and
+/// a first segment of visible ASCII only, where `/%09/evil.example` would turn into
+/// another host. An encoded space or letter further on (`/app/page?y=a%20b`) is a
+/// deep link's own and is kept, still encoded.
 pub fn safe_redirect(rd: &str) -> String {
     fn local(s: &str) -> bool {
-        s.starts_with('/')
-            && !s.starts_with("//")
-            && !s.starts_with("/\\")
+        let Some(rest) = s.strip_prefix('/') else {
+            return false;
+        };
+        let first_segment = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        !rest.starts_with(['/', '\\'])
             && !s.contains('\\')
-            && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+            && !s.chars().any(char::is_control)
+            && first_segment.bytes().all(|b| (0x21..=0x7e).contains(&b))
     }
-    if rd.len() > MAX_REDIRECT_BYTES || !local(rd) {
+    if rd.len() > MAX_REDIRECT_BYTES || !rd.bytes().all(|b| (0x21..=0x7e).contains(&b)) || !local(rd) {
         return "/".into();
     }
     let mut current = rd.to_owned();
@@ -55,7 +61,14 @@ mod tests {
         for (rd, expected) in [
             ("/app/page?x=1", "/app/page?x=1"),
             ("/", "/"),
-            ("/a%20b", "/"), // whitespace after decoding, as SPEC says
+            ("/a%20b", "/"), // whitespace in the first segment after decoding
+            ("/%20/evil.example", "/"),
+            ("/%09/evil.example", "/"),
+            ("/app/a%0d%0aSet-Cookie:x", "/"),
+            ("/app/page?x=1&y=a%20b", "/app/page?x=1&y=a%20b"),
+            ("/app/a%20b/c", "/app/a%20b/c"),
+            ("/app?q=%C2%A0x", "/app?q=%C2%A0x"),
+            ("/app/a b", "/"), // raw space
             ("/a%41b", "/a%41b"),
             ("//evil.example", "/"),
             ("https://evil.example/", "/"),

@@ -98,13 +98,16 @@ fn redirect_like() -> impl Strategy<Value = String> {
     })
 }
 
-/// Whether `s` is a path on this site that no reading can take elsewhere.
+/// Whether `s` is a path on this site that no reading can take elsewhere: its
+/// first segment visible ASCII, nothing in it a control character or `\\`.
 fn is_local(s: &str) -> bool {
+    let first = s.get(1..).map_or("", |rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
     s.starts_with('/')
         && !s.starts_with("//")
         && !s.starts_with("/\\")
         && !s.contains('\\')
-        && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        && !s.chars().any(char::is_control)
+        && first.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 fn assert_local_redirect(input: &str, out: &str) -> Result<(), TestCaseError> {
