@@ -407,6 +407,28 @@ async fn a_session_in_use_outlives_a_short_idle_timeout() {
     assert_eq!(browser.get("/echo").await.status, StatusCode::FOUND, "idle for longer than 2 s, it ends");
 }
 
+#[tokio::test]
+async fn a_secret_added_to_the_file_signs_in_at_once_though_it_was_just_refused() {
+    let upstream = Upstream::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.toml");
+    std::fs::write(&secrets, "\"secret-1111\" = \"a:1\"\n").unwrap();
+    let config = format!(
+        "{FAST}[secrets]\npath = \"{}\"\nnegative_cache_ttl = \"30s\"\n{}",
+        secrets.display(),
+        route_table(&upstream.url(), "")
+    );
+    let gw = TestGateway::start("", &config).await;
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.login("7777", "/").await.status, StatusCode::UNAUTHORIZED, "not in the file yet");
+    std::fs::write(&secrets, "\"secret-1111\" = \"a:1\"\n\"secret-7777\" = \"new:pw\"\n").unwrap();
+    let signed_in = poll(Duration::from_secs(5), || async {
+        Browser::new(&gw).login("7777", "/").await.status == StatusCode::SEE_OTHER
+    })
+    .await;
+    assert!(signed_in, "the file was re-read: its answer replaces the remembered refusal");
+}
+
 fn browser_clone(b: &Browser, gw: &TestGateway) -> Browser {
     let mut copy = Browser::new(gw);
     copy.cookies = b.cookies.clone();

@@ -4,7 +4,7 @@
 //! not end sessions.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -95,6 +95,8 @@ pub struct SecretCache {
     /// Last good value per name, for `cache_ttl + stale_if_error` after it was read.
     last_good: Cache<SecretName, Arc<Credentials>>,
     request_timeout: Duration,
+    /// The store's generation the cached answers belong to.
+    generation: AtomicU64,
 }
 
 impl SecretCache {
@@ -105,7 +107,16 @@ impl SecretCache {
             .build();
         let last_good =
             Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(config.cache_ttl + config.stale_if_error).build();
-        Self { store, health: Arc::default(), metrics, fresh, last_good, request_timeout: config.request_timeout }
+        let generation = AtomicU64::new(store.generation());
+        Self {
+            store,
+            health: Arc::default(),
+            metrics,
+            fresh,
+            last_good,
+            request_timeout: config.request_timeout,
+            generation,
+        }
     }
 
     /// The store behind the cache (a reload that only changes TTLs keeps it).
@@ -135,6 +146,15 @@ impl SecretCache {
     /// Resolve `name`, from the cache when fresh, else from the store (one call
     /// however many ask at once).
     pub async fn resolve(&self, name: &SecretName, staleness: Staleness) -> Result<Resolved, BackendError> {
+        // The store's content changed (a re-read file): no answer of before stands,
+        // found or not found.
+        let generation = self.store.generation();
+        if self.generation.load(Ordering::Relaxed) != generation
+            && self.generation.swap(generation, Ordering::Relaxed) != generation
+        {
+            self.fresh.invalidate_all();
+            self.last_good.invalidate_all();
+        }
         // The hit, every request's path, stays a small future; the miss is boxed.
         let answer = match self.fresh.get(name).await {
             Some(entry) => {

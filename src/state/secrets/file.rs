@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -23,6 +24,8 @@ pub struct FileStore {
     path: Option<PathBuf>,
     /// The file's stamp taken before the content in use was read.
     loaded: Option<Stamp>,
+    /// Bumped after each swap of `entries`.
+    generation: AtomicU64,
 }
 
 /// Why a secrets file was refused. Never quotes the file, nor names an entry: the
@@ -64,12 +67,12 @@ impl FileStore {
         let text = read(path)?;
         let entries = parse(&text).map_err(|e| FileError::In { path: path.to_owned(), error: Box::new(e) })?;
         warn_if_readable_by_others(path);
-        Ok(Self { entries: RwLock::new(entries), path: Some(path.to_owned()), loaded })
+        Ok(Self { entries: RwLock::new(entries), path: Some(path.to_owned()), loaded, generation: AtomicU64::new(0) })
     }
 
     /// Secrets from text compiled into the binary; never reloaded.
     pub fn embedded(text: &str) -> Result<Self, FileError> {
-        Ok(Self { entries: RwLock::new(parse(text)?), path: None, loaded: None })
+        Ok(Self { entries: RwLock::new(parse(text)?), path: None, loaded: None, generation: AtomicU64::new(0) })
     }
 
     /// Poll the file every [`RELOAD_POLL`] and swap in new content when it parses.
@@ -94,6 +97,7 @@ impl FileStore {
                     Ok(entries) => {
                         let count = entries.len();
                         *store.entries.write() = entries;
+                        store.generation.fetch_add(1, Ordering::Release);
                         tracing::info!(file = %path.display(), secrets = count, "secrets file reloaded");
                     }
                     Err(e) => tracing::error!(
@@ -108,6 +112,10 @@ impl FileStore {
 }
 
 impl SecretStore for FileStore {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     fn lookup<'a>(&'a self, name: &'a SecretName) -> BoxFuture<'a, Result<Lookup, BackendError>> {
         let entries = self.entries.read().clone();
         Box::pin(async move {

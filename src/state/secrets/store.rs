@@ -29,6 +29,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait SecretStore: Send + Sync {
     /// Look up one secret by name. `NotFound` is an answer, not an error.
     fn lookup<'a>(&'a self, name: &'a SecretName) -> BoxFuture<'a, Result<Lookup, BackendError>>;
+
+    /// A number that changes whenever the store knows its content changed (a
+    /// re-read file), so a cache in front drops what it remembered. Stores that
+    /// cannot tell (a remote vault) keep the default.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// A store's answer.
