@@ -153,30 +153,59 @@ pub(super) fn resolve_env(
     table: &mut toml::Table,
     prefix: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    resolved: &mut Vec<FromEnv>,
 ) -> Result<(), Invalid> {
     for (key, value) in table.iter_mut() {
         let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-        resolve_value(value, &path, env)?;
+        resolve_value(value, &path, env, resolved)?;
     }
     Ok(())
 }
 
-fn resolve_value(value: &mut toml::Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(), Invalid> {
+/// A value read from the environment: where it went, from which variable, and
+/// the value itself, which error messages must not repeat (it may be a secret).
+pub(super) struct FromEnv {
+    pub(super) key: String,
+    pub(super) variable: String,
+    pub(super) value: zeroize::Zeroizing<String>,
+}
+
+fn resolve_value(
+    value: &mut toml::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    resolved: &mut Vec<FromEnv>,
+) -> Result<(), Invalid> {
     match value {
         toml::Value::String(s) => {
             if let Some(name) = s.strip_prefix(ENV_PREFIX) {
-                let resolved =
+                let read =
                     env(name).ok_or_else(|| Invalid::new(path, format!("environment variable {name} is not set")))?;
-                *s = resolved;
+                resolved.push(FromEnv { key: path.to_owned(), variable: name.to_owned(), value: read.clone().into() });
+                *s = read;
             }
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                resolve_value(item, &format!("{path}[{i}]"), env)?;
+                resolve_value(item, &format!("{path}[{i}]"), env, resolved)?;
             }
         }
-        toml::Value::Table(t) => resolve_env(t, path, env)?,
+        toml::Value::Table(t) => resolve_env(t, path, env, resolved)?,
         _ => {}
     }
     Ok(())
+}
+
+/// `reason` with every value read from the environment shown as its variable's
+/// name instead: any value for the key in error, and elsewhere values long enough
+/// not to match by chance.
+pub(super) fn redact(key: &str, reason: String, resolved: &[FromEnv]) -> String {
+    resolved.iter().fold(reason, |reason, e| {
+        let here = key == e.key || key.starts_with(&format!("{}[", e.key)) || e.key.starts_with(&format!("{key}["));
+        if !e.value.is_empty() && (here || e.value.len() >= 6) && reason.contains(e.value.as_str()) {
+            reason.replace(e.value.as_str(), &format!("${{{}}}", e.variable))
+        } else {
+            reason
+        }
+    })
 }

@@ -148,6 +148,31 @@ fn an_unknown_credential_is_refused_whatever_the_backend_and_every_kind_is_named
 }
 
 #[test]
+fn values_read_from_the_environment_are_never_echoed_in_errors() {
+    let env = |name: &str| match name {
+        "RATE" => Some("s3cret-rate-value".to_owned()),
+        "KV_URL" => Some("http://admin:hunter2@vault.example/".to_owned()),
+        "STORE" => Some("memcache://user:pa55word@cache:11211".to_owned()),
+        "KEY" => Some("not-a-key-but-secret".to_owned()),
+        _ => None,
+    };
+    for (text, key, variable, value) in [
+        ("[limits]\nlogin_per_ip = \"env:RATE\"\n", "limits.login_per_ip", "RATE", "s3cret-rate-value"),
+        ("[limits]\nstore = \"env:STORE\"\n", "limits.store", "STORE", "pa55word"),
+        ("[secrets]\nbackend = \"keyvault\"\nvault_url = \"env:KV_URL\"\n", "secrets.vault_url", "KV_URL", "hunter2"),
+        ("[session]\nkeys = [\"env:KEY\"]\n", "session.keys[0]", "KEY", "not-a-key-but-secret"),
+    ] {
+        let e = Config::parse(&format!("{text}{MINIMAL}"), "test.toml", &env).unwrap_err();
+        assert_eq!(e.key, key);
+        let shown = e.to_string();
+        assert!(!shown.contains(value), "{shown}");
+        if shown.contains('$') {
+            assert!(shown.contains(&format!("${{{variable}}}")), "{shown}");
+        }
+    }
+}
+
+#[test]
 fn static_token_is_for_loopback_unless_allowed() {
     let kv = |url: &str, extra: &str| {
         format!(
