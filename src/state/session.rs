@@ -267,44 +267,51 @@ impl Recent {
 /// The values of every cookie `name` in the request's `Cookie` headers (HTTP/2
 /// may send several).
 fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    request_cookies(headers).filter(move |c| c.name() == name).filter_map(|c| c.value_raw())
+    request_cookies(headers)
+        .filter(move |(n, _)| *n == name.as_bytes())
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-/// Every cookie in the request's `Cookie` headers, borrowed from them.
-fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'_>> + '_ {
-    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(Cookie::split_parse).filter_map(Result::ok)
+/// Every `name=value` pair of the request's `Cookie` headers, as bytes: a sibling
+/// app's cookie that is not ASCII (`theme=José`) hides no other cookie.
+fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    headers.get_all(COOKIE).iter().flat_map(|v| cookie_pairs(v.as_bytes()))
+}
+
+/// The trimmed `name=value` pairs of one `Cookie` header (a pair without `=` is a
+/// name with an empty value).
+fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|b| *b == b';').map(<[u8]>::trim_ascii).filter(|pair| !pair.is_empty()).map(|pair| {
+        match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()),
+            None => (pair, &pair[pair.len()..]),
+        }
+    })
 }
 
 /// Remove keypin's own cookies from the `Cookie` headers before forwarding: the
-/// upstream has no business with them. `ours` tells a name is keypin's.
+/// upstream has no business with them. `ours` tells a name is keypin's. Works on
+/// bytes: other cookies pass as they came, ASCII or not.
 pub fn strip_cookies(headers: &mut HeaderMap, ours: impl Fn(&str) -> bool) {
     if !headers.contains_key(COOKIE) {
         return;
     }
-    let mut kept = String::new();
-    let mut keep = |pair: &str| {
-        if !kept.is_empty() {
-            kept.push_str("; ");
-        }
-        kept.push_str(pair);
-    };
+    let mut kept: Vec<u8> = Vec::new();
     for value in headers.get_all(COOKIE) {
-        let Ok(text) = value.to_str() else {
-            // Not ours to judge: pass it on untouched.
-            keep(&String::from_utf8_lossy(value.as_bytes()));
-            continue;
-        };
-        for pair in text.split(';') {
-            let pair = pair.trim();
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            if !pair.is_empty() && !ours(name) {
-                keep(pair);
+        for pair in value.as_bytes().split(|b| *b == b';').map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()) {
+            let name = pair.split(|b| *b == b'=').next().unwrap_or(pair).trim_ascii();
+            if std::str::from_utf8(name).is_ok_and(&ours) {
+                continue;
             }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
         }
     }
     headers.remove(COOKIE);
     if !kept.is_empty()
-        && let Ok(value) = HeaderValue::try_from(kept)
+        && let Ok(value) = HeaderValue::from_bytes(&kept)
     {
         headers.insert(COOKIE, value);
     }
@@ -476,5 +483,22 @@ mod tests {
         only.insert(COOKIE, HeaderValue::from_static("__Host-keypin=x"));
         strip_cookies(&mut only, |n| n.starts_with("__Host-keypin"));
         assert!(!only.contains_key(COOKIE));
+    }
+
+    #[test]
+    fn a_cookie_that_is_not_ascii_hides_nothing() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let (_, cookie) = sessions.mint(secret(), "user1");
+        let pair = cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_bytes(format!("theme=Jos\u{e9}; {pair}; x=\u{1F600}").as_bytes()).unwrap());
+        assert!(h[COOKIE].to_str().is_err(), "not plain ASCII");
+        assert!(sessions.open(&h).is_some(), "the session is found next to it");
+        strip_cookies(&mut h, |n| n.starts_with("__Host-keypin"));
+        assert_eq!(
+            h[COOKIE].as_bytes(),
+            "theme=Jos\u{e9}; x=\u{1F600}".as_bytes(),
+            "ours removed, the rest as it came"
+        );
     }
 }
