@@ -34,6 +34,8 @@ async fn the_demo_tour_works_from_any_directory() {
     let wrong = browser.post_form("/.keypin/login", &[("pin", "0000"), ("rd", &rd), ("csrf", &csrf)]).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains("Invalid PIN"));
+    // The form comes back with a new token: each serves one try.
+    let csrf = wrong.field("csrf");
     let right = browser.post_form("/.keypin/login", &[("pin", "1234"), ("rd", &rd), ("csrf", &csrf)]).await;
     assert_eq!(right.status, StatusCode::SEE_OTHER);
     let app = browser.get(right.location()).await;

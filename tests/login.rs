@@ -114,7 +114,8 @@ async fn unknown_pin_is_401_with_the_form_again() {
 async fn malformed_pins_never_reach_the_backend() {
     let (_up, store, gw) = setup("", "").await;
     let mut browser = Browser::new(&gw);
-    let csrf = browser.csrf().await;
+    // Each form's token serves one POST: a fresh one for every case.
+    let csrf = "CSRF";
     let cases: Vec<(String, StatusCode)> =
         ["12", "12345678901", "12a4", "1234/../x", "１２３４", "١٢٣٤", "12\u{0}4", " 1234", "1234 ", "", "+1234"]
             .into_iter()
@@ -129,6 +130,7 @@ async fn malformed_pins_never_reach_the_backend() {
             .collect();
     let origin = browser.url("");
     for (body, expected) in cases {
+        let body = body.replace("CSRF", &browser.csrf().await);
         let page = browser.post_raw("/.keypin/login", body.clone(), Some(&origin)).await;
         assert_eq!(page.status, expected, "{body:.60}");
         assert!(page.set_cookie("__Host-keypin").is_none());
@@ -162,6 +164,44 @@ async fn csrf_token_and_origin_are_both_checked() {
     // And with both, it works.
     let page = browser.post_form("/.keypin/login", &[("pin", "1234"), ("csrf", &csrf)]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_login_post_comes_from_this_site_with_one_token_used_once() {
+    let (_up, _store, gw) = setup("", "").await;
+    let mut browser = Browser::new(&gw);
+    let post = |csrf: &str, extra: &str| format!("pin=1234&csrf={csrf}{extra}");
+    let send = |browser: &mut Browser, body: String, origin: Option<String>, referer: Option<String>| {
+        let mut req = Request::post(browser.url("/.keypin/login"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        if let Some(r) = referer {
+            req = req.header(header::REFERER, r);
+        }
+        if let Some(c) = browser.cookie_header() {
+            req = req.header(header::COOKIE, c);
+        }
+        req.body(support::client::bytes(body)).unwrap()
+    };
+    let here = browser.url("");
+    // No Origin: only a Referer of this site stands in for it.
+    for referer in [None, Some("https://evil.example/login".to_owned()), Some("http://localhost/".to_owned())] {
+        let csrf = browser.csrf().await;
+        let req = send(&mut browser, post(&csrf, ""), None, referer.clone());
+        assert_eq!(browser.send(req).await.status, StatusCode::FORBIDDEN, "Referer {referer:?}");
+    }
+    // Two csrf fields.
+    let csrf = browser.csrf().await;
+    let req = send(&mut browser, post(&csrf, &format!("&csrf={csrf}")), Some(here.clone()), None);
+    assert_eq!(browser.send(req).await.status, StatusCode::FORBIDDEN, "two csrf fields");
+    // A same-site Referer without Origin, and then the same form replayed.
+    let csrf = browser.csrf().await;
+    let req = send(&mut browser, post(&csrf, ""), None, Some(format!("{here}/.keypin/login")));
+    assert_eq!(browser.send(req).await.status, StatusCode::SEE_OTHER);
+    let req = send(&mut browser, post(&csrf, ""), Some(here.clone()), None);
+    assert_eq!(browser.send(req).await.status, StatusCode::FORBIDDEN, "a token serves one POST");
 }
 
 #[tokio::test]

@@ -28,6 +28,8 @@ use crate::web::page::{Page, escape, render};
 use crate::web::redirect::{query_rd, safe_redirect};
 use crate::web::route::{LOGIN_PATH, LOGOUT_PATH, same_origin};
 
+/// CSRF tokens remembered as spent at most (each for [`CSRF_TTL`]).
+const MAX_SPENT_TOKENS: u64 = 100_000;
 /// Bound on reading a form unless the gateway sets another.
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest login or logout form accepted; larger is `413`.
@@ -52,6 +54,8 @@ pub struct Login {
     limits: Arc<dyn LimitStore>,
     metrics: Arc<Metrics>,
     csrf_cookie: String,
+    /// CSRF tokens already used: each serves one POST.
+    spent: moka::sync::Cache<String, ()>,
     device_cookie: String,
     /// `limits.attack_failures`' count, for the audit line.
     attack_budget: u32,
@@ -81,7 +85,8 @@ struct KnownDevice {
 struct Form {
     pins: Vec<String>,
     rd: Option<String>,
-    csrf: Option<String>,
+    /// Every `csrf` field: exactly one is accepted.
+    csrf: Vec<String>,
 }
 
 impl Login {
@@ -97,7 +102,20 @@ impl Login {
         let csrf_cookie = sessions.companion_name("csrf");
         let device_cookie = sessions.companion_name("device");
         let body_timeout = DEFAULT_BODY_TIMEOUT;
-        Self { pin, sessions, secrets, limits, metrics, csrf_cookie, device_cookie, attack_budget, ui, body_timeout }
+        let spent = moka::sync::Cache::builder().max_capacity(MAX_SPENT_TOKENS).time_to_live(CSRF_TTL).build();
+        Self {
+            pin,
+            sessions,
+            secrets,
+            limits,
+            metrics,
+            csrf_cookie,
+            spent,
+            device_cookie,
+            attack_budget,
+            ui,
+            body_timeout,
+        }
     }
 
     /// Bound the reading of a form's whole body by `timeout` (the server's
@@ -273,16 +291,24 @@ impl Login {
 
     /// Double submit: the form's token must equal the one sealed in our CSRF cookie,
     /// and a browser's `Origin` (when sent) must be this site.
+    /// A POST of keypin's own: one `csrf` field matching the token of the request's
+    /// CSRF cookie, not used before (it is spent now), sent from this site: an
+    /// `Origin` of this site, or, only when a browser sent none, a `Referer` of it.
     fn csrf_ok(&self, parts: &Parts, form: &Form) -> bool {
-        let Some(sent) = form.csrf.as_deref() else {
+        let [sent] = form.csrf.as_slice() else {
             return false;
         };
-        if !same_origin(&parts.headers, &parts.uri)
-            || parts.headers.get("sec-fetch-site").is_some_and(|v| v == "cross-site")
-        {
+        let headers = &parts.headers;
+        let from_here = match headers.get(header::ORIGIN) {
+            Some(_) => same_origin(headers, &parts.uri),
+            None => headers.get(header::REFERER).is_some_and(|r| same_site_referer(r, headers, &parts.uri)),
+        };
+        if !from_here || headers.get("sec-fetch-site").is_some_and(|v| v == "cross-site") {
             return false;
         }
-        self.csrf_token(&parts.headers).is_some_and(|token| constant_time_eq(token.as_bytes(), sent.as_bytes()))
+        let matches = self.csrf_token(headers).is_some_and(|token| constant_time_eq(token.as_bytes(), sent.as_bytes()));
+        // Spent by this use, whatever the PIN: a replay of the same form is refused.
+        matches && self.spent.entry(sent.clone()).or_insert(()).is_fresh()
     }
 
     /// The token in a valid CSRF cookie of this request, if any.
@@ -298,7 +324,7 @@ impl Login {
     /// A token for a form: the request's own when still valid, else a new one with
     /// the `Set-Cookie` that carries it.
     fn csrf_for_form(&self, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-        if let Some(token) = self.csrf_token(headers) {
+        if let Some(token) = self.csrf_token(headers).filter(|t| !self.spent.contains_key(t)) {
             return (token, None);
         }
         let token = random_token(CSRF_TOKEN_BYTES);
@@ -362,7 +388,7 @@ async fn read_form<B: FormBody>(headers: &HeaderMap, body: B) -> Result<Form, Ga
         match &*key {
             "pin" => form.pins.push(value.into_owned()),
             "rd" => form.rd = Some(value.into_owned()),
-            "csrf" => form.csrf = Some(value.into_owned()),
+            "csrf" => form.csrf.push(value.into_owned()),
             _ => {}
         }
     }
@@ -377,6 +403,17 @@ fn parse_pin<'a>(pins: &'a [String], config: &PinConfig) -> Result<&'a str, Gate
     };
     let len_ok = (usize::from(config.min_digits)..=usize::from(config.max_digits)).contains(&pin.len());
     if len_ok && pin.bytes().all(|b| b.is_ascii_digit()) { Ok(pin) } else { Err(GatewayError::MalformedPin) }
+}
+
+/// Whether a `Referer` names this site (`https://` and the request's authority).
+fn same_site_referer(referer: &HeaderValue, headers: &HeaderMap, uri: &http::Uri) -> bool {
+    let (Ok(referer), Some(authority)) = (referer.to_str(), crate::web::route::request_authority(headers, uri)) else {
+        return false;
+    };
+    referer.parse::<http::Uri>().is_ok_and(|r| {
+        r.scheme() == Some(&http::uri::Scheme::HTTPS)
+            && r.authority().is_some_and(|a| a.as_str().eq_ignore_ascii_case(authority))
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -36,20 +36,20 @@ fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Bytes> {
 }
 
 /// What the form must hold: the fields of a one-shot urlencoded parse.
-fn reference_form(bytes: &[u8]) -> (Vec<String>, Option<String>, Option<String>) {
-    let (mut pins, mut rd, mut csrf) = (Vec::new(), None, None);
+fn reference_form(bytes: &[u8]) -> (Vec<String>, Option<String>, Vec<String>) {
+    let (mut pins, mut rd, mut csrf) = (Vec::new(), None, Vec::new());
     for (key, value) in form_urlencoded::parse(bytes) {
         match &*key {
             "pin" => pins.push(value.into_owned()),
             "rd" => rd = Some(value.into_owned()),
-            "csrf" => csrf = Some(value.into_owned()),
+            "csrf" => csrf.push(value.into_owned()),
             _ => {}
         }
     }
     (pins, rd, csrf)
 }
 
-fn fields(form: &Form) -> (Vec<String>, Option<String>, Option<String>) {
+fn fields(form: &Form) -> (Vec<String>, Option<String>, Vec<String>) {
     (form.pins.clone(), form.rd.clone(), form.csrf.clone())
 }
 
@@ -160,7 +160,7 @@ proptest! {
         let form = block_on(read_form(&HeaderMap::new(), chunked(split(body.as_bytes(), &cuts))))
             .map_err(|e| TestCaseError::fail(format!("{body:?} refused: {e}")))?;
         prop_assert_eq!(&form.pins, &vec![pin.clone()]);
-        prop_assert_eq!(form.csrf.as_deref(), Some(csrf.as_str()));
+        prop_assert_eq!(form.csrf.as_slice(), [csrf.clone()]);
         prop_assert_eq!(form.rd.as_deref(), Some(rd.as_str()));
         let pin_config = PinConfig { secret_prefix: "s-".into(), min_digits: 4, max_digits: 10, min_response: Duration::ZERO };
         prop_assert_eq!(parse_pin(&form.pins, &pin_config).ok(), Some(pin.as_str()));
