@@ -329,6 +329,37 @@ async fn a_malformed_chunked_body_is_the_clients_fault_400() {
 }
 
 #[tokio::test]
+async fn an_http2_connection_with_no_stream_is_closed_after_the_idle_time() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "header_read_timeout = \"1s\"").await;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_config(&gw.cert(), &[b"h2"])));
+    // The preface and an empty SETTINGS frame, then nothing: no request ever.
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let mut tls = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+        tls
+    };
+    let mut silent = connect().await;
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "still open after 5 s");
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed after {:?}", started.elapsed());
+    // A GOAWAY frame (type 7) came before the close.
+    assert!(rest.windows(4).any(|w| w[3] == 7 && w[..3] == [0, 0, 8]), "no GOAWAY in {rest:?}");
+
+    // A connection that is used stays open while it is.
+    let client = gw.client(Proto::H2);
+    for _ in 0..3 {
+        let (resp, _) = send(&client, Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_missing_repeated_or_forged_host_is_400() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;

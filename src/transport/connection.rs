@@ -1,6 +1,6 @@
 //! One client connection after its TLS handshake, served until it closes.
 //!
-//! HTTP/2 (chosen by ALPN) is served by hyper to the end. HTTP/1.1 is served in
+//! HTTP/2 (chosen by ALPN) is served by `transport::http2`. HTTP/1.1 is served in
 //! turns, so that an idle keep-alive connection costs little: hyper serves while
 //! requests come, and a connection with no request in flight and no byte moved for
 //! [`PARK_AFTER`] is *parked*. Hyper is stopped between two requests and its
@@ -61,6 +61,11 @@ pub struct Protocols {
 }
 
 impl Protocols {
+    /// hyper's HTTP/2 settings.
+    pub(crate) fn http2(&self) -> &http2::Builder<TokioExecutor> {
+        &self.http2
+    }
+
     /// The bound on each request head, on a parked connection's wait for its
     /// next one, and (see `server`) on the TLS handshake.
     pub fn head_timeout(&self) -> Duration {
@@ -83,39 +88,6 @@ impl Protocols {
         h2.timer(TokioTimer::new()).max_header_list_size(max_head as u32);
         Self { http1: h1, http2: h2, idle_timeout: head_timeout, parked }
     }
-}
-
-/// Serve HTTP/2 on `io` (what ALPN chose) until the client closes it, it errs, or
-/// `shutdown` turns and its in-flight requests are answered.
-///
-/// Box the future: hyper's HTTP/2 state is large, and the task of an HTTP/1.1
-/// connection need not carry room for it.
-pub async fn serve_http2<T, H, F, B>(
-    io: T,
-    protocols: &Protocols,
-    handler: &H,
-    shutdown: &mut Shutdown,
-) -> Result<(), hyper::Error>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
-    F: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let handler = handler.clone();
-    let service = service_fn(move |req| {
-        let response = handler(req);
-        async move { Ok::<_, Infallible>(response.await) }
-    });
-    let conn = protocols.http2.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        done = conn.as_mut() => return done,
-        () = stopped(shutdown) => conn.as_mut().graceful_shutdown(),
-    }
-    conn.await
 }
 
 /// Serve HTTP/1.1 on `io` until the client closes it, it errs, it idles past the
@@ -287,7 +259,7 @@ async fn close<T: AsyncWrite + Unpin>(mut io: T) {
     let _ = tokio::time::timeout(CLOSE_WAIT, io.shutdown()).await;
 }
 
-async fn stopped(shutdown: &mut Shutdown) {
+pub(crate) async fn stopped(shutdown: &mut Shutdown) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
@@ -404,13 +376,14 @@ impl Drop for InFlight {
     }
 }
 
-/// An answer's body, keeping its request counted in flight until hyper drops it.
-pub struct Tracked<B> {
-    body: B,
-    _request: InFlight,
+/// An answer's body, keeping its request counted (`G`, a guard) until hyper drops
+/// it.
+pub struct Tracked<B, G> {
+    pub(crate) body: B,
+    pub(crate) _request: G,
 }
 
-impl<B: Body + Unpin> Body for Tracked<B> {
+impl<B: Body + Unpin, G: Unpin> Body for Tracked<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 

@@ -27,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use crate::observe::metrics::Metrics;
 use crate::transport::allocator;
 use crate::transport::connection::{self, BoxError, Protocols};
+use crate::transport::http2;
 use crate::transport::tls_stream::TlsStream;
 
 /// Largest request head (request line + headers) accepted; larger gets `431`.
@@ -113,7 +114,7 @@ pub async fn run<H: Handler>(
             };
             // HTTP/2 only if ALPN chose it (RFC 9113 §3.3: over TLS it is negotiated).
             let served = if tls.alpn_protocol() == Some(b"h2") {
-                Box::pin(connection::serve_http2(tls, &protocols, &handler, &mut shutdown)).await
+                Box::pin(http2::serve_http2(tls, &protocols, &handler, &mut shutdown)).await
             } else {
                 connection::serve_http1(tls, &protocols, &handler, &mut shutdown).await
             };

@@ -4,6 +4,8 @@
 
 use proptest::prelude::*;
 
+use http::header::COOKIE;
+
 use super::*;
 use crate::config::SessionKey;
 

@@ -1,0 +1,115 @@
+//! One HTTP/2 connection (what ALPN chose), served by hyper until the client closes
+//! it, it errs, or the server shuts down; or until it idles: a connection with no
+//! stream open for the idle timeout (`header_read_timeout`, the bound HTTP/1.1's
+//! parked connections have too), the wait for its first request included, is sent
+//! a GOAWAY and closed. A client that opens connections and sends nothing holds no
+//! slot of `max_connections` for longer than that.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use crate::transport::connection::{BoxError, Protocols, Shutdown, Tracked, stopped};
+
+/// Serve HTTP/2 on `io` until the client closes it, it errs, it idles past the
+/// timeout, or `shutdown` turns and its in-flight requests are answered.
+///
+/// Box the future: hyper's HTTP/2 state is large, and the task of an HTTP/1.1
+/// connection need not carry room for it.
+pub async fn serve_http2<T, H, F, B>(
+    io: T,
+    protocols: &Protocols,
+    handler: &H,
+    shutdown: &mut Shutdown,
+) -> Result<(), hyper::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let streams = Arc::new(Streams::new());
+    let service = {
+        let (handler, streams) = (handler.clone(), streams.clone());
+        service_fn(move |req| {
+            let open = Open::start(&streams);
+            let response = handler(req);
+            async move { Ok::<_, Infallible>(response.await.map(|body| Tracked { body, _request: open })) }
+        })
+    };
+    let conn = protocols.http2().serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let idle = protocols.head_timeout();
+    loop {
+        // Looked at again when due: streams that opened or ended meanwhile move it.
+        let due = streams.quiet_since().unwrap_or_else(Instant::now) + idle;
+        tokio::select! {
+            done = conn.as_mut() => return done,
+            () = stopped(shutdown) => {
+                conn.as_mut().graceful_shutdown();
+                return conn.await;
+            }
+            () = tokio::time::sleep_until(due) => {
+                if streams.quiet_since().is_some_and(|since| since.elapsed() >= idle) {
+                    break;
+                }
+            }
+        }
+    }
+    // Idle: a GOAWAY, then the close. hyper's graceful close waits for the client to
+    // answer a PING, which a client that sends nothing never does: it gets as long
+    // as it had to send a request, then the connection is dropped.
+    tracing::debug!("HTTP/2 connection idle; closing it");
+    conn.as_mut().graceful_shutdown();
+    match tokio::time::timeout(idle, conn).await {
+        Ok(done) => done,
+        Err(_) => Ok(()),
+    }
+}
+
+/// The streams of one connection: how many are open, and since when none is.
+struct Streams {
+    open: AtomicUsize,
+    /// When the last stream ended (or the connection began).
+    last_end: Mutex<Instant>,
+}
+
+impl Streams {
+    fn new() -> Self {
+        Self { open: AtomicUsize::new(0), last_end: Mutex::new(Instant::now()) }
+    }
+
+    /// Since when no stream is open; `None` while one is.
+    fn quiet_since(&self) -> Option<Instant> {
+        (self.open.load(Relaxed) == 0).then(|| *self.last_end.lock())
+    }
+}
+
+/// One open stream, from the service call to the end of its answer's body.
+struct Open(Arc<Streams>);
+
+impl Open {
+    fn start(streams: &Arc<Streams>) -> Self {
+        streams.open.fetch_add(1, Relaxed);
+        Self(streams.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        *self.0.last_end.lock() = Instant::now();
+        self.0.open.fetch_sub(1, Relaxed);
+    }
+}
