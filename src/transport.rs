@@ -1,8 +1,8 @@
 //! Layer 2, bytes and connections: the TLS listener and its worker threads, keypin's
 //! TLS stream, one client connection (HTTP/1.1 parked while idle, or HTTP/2 closed
-//! when no stream is open), the
-//! upstream connection pool, and the allocator's upkeep. Knows nothing of PINs,
-//! sessions or routes: the request path reaches it through [`server::Handler`].
+//! when no stream is open), the upstream connection pool, and the allocator's
+//! upkeep. Knows nothing of PINs, sessions or routes: the request path reaches it
+//! through [`server::Handler`].
 
 pub mod allocator;
 pub(crate) mod connection;
