@@ -361,16 +361,8 @@ async fn concurrent_identical_logins_make_one_backend_lookup() {
 
 #[tokio::test]
 async fn deleted_or_changed_secrets_take_effect_within_the_cache_ttl() {
-    let upstream = Upstream::spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets.toml");
-    std::fs::write(&secrets, "\"secret-7777\" = \"bob:first\"\n").unwrap();
-    let config = format!(
-        "{FAST}[secrets]\npath = \"{}\"\ncache_ttl = \"1s\"\nnegative_cache_ttl = \"1s\"\n{}",
-        secrets.display(),
-        route_table(&upstream.url(), "")
-    );
-    let gw = TestGateway::start("", &config).await;
+    let (_up, _dir, secrets, gw) =
+        file_gateway("\"secret-7777\" = \"bob:first\"\n", "cache_ttl = \"1s\"\nnegative_cache_ttl = \"1s\"\n").await;
     let mut browser = Browser::new(&gw);
     assert_eq!(browser.login("7777", "/").await.status, StatusCode::SEE_OTHER);
     let seen = Seen::parse(browser.get("/echo").await.body.as_bytes());
@@ -449,16 +441,7 @@ async fn a_session_in_use_outlives_a_short_idle_timeout() {
 
 #[tokio::test]
 async fn a_secret_added_to_the_file_signs_in_at_once_though_it_was_just_refused() {
-    let upstream = Upstream::spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets.toml");
-    std::fs::write(&secrets, "\"secret-1111\" = \"a:1\"\n").unwrap();
-    let config = format!(
-        "{FAST}[secrets]\npath = \"{}\"\nnegative_cache_ttl = \"30s\"\n{}",
-        secrets.display(),
-        route_table(&upstream.url(), "")
-    );
-    let gw = TestGateway::start("", &config).await;
+    let (_up, _dir, secrets, gw) = file_gateway("\"secret-1111\" = \"a:1\"\n", "negative_cache_ttl = \"30s\"\n").await;
     let mut browser = Browser::new(&gw);
     assert_eq!(browser.login("7777", "/").await.status, StatusCode::UNAUTHORIZED, "not in the file yet");
     std::fs::write(&secrets, "\"secret-1111\" = \"a:1\"\n\"secret-7777\" = \"new:pw\"\n").unwrap();
@@ -467,6 +450,25 @@ async fn a_secret_added_to_the_file_signs_in_at_once_though_it_was_just_refused(
     })
     .await;
     assert!(signed_in, "the file was re-read: its answer replaces the remembered refusal");
+}
+
+/// A gateway on a secrets file that starts as `content`; `secrets_extra` adds keys
+/// to `[secrets]`. The file's path comes back, to be edited.
+async fn file_gateway(
+    content: &str,
+    secrets_extra: &str,
+) -> (Upstream, tempfile::TempDir, std::path::PathBuf, TestGateway) {
+    let upstream = Upstream::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.toml");
+    std::fs::write(&secrets, content).unwrap();
+    let config = format!(
+        "{FAST}[secrets]\npath = \"{}\"\n{secrets_extra}{}",
+        secrets.display(),
+        route_table(&upstream.url(), "")
+    );
+    let gw = TestGateway::start("", &config).await;
+    (upstream, dir, secrets, gw)
 }
 
 fn browser_clone(b: &Browser, gw: &TestGateway) -> Browser {
