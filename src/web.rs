@@ -1,6 +1,7 @@
 //! Layer 4, the request path: the response body, path normalization, route
-//! selection, keypin's pages and its one status table, the login form, the upstream
-//! side (headers, streaming, upgrades) and the `Gateway` that joins them.
+//! selection, keypin's pages and its one status table, the login form and where it
+//! sends a person next, the upstream side (headers, streaming, upgrades) and the
+//! `Gateway` that joins them.
 
 pub(crate) mod body;
 pub(crate) mod error;
@@ -9,5 +10,5 @@ pub mod login;
 pub(crate) mod page;
 pub mod path;
 pub mod proxy;
-pub mod redirect;
+pub(crate) mod redirect;
 pub mod route;

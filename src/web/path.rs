@@ -79,7 +79,7 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
             return Err(PathError::DotSegment);
         }
     }
-    if double_encoded(path.as_bytes()) {
+    if path.contains("%25") && double_encoded(path.as_bytes()) {
         return Err(PathError::DoubleEncoded);
     }
     if path.split('/').any(is_dot_segment) {
@@ -112,6 +112,11 @@ fn hex(digit: u8) -> Option<u8> {
 /// `.` or `..` once the segment's parameters (from `;`, raw or `%3B`) are cut off,
 /// in ASCII or full-width dots.
 fn is_dot_segment(segment: &str) -> bool {
+    // Only a segment that starts with a dot (ASCII, or the first byte of U+FF0E,
+    // U+FE52 or U+2024) can be one.
+    if !matches!(segment.as_bytes().first(), Some(b'.' | 0xEF | 0xE2)) {
+        return false;
+    }
     let end = segment.find(';').unwrap_or(segment.len());
     let end = segment[..end].find("%3B").unwrap_or(end);
     let name = &segment[..end];
