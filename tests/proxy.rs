@@ -360,6 +360,26 @@ async fn an_http2_connection_with_no_stream_is_closed_after_the_idle_time() {
 }
 
 #[tokio::test]
+async fn an_upstream_connection_still_taking_an_upload_is_not_lent_again() {
+    let upstream = Upstream::spawn().await;
+    // One worker: one pool, which the second request must not be stuck in.
+    let gw = gateway_to(&upstream, "workers = 1\nupstream_timeout = \"3s\"").await;
+    // An upload the upstream answers before reading it all, sent slowly.
+    let mut slow = raw_tls(gw.addr, &gw.cert()).await;
+    let head = "POST /early HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n0123456789";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), slow.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "the early answer");
+    // Another user's request, while that upload is still being sent upstream.
+    let started = std::time::Instant::now();
+    let (resp, _) = send(&gw.client(Proto::H1), Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(2), "waited {:?} for a busy connection", started.elapsed());
+    drop(slow);
+}
+
+#[tokio::test]
 async fn a_missing_repeated_or_forged_host_is_400() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;

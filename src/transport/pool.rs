@@ -124,15 +124,31 @@ impl Pool {
             conns.pop_front();
         }
         while let Some(conn) = conns.pop_back() {
-            if !conn.sender.is_closed() {
+            // A connection not ready is still busy with an exchange: never lent.
+            if !conn.sender.is_closed() && conn.sender.is_ready() {
                 return Some(conn.sender);
             }
         }
         None
     }
 
-    fn give_back(self: &Arc<Self>, origin: Origin, sender: SendRequest<Incoming>) {
+    fn give_back(self: &Arc<Self>, origin: Origin, mut sender: SendRequest<Incoming>) {
         if sender.is_closed() {
+            return;
+        }
+        if !sender.is_ready() {
+            // The answer ended before the request did (an upstream that answers an
+            // upload early): back only once the upload is sent, within the idle time.
+            let pool = Arc::downgrade(self);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if tokio::time::timeout(IDLE_TIMEOUT, sender.ready()).await.is_ok_and(|ready| ready.is_ok())
+                        && let Some(pool) = pool.upgrade()
+                    {
+                        pool.give_back(origin, sender);
+                    }
+                });
+            }
             return;
         }
         let mut idle = self.idle.lock();

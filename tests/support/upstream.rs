@@ -78,6 +78,12 @@ async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response
             std::task::Poll::Ready(Some(Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n)))))
         });
         Response::new(BodyExt::boxed(StreamBody::new(stream)))
+    } else if path == "/early" {
+        // Answer at once, then read the upload to its end (as nginx does): the
+        // connection stays open and busy with it after the answer.
+        let mut body = req.into_body();
+        tokio::spawn(async move { while body.frame().await.is_some_and(|f| f.is_ok()) {} });
+        Response::new(full("early"))
     } else if path == "/stall" {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         Response::new(full("too late"))
