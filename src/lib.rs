@@ -31,3 +31,10 @@ pub mod ops;
 pub mod state;
 pub mod transport;
 pub mod web;
+
+/// The settings of every property test: `cases` cases, and no failure file written
+/// into the source tree.
+#[cfg(test)]
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config { cases, failure_persistence: None, ..Default::default() }
+}

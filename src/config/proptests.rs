@@ -4,15 +4,13 @@
 
 use proptest::prelude::*;
 
+use crate::proptest_config as config;
+
 use super::*;
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
 const FILE: &str = "p.toml";
 const UPSTREAM: &str = "http://127.0.0.1:8080";
-
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 fn env(name: &str) -> Option<String> {
     match name {

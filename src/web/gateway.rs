@@ -271,22 +271,31 @@ const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 /// added, and the directives meant for shared caches (`public`, `s-maxage`) taken
 /// out, unless the upstream already said `no-store` or `private`.
 fn keep_private(headers: &mut HeaderMap) {
-    let directives: Vec<String> = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty())
-        .collect();
-    let name = |d: &str| d.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
-    if directives.iter().any(|d| matches!(name(d).as_str(), "no-store" | "private")) {
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
         return;
     }
-    let mut kept: Vec<&str> =
-        directives.iter().map(String::as_str).filter(|d| !matches!(name(d).as_str(), "public" | "s-maxage")).collect();
-    kept.push("private");
-    if let Ok(value) = HeaderValue::from_str(&kept.join(", ")) {
+    let is = |directive: &str, names: &[&str]| {
+        let name = directive.split('=').next().unwrap_or("").trim();
+        names.iter().any(|n| name.eq_ignore_ascii_case(n))
+    };
+    let value = {
+        let directives: Vec<&str> = headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .collect();
+        if directives.iter().any(|d| is(d, &["no-store", "private"])) {
+            return;
+        }
+        let mut kept: Vec<&str> = directives.into_iter().filter(|d| !is(d, &["public", "s-maxage"])).collect();
+        kept.push("private");
+        kept.join(", ")
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(header::CACHE_CONTROL, value);
     }
 }

@@ -4,16 +4,14 @@
 
 use proptest::prelude::*;
 
+use crate::proptest_config as config;
+
 use http::header::COOKIE;
 
 use super::*;
 use crate::config::SessionKey;
 
 const NAME: &str = "__Host-keypin";
-
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 fn sessions() -> Sessions {
     let config = SessionConfig {

@@ -11,6 +11,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use proptest::prelude::*;
+
+use crate::proptest_config as config;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -22,10 +24,6 @@ use crate::transport::tls::provider;
 
 /// Far more than any case needs: reaching it means the stream hangs.
 const BOUND: Duration = Duration::from_secs(10);
-
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 struct Pki {
     server: Arc<ServerConfig>,

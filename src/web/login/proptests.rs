@@ -9,13 +9,11 @@ use http_body::Frame;
 use http_body_util::StreamBody;
 use proptest::prelude::*;
 
+use crate::proptest_config as config;
+
 use super::*;
 use crate::web::redirect::{MAX_REDIRECT_BYTES, login_url};
 use percent_encoding::percent_decode_str;
-
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)

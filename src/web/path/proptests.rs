@@ -5,11 +5,9 @@
 
 use proptest::prelude::*;
 
-use super::*;
+use crate::proptest_config as config;
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
+use super::*;
 
 /// Strings built from the pieces paths are broken with: separators, dots, escapes
 /// (valid, broken, lower-case, encoding separators and controls), controls, spaces.
