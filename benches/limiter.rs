@@ -1,5 +1,5 @@
-//! The brute-force limiter: the cost of admitting one login attempt (lockout check,
-//! per-client GCRA, global GCRA), and — printed once, not timed — the memory after
+//! The brute-force limiter: the cost of one login attempt (lockout and in-flight
+//! checks, per-client GCRA, global GCRA, then settling it), and — printed once, not timed — the memory after
 //! one million distinct client keys, which the LRU cap keeps bounded.
 
 use std::hint::black_box;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use keypin::config::{LimitsConfig, Rate};
-use keypin::state::limits::{ClientKey, LimitStore, MAX_TRACKED_CLIENTS, MemoryLimitStore};
+use keypin::state::limits::{ClientKey, LimitStore, MAX_TRACKED_CLIENTS, MemoryLimitStore, Verdict};
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -28,11 +28,17 @@ fn limiter(c: &mut Criterion) {
         ..LimitsConfig::default()
     };
     let store = MemoryLimitStore::new(&config);
+    // One attempt: admitted (the checks and the reservations), then settled.
+    let attempt = |key: ClientKey| {
+        if let Some(Ok(attempt)) = store.admit_attempt(key, None).now_or_never() {
+            let _ = store.settle(attempt, Verdict::Succeeded).now_or_never();
+        }
+    };
 
     let before = rss_kib();
     for i in 0..1_000_000u32 {
         let key = ClientKey::of(IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i)));
-        let _ = store.admit(key, None).now_or_never();
+        attempt(key);
     }
     let after = rss_kib();
     println!(
@@ -43,7 +49,7 @@ fn limiter(c: &mut Criterion) {
     );
 
     let key = ClientKey::of("192.0.2.1".parse().unwrap());
-    c.bench_function("limiter_admit", |b| b.iter(|| store.admit(black_box(key), None).now_or_never()));
+    c.bench_function("limiter_admit", |b| b.iter(|| attempt(black_box(key))));
 }
 
 criterion_group!(benches, limiter);

@@ -105,7 +105,8 @@ fn authenticated_request(c: &mut Criterion) {
     let shared = Shared { metrics: Arc::default(), revoked: revocations() };
     let store = Arc::new(FileStore::embedded(keypin::ops::demo::SECRETS).unwrap());
     let secrets = Arc::new(SecretCache::new(store, &config.secrets, shared.metrics.clone()));
-    let limits = keypin::state::limits::store_for(&config.limits).unwrap();
+    let limits =
+        keypin::state::limits::store_for(&config.limits, shared.metrics.clone(), shared.revoked.clone()).unwrap();
     let gateway = rt.block_on(async { Gateway::new(&config, secrets, limits, &shared) });
 
     let (_, cookie) =

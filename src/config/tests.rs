@@ -195,3 +195,21 @@ fn upstream_urls_keep_their_base_path() {
     assert!("http://u:p@host/".parse::<UpstreamUrl>().is_err());
     assert!("http://host/?q=1".parse::<UpstreamUrl>().is_err());
 }
+
+#[test]
+fn the_limit_store_is_memory_or_a_redis_url_and_a_bad_url_keeps_its_password() {
+    let with = |store: &str| parse(&format!("[limits]\nstore = \"{store}\"\n{MINIMAL}"));
+    assert_eq!(with("memory").unwrap().limits.store, LimitStoreKind::Memory);
+    for url in ["redis://127.0.0.1:6379/0", "rediss://:pw@cache.example:6380/2", "redis://redis"] {
+        assert_eq!(with(url).unwrap().limits.store, LimitStoreKind::Redis(url.into()), "{url}");
+    }
+    for bad in ["redis://:hunter2@host:notaport/0", "rediss://:hunter2@[::1/0"] {
+        let text = with(bad).unwrap_err().to_string();
+        assert!(text.contains("limits.store") && text.contains("redis://redis:6379/0"), "{text}");
+        assert!(!text.contains("hunter2"), "the password stays out of the error: {text}");
+    }
+    let text = with("mem0ry").unwrap_err().to_string();
+    assert!(text.contains("\"mem0ry\""), "a value that is no URL is shown: {text}");
+    let debug = format!("{:?}", with("redis://:hunter2@host:6379").unwrap().limits);
+    assert!(!debug.contains("hunter2"), "{debug}");
+}

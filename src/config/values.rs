@@ -23,25 +23,41 @@ pub enum ValueError {
     UrlUserInfo(String),
     #[error("{0:?} must not carry a query")]
     UrlQuery(String),
-    #[error("{0:?} is neither \"memory\" nor a redis:// URL")]
+    /// The value is echoed only when it is no URL: a URL may carry a password.
+    #[error(
+        "{} is neither \"memory\" nor a Redis URL; expected e.g. \"redis://redis:6379/0\", \
+         \"rediss://:password@cache.example:6380/0\" (TLS), or \"env:NAME\" holding one",
+        if .0.contains("://") { "the URL given".to_owned() } else { format!("{:?}", .0) }
+    )]
     LimitStore(String),
 }
 
 /// Where limiter state lives.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub enum LimitStoreKind {
     #[default]
     Memory,
-    /// Shared by replicas; the address as written (`redis://host:port`).
+    /// Shared by replicas; the URL as written (`redis://host:port/db`), which may
+    /// hold a password: never printed.
     Redis(String),
+}
+
+impl std::fmt::Debug for LimitStoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Redis(_) => f.write_str("Redis(<url>)"),
+        }
+    }
 }
 
 impl FromStr for LimitStoreKind {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, ValueError> {
+        let redis = s.starts_with("redis://") || s.starts_with("rediss://");
         if s == "memory" {
             Ok(Self::Memory)
-        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+        } else if redis && redis::Client::open(s).is_ok() {
             Ok(Self::Redis(s.to_owned()))
         } else {
             Err(ValueError::LimitStore(s.to_owned()))

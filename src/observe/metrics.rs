@@ -84,6 +84,9 @@ pub struct Metrics {
     pub open_connections: Gauge,
     pub parked_connections: Gauge,
     pub tls_handshake_failures: Counter,
+    /// 1 while the limit store answers (always, for `memory`).
+    pub store_up: Gauge,
+    pub store_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -102,6 +105,8 @@ impl Metrics {
         let (active_lockouts, attack_mode) = (Gauge::default(), Gauge::default());
         let (open_connections, parked_connections) = (Gauge::default(), Gauge::default());
         let tls_handshake_failures = Counter::default();
+        let (store_up, store_errors) = (Gauge::default(), Counter::default());
+        store_up.set(1);
         registry.register("login_attempts", "Login POSTs by outcome", login_attempts.clone());
         registry.register("secret_lookups", "Secret lookups by outcome", secret_lookups.clone());
         registry.register("requests", "Requests by route and status code", requests.clone());
@@ -122,6 +127,16 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",
             tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "store_up",
+            "1 while the limit store (memory, or the shared Redis) answers",
+            store_up.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Calls to the shared limit store that failed or timed out",
+            store_errors.clone(),
         );
         registry.register("build", "keypin build information", Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]));
         // Every login outcome shows from the start, at zero.
@@ -149,6 +164,8 @@ impl Metrics {
             open_connections,
             parked_connections,
             tls_handshake_failures,
+            store_up,
+            store_errors,
         }
     }
 

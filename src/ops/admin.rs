@@ -34,10 +34,18 @@ impl Admin {
     fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let (status, content_type, body) = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, TEXT, "ok\n".to_owned()),
-            (&Method::GET | &Method::HEAD, "/readyz") => match self.gateway.load().secrets().health().ready() {
-                Ok(()) => (StatusCode::OK, TEXT, "ready\n".to_owned()),
-                Err(kind) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("not ready: secret backend {kind}\n")),
-            },
+            (&Method::GET | &Method::HEAD, "/readyz") => {
+                // The limit store's state is named, never a reason to be unready:
+                // sessions are served while a shared store is away.
+                let gateway = self.gateway.load();
+                let store = format!("limit store: {}\n", gateway.limits().health().describe());
+                match gateway.secrets().health().ready() {
+                    Ok(()) => (StatusCode::OK, TEXT, format!("ready\n{store}")),
+                    Err(kind) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("not ready: secret backend {kind}\n{store}"))
+                    }
+                }
+            }
             (&Method::GET | &Method::HEAD, "/metrics") => {
                 let limits = self.gateway.load().limits().clone();
                 self.metrics.active_lockouts.set(i64::try_from(limits.active_lockouts()).unwrap_or(i64::MAX));

@@ -75,8 +75,8 @@ impl App {
         if config.session.keys.is_empty() {
             return Err(StartError::NoSessionKeys);
         }
-        let limits = limits::store_for(&config.limits)?;
         let shared = Shared { metrics: Arc::new(Metrics::new()), revoked: revocations() };
+        let limits = limits::store_for(&config.limits, shared.metrics.clone(), shared.revoked.clone())?;
         let secrets = Arc::new(SecretCache::new(store, &config.secrets, shared.metrics.clone()));
         // Pay the backend's first-call costs (Key Vault's challenge round trip) now,
         // not on the first login. A failure is logged and shows on /readyz.

@@ -10,30 +10,41 @@
 
 pub mod budget;
 mod client;
+mod gcra;
 mod memory;
+mod redis;
 mod store;
 
 use std::sync::Arc;
 
 pub use client::{ClientKey, client_ip};
 pub use memory::{MAX_TRACKED_CLIENTS, MemoryLimitStore};
+pub use redis::RedisLimitStore;
 pub use store::{
-    AttackMode, FailureOutcome, LimitStore, Lockout, lockout_duration, observe_attack_mode, retry_after_secs,
+    AttackMode, Attempt, FailureOutcome, LimitStore, Lockout, Pending, Refusal, StoreHealth, Verdict, admit,
+    lockout_duration, observe_attack_mode, retry_after_secs,
 };
 
 use crate::config::{LimitStoreKind, LimitsConfig};
+use crate::observe::metrics::Metrics;
+use crate::state::session::Revocations;
 
 /// Why the configured limit store cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitsError {
-    #[error("limits.store: a shared (redis) store is not available in this build; use \"memory\"")]
-    SharedStoreUnavailable,
+    #[error("limits.store: not a usable Redis URL; expected redis://[:password@]host[:port][/db] or rediss://… (TLS)")]
+    BadRedisUrl,
 }
 
-/// The store a config asks for.
-pub fn store_for(config: &LimitsConfig) -> Result<Arc<dyn LimitStore>, LimitsError> {
+/// The store a config asks for. A shared store connects in the background and
+/// feeds `revoked` with the other replicas' revocations (it needs a tokio runtime).
+pub fn store_for(
+    config: &LimitsConfig,
+    metrics: Arc<Metrics>,
+    revoked: Revocations,
+) -> Result<Arc<dyn LimitStore>, LimitsError> {
     match &config.store {
         LimitStoreKind::Memory => Ok(Arc::new(MemoryLimitStore::new(config))),
-        LimitStoreKind::Redis(_) => Err(LimitsError::SharedStoreUnavailable),
+        LimitStoreKind::Redis(url) => Ok(Arc::new(RedisLimitStore::open(url, config, metrics, revoked)?)),
     }
 }

@@ -15,12 +15,14 @@ use http::HeaderMap;
 use http::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MAX_SESSION_TTL, SessionConfig};
+use crate::config::SessionConfig;
 
 mod cookies;
+mod revoked;
 use crate::state::secrets::SecretName;
 use cookies::cookie_values;
 pub use cookies::strip_cookies;
+pub use revoked::{MAX_REVOKED, Revocations};
 
 /// A session is re-sealed with a new last-seen time at most this often (and at most
 /// every quarter of its idle timeout, when that is shorter).
@@ -28,8 +30,6 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// Cookies of one name tried at most per request (the first ones): each try is up
 /// to one AES-GCM opening per key, and a request may carry hundreds.
 const MAX_TRIED: usize = 2;
-/// Revoked session ids remembered at most.
-const MAX_REVOKED: u64 = 1_000_000;
 /// How long an opened session cookie is remembered, in seconds (less when sessions
 /// are re-issued more often), so a browser's further requests skip AES-GCM and JSON. Expiry and revocation are still checked
 /// on every request; a due re-issue is sealed once and handed out for this long.
@@ -37,13 +37,9 @@ const RECENT_SECS: u64 = 10;
 /// Slots of the memory of opened cookies (each holds at most one).
 const RECENT_SLOTS: usize = 4096;
 
-/// Session ids ended on the server (logout, deleted secret), shared by every
-/// configuration that is reloaded.
-pub type Revocations = moka::sync::Cache<String, ()>;
-
 /// An empty revocation table.
 pub fn revocations() -> Revocations {
-    moka::sync::Cache::builder().max_capacity(MAX_REVOKED).time_to_live(MAX_SESSION_TTL).build()
+    Revocations::default()
 }
 
 /// Random bytes in a session id.
@@ -182,12 +178,21 @@ impl Sessions {
         t < s.issued.saturating_add(self.ttl.as_secs())
             && t < s.seen.saturating_add(self.idle.as_secs())
             && s.seen >= s.issued
-            && !self.revoked.contains_key(&s.id)
+            && !self.revoked.contains(&s.id)
     }
 
-    /// End a session everywhere, not just in this browser.
-    pub fn revoke(&self, session: &Session) {
-        self.revoked.insert(session.id.clone(), ());
+    /// End a session everywhere, not just in this browser; the Unix second until
+    /// which the revocation matters (the session's absolute end).
+    pub fn revoke(&self, session: &Session) -> u64 {
+        let until = session.issued.saturating_add(self.ttl.as_secs());
+        self.revoked.insert(&session.id, until, now());
+        until
+    }
+
+    /// Whether a new session could still be revoked: `false` when the revocation
+    /// table is full (no sign-in until entries run out).
+    pub fn can_mint(&self) -> bool {
+        !self.revoked.is_full(now())
     }
 
     /// `Set-Cookie` that removes cookie `name`.

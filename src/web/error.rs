@@ -7,10 +7,14 @@ use http::{Response, StatusCode};
 
 use crate::observe::audit::FailureReason;
 use crate::observe::metrics::LoginResult;
+use crate::state::limits::Refusal;
 use crate::state::secrets::BackendError;
 use crate::web::body::{Body, full_body};
 use crate::web::page::security_headers;
 use crate::web::path::PathError;
+
+/// `Retry-After` while the shared limit store is unreachable, in seconds.
+const STORE_RETRY_AFTER: &str = "5";
 
 /// Why a request could not be served. `Display` is for logs (it may hold internals);
 /// clients only ever see [`GatewayError::into_response`].
@@ -55,6 +59,12 @@ pub enum GatewayError {
     /// The secret backend failed. Never a wrong PIN: no lockout counts it.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The shared limit store did not answer: no attempt goes ahead uncounted.
+    #[error("the shared limit store is unavailable")]
+    StoreUnavailable,
+    /// No new session could be revoked: none is signed in until entries run out.
+    #[error("the revocation table is full")]
+    RevocationsFull,
     #[error("cross-site WebSocket upgrade refused")]
     CrossSiteUpgrade,
     #[error("upstream unreachable: {0}")]
@@ -63,6 +73,16 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("building the upstream request: {0}")]
     UpstreamRequest(#[from] http::Error),
+}
+
+impl From<Refusal> for GatewayError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Wait(retry_after) => Self::RateLimited { retry_after },
+            Refusal::AttackMode(retry_after) => Self::AttackMode { retry_after },
+            Refusal::StoreUnavailable => Self::StoreUnavailable,
+        }
+    }
 }
 
 impl GatewayError {
@@ -79,7 +99,7 @@ impl GatewayError {
             Self::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } | Self::AttackMode { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Backend(_) | Self::StoreUnavailable | Self::RevocationsFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSiteUpgrade => StatusCode::FORBIDDEN,
             Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -111,6 +131,7 @@ impl GatewayError {
             Self::RateLimited { retry_after } | Self::AttackMode { retry_after } => {
                 Some(HeaderValue::from(crate::state::limits::retry_after_secs(*retry_after)))
             }
+            Self::StoreUnavailable => Some(HeaderValue::from_static(STORE_RETRY_AFTER)),
             Self::BadPath(_)
             | Self::BadHost
             | Self::NoRoute
@@ -123,6 +144,7 @@ impl GatewayError {
             | Self::BodyTimeout
             | Self::BadRequestBody
             | Self::Backend(_)
+            | Self::RevocationsFull
             | Self::CrossSiteUpgrade
             | Self::UpstreamUnreachable(_)
             | Self::UpstreamTimeout
@@ -139,7 +161,7 @@ impl GatewayError {
             Self::AttackMode { .. } => (LoginResult::RateLimited, Some(FailureReason::AttackMode)),
             Self::InvalidPin => (LoginResult::InvalidPin, Some(FailureReason::InvalidPin)),
             Self::FormTooLarge => (LoginResult::Malformed, Some(FailureReason::FormTooLarge)),
-            Self::Backend(_) => (LoginResult::BackendError, None),
+            Self::Backend(_) | Self::StoreUnavailable | Self::RevocationsFull => (LoginResult::BackendError, None),
             Self::MalformedPin
             | Self::BodyTimeout
             | Self::BadRequestBody
@@ -166,7 +188,9 @@ impl GatewayError {
             Self::Csrf => "This form has expired. Please try again.",
             Self::FormTooLarge => "The form is too large.",
             Self::BodyTimeout => "The form took too long to arrive. Please try again.",
-            Self::Backend(_) => "Sign-in is temporarily unavailable. Please try again in a moment.",
+            Self::Backend(_) | Self::StoreUnavailable | Self::RevocationsFull => {
+                "Sign-in is temporarily unavailable. Please try again in a moment."
+            }
             Self::BadPath(_) => "The request path is not acceptable.",
             Self::BadHost => "The request's host is not acceptable.",
             Self::BadRequestBody => "The request's body is malformed.",

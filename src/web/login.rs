@@ -18,10 +18,10 @@ use crate::config::PinConfig;
 use crate::config::UiConfig;
 use crate::observe::audit;
 use crate::observe::metrics::{LoginResult, Metrics};
-use crate::state::limits::{ClientKey, LimitStore, observe_attack_mode};
+use crate::state::limits::{self, ClientKey, LimitStore, Pending, Verdict};
 use crate::state::secrets::SecretName;
 use crate::state::secrets::cache::{Resolved, SecretCache, Staleness};
-use crate::state::session::{Sessions, random_token};
+use crate::state::session::{MAX_REVOKED, Sessions, random_token};
 use crate::web::body::{Body, full_body};
 use crate::web::error::GatewayError;
 use crate::web::page::{Page, escape, render};
@@ -168,20 +168,15 @@ impl Login {
         // nothing (a valid PIN is refused too) and costs the backend nothing.
         // Under attack mode only browsers that signed in before may try at all.
         let device = self.known_device(headers);
-        if let Some(retry_after) = observe_attack_mode(self.limits.as_ref(), &self.metrics)
-            && device.is_none()
-        {
-            return self.refuse(headers, client, GatewayError::AttackMode { retry_after }, &rd);
-        }
-        let key = ClientKey::of(client);
         let device = device.as_ref().map(|d| d.id.as_str());
-        if let Err(retry_after) = self.limits.admit(key, device).await {
-            return self.refuse(headers, client, GatewayError::RateLimited { retry_after }, &rd);
-        }
+        let pending = match limits::admit(&self.limits, ClientKey::of(client), device).await {
+            Ok(pending) => pending,
+            Err(refusal) => return self.refuse(headers, client, refusal.into(), &rd),
+        };
         let pin = match parse_pin(&form.pins, &self.pin) {
             Ok(pin) => pin,
             Err(e) => {
-                self.failed(key, device, client).await;
+                self.failed(pending, client).await;
                 return self.refuse(headers, client, e, &rd);
             }
         };
@@ -202,6 +197,14 @@ impl Login {
                 // A success erases no failure: they count for 24 h whatever comes
                 // between (SPEC `lockout_after`), so one valid PIN is no licence
                 // to guess at the full rate.
+                pending.settle(Verdict::Succeeded).await;
+                if !self.sessions.can_mint() {
+                    tracing::error!(
+                        max = MAX_REVOKED,
+                        "the revocation table is full: sign-ins are refused until revoked sessions expire"
+                    );
+                    return self.refuse(headers, client, GatewayError::RevocationsFull, &rd);
+                }
                 self.metrics.login(LoginResult::Success);
                 audit::login_success(&creds.username, client);
                 let (_, cookie) = self.sessions.mint(name, &creds.username);
@@ -213,19 +216,22 @@ impl Login {
                 return resp;
             }
             Ok(Resolved::NotFound) => {
-                self.failed(key, device, client).await;
+                self.failed(pending, client).await;
                 GatewayError::InvalidPin
             }
             // An outage is not a wrong PIN: it must not count toward a lockout.
-            Err(e) => GatewayError::Backend(e),
+            Err(e) => {
+                pending.settle(Verdict::Unanswered).await;
+                GatewayError::Backend(e)
+            }
         };
         self.refuse(headers, client, error, &rd)
     }
 
     /// A wrong or malformed PIN: one more failure in the client's (and device's)
     /// streak and in the global failure budget.
-    async fn failed(&self, key: ClientKey, device: Option<&str>, client: IpAddr) {
-        let outcome = self.limits.record_failure(key, device).await;
+    async fn failed(&self, pending: Pending, client: IpAddr) {
+        let outcome = pending.settle(Verdict::Failed).await;
         if let Some(lockout) = outcome.client_lockout.or(outcome.device_lockout) {
             audit::lockout(client, lockout.duration);
         }
@@ -281,7 +287,8 @@ impl Login {
             return Err(GatewayError::Csrf);
         }
         if let Some(opened) = self.sessions.open(&parts.headers) {
-            self.sessions.revoke(&opened.session);
+            let until = self.sessions.revoke(&opened.session);
+            self.limits.share_revocation(&opened.session.id, until);
             audit::logout(&opened.session.user, client);
         }
         let mut resp = redirect(StatusCode::SEE_OTHER, LOGIN_PATH);

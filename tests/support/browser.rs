@@ -61,6 +61,14 @@ impl Browser {
         }
     }
 
+    /// Talk to another replica (as a load balancer would send the next request
+    /// elsewhere), keeping every cookie.
+    pub fn switch_to(&mut self, port: u16, cert: &std::path::Path) {
+        let cookies = std::mem::take(&mut self.cookies);
+        *self = Self::connect(port, cert);
+        self.cookies = cookies;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.origin)
     }
@@ -151,6 +159,18 @@ impl Browser {
     }
 
     /// The CSRF token a fresh login form carries.
+    /// A form POST as the client behind `xff` (believed only from trusted proxies).
+    pub async fn post_raw_from(&mut self, path: &str, body: String, xff: &str) -> Page {
+        let mut req = Request::post(self.url(path))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, self.url(""))
+            .header("x-forwarded-for", xff);
+        if let Some(c) = self.cookie_header() {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(bytes(body)).unwrap()).await
+    }
+
     pub async fn csrf(&mut self) -> String {
         self.get("/.keypin/login").await.field("csrf")
     }

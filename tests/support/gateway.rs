@@ -108,31 +108,15 @@ impl TestGateway {
 
     /// A plain GET on the admin listener: (status, body).
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = tokio::net::TcpStream::connect(self.admin).await.unwrap();
-        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        tcp.read_to_end(&mut raw).await.unwrap();
-        let text = String::from_utf8(raw).unwrap();
-        let status = text[9..12].parse().unwrap();
-        (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+        admin_get(self.admin, path).await
     }
 
     pub async fn readyz(&self) -> u16 {
         self.admin_get("/readyz").await.0
     }
 
-    /// `/metrics`, parsed: `name{labels}` -> value.
     pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
-        let (status, body) = self.admin_get("/metrics").await;
-        assert_eq!(status, 200);
-        body.lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .map(|l| {
-                let (name, value) = l.rsplit_once(' ').expect("sample line");
-                (name.to_owned(), value.parse().unwrap_or_else(|_| panic!("bad sample {l}")))
-            })
-            .collect()
+        metrics(self.admin).await
     }
 
     pub fn cert(&self) -> PathBuf {
@@ -163,10 +147,36 @@ impl Drop for TestGateway {
     }
 }
 
+/// A plain GET on an admin listener: (status, body).
+pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let status = text[9..12].parse().unwrap();
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// `/metrics` of an admin listener, parsed: `name{labels}` -> value.
+pub async fn metrics(admin: SocketAddr) -> std::collections::HashMap<String, f64> {
+    let (status, body) = admin_get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').expect("sample line");
+            (name.to_owned(), value.parse().unwrap_or_else(|_| panic!("bad sample {l}")))
+        })
+        .collect()
+}
+
 /// The real binary, started with a config file, killed on drop.
 pub struct GatewayProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     /// Everything the process printed, stdout (the audit log) and stderr.
     output: Arc<Mutex<Vec<String>>>,
@@ -198,8 +208,8 @@ impl GatewayProcess {
         collect_lines(child.stdout.take().unwrap(), output.clone(), None);
         let (tx, rx) = mpsc::channel();
         collect_lines(child.stderr.take().unwrap(), output.clone(), Some(tx));
-        let addr = wait_for_listen(&rx, &output);
-        Self { child, addr, dir, output }
+        let (addr, admin) = wait_for_listen(&rx, &output);
+        Self { child, addr, admin, dir, output }
     }
 
     /// All output so far, one line each.
@@ -266,21 +276,26 @@ fn collect_lines(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>
 
 /// The `listen` field of a log line, JSON (`"listen":"ADDR"`) or text (`listen=ADDR`).
 fn listen_addr(line: &str) -> Option<SocketAddr> {
+    logged_addr(line, "listen")
+}
+
+/// The address logged as `field` (`listen`, `admin`) in a JSON or text line.
+fn logged_addr(line: &str, field: &str) -> Option<SocketAddr> {
     if line.starts_with('{') {
         let json: serde_json::Value = serde_json::from_str(line).ok()?;
-        return json["listen"].as_str()?.parse().ok();
+        return json[field].as_str()?.parse().ok();
     }
-    line.split("listen=").nth(1)?.split_whitespace().next()?.parse().ok()
+    line.split(&format!("{field}=")).nth(1)?.split_whitespace().next()?.parse().ok()
 }
 
 /// Wait for the "keypin listening … listen=ADDR" line.
-fn wait_for_listen(rx: &mpsc::Receiver<String>, output: &Mutex<Vec<String>>) -> SocketAddr {
+fn wait_for_listen(rx: &mpsc::Receiver<String>, output: &Mutex<Vec<String>>) -> (SocketAddr, SocketAddr) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
             && let Some(addr) = listen_addr(&line)
         {
-            return addr;
+            return (addr, logged_addr(&line, "admin").unwrap_or(addr));
         }
     }
     panic!("keypin did not report its address; output:\n{}", output.lock().unwrap().join("\n"));

@@ -3,6 +3,7 @@
 //! device, lockouts, and the attack-mode failure budget.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -11,16 +12,19 @@ use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 use moka::ops::compute::Op;
+use parking_lot::Mutex;
 
 use super::client::ClientKey;
-use super::store::{AttackMode, FailureOutcome, LimitStore, Lockout, lockout_duration};
+use super::gcra::Gcra;
+use super::store::{
+    AttackMode, Attempt, FailureOutcome, IN_FLIGHT_WAIT, LOCKOUT_MEMORY, LimitStore, Lockout, Refusal, StoreHealth,
+    Verdict, lockout_duration,
+};
 use crate::config::{LimitsConfig, Rate};
 use crate::state::secrets::BoxFuture;
 
 /// Most client keys whose rate or lockout state is kept (LRU beyond that).
 pub const MAX_TRACKED_CLIENTS: u64 = 100_000;
-/// A lockout streak is forgotten after this long without failures.
-const LOCKOUT_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 /// governor state keyed by client in a bounded LRU cache.
 struct BoundedKeyedState {
@@ -64,6 +68,8 @@ struct Streak {
     failures: u32,
     lockouts: u32,
     locked_until: Option<Instant>,
+    /// Admitted attempts not settled yet: each may still be a failure.
+    in_flight: u32,
 }
 
 /// Attack mode's clock: on until `until`.
@@ -74,16 +80,28 @@ struct Attack {
     failures: u64,
 }
 
+/// The failure budget of all clients together; exhausting it means attack mode.
+#[derive(Debug)]
+struct Budget {
+    rate: Rate,
+    bucket: Gcra,
+    /// Admitted attempts not settled yet, of every client.
+    in_flight: u64,
+}
+
 /// The parts of the state that survive a reconfiguration.
 #[derive(Clone)]
 struct State {
     cells: moka::sync::Cache<ClientKey, u64>,
     streaks: moka::sync::Cache<StreakKey, Streak>,
-    attack: Arc<parking_lot::Mutex<Attack>>,
+    attack: Arc<Mutex<Attack>>,
     /// Login attempts of all clients together, under the rate it was built for.
     global: (Rate, Arc<GlobalLimiter>),
-    /// Failures of all clients together; exhausting it means attack mode.
-    failure_budget: (Rate, Arc<GlobalLimiter>),
+    budget: Arc<Mutex<Budget>>,
+    /// Held while an attempt is admitted or settled: the checks and the
+    /// reservations of one attempt are one step.
+    admission: Arc<Mutex<()>>,
+    next_id: Arc<AtomicU64>,
     clock: DefaultClock,
 }
 
@@ -126,22 +144,31 @@ impl MemoryLimitStore {
             .time_to_idle(LOCKOUT_MEMORY.max(config.lockout_max))
             .build();
         let clock = DefaultClock::default();
+        let budget = Budget { rate: config.attack_failures, bucket: Gcra::default(), in_flight: 0 };
         let state = State {
             cells,
             streaks,
             attack: Arc::default(),
             global: global_limiter(config.login_global, None, &clock),
-            failure_budget: global_limiter(config.attack_failures, None, &clock),
+            budget: Arc::new(Mutex::new(budget)),
+            admission: Arc::default(),
+            next_id: Arc::default(),
             clock,
         };
         Self::with_state(config, state)
     }
 
-    /// The limiters of `config` over `state`; the global limiters carry over when
-    /// their rates are unchanged.
+    /// The limiters of `config` over `state`; the global limit and the failure
+    /// budget carry over when their rates are unchanged.
     fn with_state(config: &LimitsConfig, mut state: State) -> Self {
         state.global = global_limiter(config.login_global, Some(&state.global), &state.clock);
-        state.failure_budget = global_limiter(config.attack_failures, Some(&state.failure_budget), &state.clock);
+        {
+            let mut budget = state.budget.lock();
+            if budget.rate != config.attack_failures {
+                budget.rate = config.attack_failures;
+                budget.bucket = Gcra::default();
+            }
+        }
         Self {
             per_client: RateLimiter::new(
                 quota(config.login_per_ip),
@@ -163,9 +190,57 @@ impl MemoryLimitStore {
         self.state.cells.entry_count()
     }
 
-    /// Time left on the lockout of `key`, if it is locked.
-    fn locked(&self, key: &StreakKey, now: Instant) -> Option<Duration> {
-        self.state.streaks.get(key)?.locked_until.filter(|until| *until > now).map(|until| until - now)
+    fn streak(&self, key: &StreakKey) -> Streak {
+        self.state.streaks.get(key).unwrap_or_default()
+    }
+
+    /// Why `key` may not try now: locked out, or as many attempts in flight as
+    /// failures it has left before a lockout.
+    fn streak_refusal(&self, key: &StreakKey, now: Instant) -> Option<Duration> {
+        let s = self.streak(key);
+        if let Some(until) = s.locked_until.filter(|until| *until > now) {
+            return Some(until - now);
+        }
+        let after = self.config.lockout_after;
+        let expired = s.locked_until.is_some();
+        let failures = if expired { 0 } else { s.failures };
+        (after > 0 && failures + s.in_flight >= after).then_some(IN_FLIGHT_WAIT)
+    }
+
+    /// Every check of one attempt, in order; called under the admission lock.
+    fn check(&self, key: ClientKey, device: Option<&str>, now: Instant) -> Result<(), Refusal> {
+        if let AttackMode::On(left) = self.attack_now(now, false)
+            && device.is_none()
+        {
+            return Err(Refusal::AttackMode(left));
+        }
+        if let Some(wait) = streak_keys(key, device).filter_map(|k| self.streak_refusal(&k, now)).max() {
+            return Err(Refusal::Wait(wait));
+        }
+        if device.is_none() {
+            // One more than the room may be in flight: the failure that finds the
+            // budget spent is the one that starts attack mode.
+            let budget = self.state.budget.lock();
+            if budget.in_flight > budget.bucket.room(budget.rate, now) {
+                return Err(Refusal::Wait(IN_FLIGHT_WAIT));
+            }
+        }
+        self.per_client.check_key(&key).map_err(|nu| Refusal::Wait(self.wait(&nu)))?;
+        self.state.global.1.check().map_err(|nu| Refusal::Wait(self.wait(&nu)))
+    }
+
+    /// Hold a place in the streaks of `key` and `device` and in the budget (or
+    /// give it back).
+    fn reserve(&self, key: ClientKey, device: Option<&str>, hold: bool) {
+        for k in streak_keys(key, device) {
+            self.state.streaks.entry(k).and_compute_with(|old| {
+                let mut s = old.map(|e| e.into_value()).unwrap_or_default();
+                s.in_flight = if hold { s.in_flight + 1 } else { s.in_flight.saturating_sub(1) };
+                Op::Put(s)
+            });
+        }
+        let mut budget = self.state.budget.lock();
+        budget.in_flight = if hold { budget.in_flight + 1 } else { budget.in_flight.saturating_sub(1) };
     }
 
     /// One more failure for `key`; the lockout it starts, if any.
@@ -176,6 +251,7 @@ impl MemoryLimitStore {
             let mut s = old.map(|e| e.into_value()).unwrap_or_default();
             if s.locked_until.is_some_and(|until| until <= now) {
                 s.locked_until = None;
+                s.failures = 0;
             }
             s.failures += 1;
             if after > 0 && s.failures >= after {
@@ -189,63 +265,87 @@ impl MemoryLimitStore {
         });
         started
     }
+
+    /// A failure spends the budget; over it, attack mode starts or goes on.
+    fn spend_budget(&self, now: Instant) -> bool {
+        let spent = {
+            let mut budget = self.state.budget.lock();
+            let rate = budget.rate;
+            budget.bucket.spend(rate, now)
+        };
+        if spent {
+            return false;
+        }
+        // Over budget: attack mode, extended for as long as failures continue.
+        let mut attack = self.state.attack.lock();
+        let started = attack.until.is_none_or(|until| until <= now);
+        if started {
+            attack.failures = 0;
+        }
+        attack.failures += 1;
+        attack.until = Some(now + self.config.attack_cooldown);
+        started
+    }
+
+    /// Attack mode at `now`; `report` consumes its end.
+    fn attack_now(&self, now: Instant, report: bool) -> AttackMode {
+        let mut attack = self.state.attack.lock();
+        match attack.until {
+            Some(until) if until > now => AttackMode::On(until - now),
+            Some(_) if report => {
+                attack.until = None;
+                AttackMode::Ended { failures: std::mem::take(&mut attack.failures) }
+            }
+            _ => AttackMode::Off,
+        }
+    }
 }
 
-fn keys(client: ClientKey, device: Option<&str>) -> impl Iterator<Item = StreakKey> + '_ {
+fn streak_keys(client: ClientKey, device: Option<&str>) -> impl Iterator<Item = StreakKey> + '_ {
     std::iter::once(StreakKey::Client(client)).chain(device.map(|d| StreakKey::Device(d.to_owned())))
 }
 
 impl LimitStore for MemoryLimitStore {
-    fn admit<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, Result<(), Duration>> {
+    fn admit_attempt<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, Result<Attempt, Refusal>> {
         let now = Instant::now();
-        let locked = keys(key, device).filter_map(|k| self.locked(&k, now)).max();
-        let result = match locked {
-            Some(wait) => Err(wait),
-            None => self
-                .per_client
-                .check_key(&key)
-                .map_err(|nu| self.wait(&nu))
-                .and_then(|()| self.state.global.1.check().map_err(|nu| self.wait(&nu))),
-        };
+        let _admission = self.state.admission.lock();
+        let result = self.check(key, device, now).map(|()| {
+            self.reserve(key, device, true);
+            let id = self.state.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+            Attempt { key, device: device.map(str::to_owned), id }
+        });
         Box::pin(std::future::ready(result))
     }
 
-    fn record_failure<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, FailureOutcome> {
+    fn settle(&self, attempt: Attempt, verdict: Verdict) -> BoxFuture<'_, FailureOutcome> {
         let now = Instant::now();
-        let mut outcome = FailureOutcome {
-            client_lockout: self.extend_streak(StreakKey::Client(key), now),
-            device_lockout: device.and_then(|d| self.extend_streak(StreakKey::Device(d.to_owned()), now)),
-            attack_mode_started: false,
+        let _admission = self.state.admission.lock();
+        let device = attempt.device.as_deref();
+        self.reserve(attempt.key, device, false);
+        let outcome = match verdict {
+            Verdict::Failed => FailureOutcome {
+                client_lockout: self.extend_streak(StreakKey::Client(attempt.key), now),
+                device_lockout: device.and_then(|d| self.extend_streak(StreakKey::Device(d.to_owned()), now)),
+                attack_mode_started: self.spend_budget(now),
+            },
+            Verdict::Succeeded | Verdict::Unanswered => FailureOutcome::default(),
         };
-        if self.state.failure_budget.1.check().is_err() {
-            // Over budget: attack mode, extended for as long as failures continue.
-            let mut attack = self.state.attack.lock();
-            outcome.attack_mode_started = attack.until.is_none_or(|until| until <= now);
-            if outcome.attack_mode_started {
-                attack.failures = 0;
-            }
-            attack.failures += 1;
-            attack.until = Some(now + self.config.attack_cooldown);
-        }
         Box::pin(std::future::ready(outcome))
     }
 
     fn attack_mode(&self) -> AttackMode {
-        let now = Instant::now();
-        let mut attack = self.state.attack.lock();
-        match attack.until {
-            Some(until) if until > now => AttackMode::On(until - now),
-            Some(_) => {
-                attack.until = None;
-                AttackMode::Ended { failures: std::mem::take(&mut attack.failures) }
-            }
-            None => AttackMode::Off,
-        }
+        self.attack_now(Instant::now(), true)
     }
 
     fn active_lockouts(&self) -> u64 {
         let now = Instant::now();
         self.state.streaks.iter().filter(|(_, s)| s.locked_until.is_some_and(|u| u > now)).count() as u64
+    }
+
+    fn share_revocation(&self, _id: &str, _until: u64) {}
+
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Memory
     }
 
     fn reconfigure(&self, config: &LimitsConfig) -> Arc<dyn LimitStore> {
@@ -256,7 +356,19 @@ impl LimitStore for MemoryLimitStore {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::state::limits::store::retry_after_secs;
+    use crate::state::limits::store::{Pending, retry_after_secs};
+
+    /// One admitted attempt with a wrong PIN.
+    async fn fail(store: &dyn LimitStore, key: ClientKey, device: Option<&str>) -> FailureOutcome {
+        let attempt = store.admit_attempt(key, device).await.expect("admitted");
+        store.settle(attempt, Verdict::Failed).await
+    }
+
+    async fn admitted(store: &dyn LimitStore, key: ClientKey, device: Option<&str>) -> Result<(), Refusal> {
+        let attempt = store.admit_attempt(key, device).await?;
+        store.settle(attempt, Verdict::Succeeded).await;
+        Ok(())
+    }
 
     pub(crate) fn limits(per_ip: &str, after: u32, base: u64, max: u64) -> LimitsConfig {
         LimitsConfig {
@@ -271,22 +383,22 @@ pub(super) mod tests {
     #[tokio::test]
     async fn a_reload_hands_out_no_fresh_global_budget() {
         let config = LimitsConfig {
-            login_global: "2/hour".parse().unwrap(),
+            login_global: "3/hour".parse().unwrap(),
             attack_failures: "2/hour".parse().unwrap(),
             ..limits("1000/s", 0, 60, 3600)
         };
         let store = MemoryLimitStore::new(&config);
         let key = |i: u8| ClientKey::of(std::net::IpAddr::from([192, 0, 2, i]));
-        assert!(store.admit(key(1), None).await.is_ok() && store.admit(key(2), None).await.is_ok());
-        assert!(!store.record_failure(key(1), None).await.attack_mode_started);
-        assert!(!store.record_failure(key(2), None).await.attack_mode_started);
+        assert!(!fail(&store, key(1), None).await.attack_mode_started);
+        assert!(!fail(&store, key(2), None).await.attack_mode_started);
         // A reload (a certificate renewal, SIGHUP) with the same limits.
         let reloaded = store.reconfigure(&config);
-        assert!(reloaded.admit(key(3), None).await.is_err(), "the global login limit carries over");
-        assert!(reloaded.record_failure(key(3), None).await.attack_mode_started, "so does the failure budget");
+        assert!(fail(&*reloaded, key(3), None).await.attack_mode_started, "the failure budget carries over");
+        let known = Some("laptop");
+        assert!(admitted(&*reloaded, key(4), known).await.is_err(), "so does the global login limit");
         // A changed rate is a new limit.
         let raised = LimitsConfig { login_global: "100/hour".parse().unwrap(), ..config };
-        assert!(reloaded.reconfigure(&raised).admit(key(4), None).await.is_ok());
+        assert!(admitted(&*reloaded.reconfigure(&raised), key(4), known).await.is_ok());
     }
 
     #[tokio::test]
@@ -294,13 +406,13 @@ pub(super) mod tests {
         let store = MemoryLimitStore::new(&limits("1000/s", 3, 60, 3600));
         let key = ClientKey::of("192.0.2.1".parse().unwrap());
         let other = ClientKey::of("192.0.2.2".parse().unwrap());
-        assert!(store.record_failure(key, None).await.client_lockout.is_none());
-        assert!(store.record_failure(key, None).await.client_lockout.is_none());
-        let third = store.record_failure(key, None).await;
+        assert!(fail(&store, key, None).await.client_lockout.is_none());
+        assert!(fail(&store, key, None).await.client_lockout.is_none());
+        let third = fail(&store, key, None).await;
         assert_eq!(third.client_lockout, Some(Lockout { duration: Duration::from_secs(60) }));
-        let wait = store.admit(key, None).await.unwrap_err();
+        let Err(Refusal::Wait(wait)) = admitted(&store, key, None).await else { panic!("locked out") };
         assert!(wait > Duration::from_secs(58) && wait <= Duration::from_secs(60));
-        assert!(store.admit(other, None).await.is_ok(), "other clients are not affected");
+        assert!(admitted(&store, other, None).await.is_ok(), "other clients are not affected");
         assert_eq!(store.active_lockouts(), 1);
     }
 
@@ -311,15 +423,15 @@ pub(super) mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let store = store.clone();
-                tokio::spawn(async move { store.admit(key, None).await.is_ok() })
+                tokio::spawn(async move { admitted(&*store, key, None).await.is_ok() })
             })
             .collect();
-        let mut admitted = 0;
+        let mut count = 0;
         for t in tasks {
-            admitted += usize::from(t.await.unwrap());
+            count += usize::from(t.await.unwrap());
         }
-        assert_eq!(admitted, 5);
-        let wait = store.admit(key, None).await.unwrap_err();
+        assert_eq!(count, 5);
+        let Err(Refusal::Wait(wait)) = admitted(&*store, key, None).await else { panic!("limited") };
         assert_eq!(retry_after_secs(wait), 12, "one slot replenishes every 12 s at 5/min");
     }
 
@@ -327,12 +439,12 @@ pub(super) mod tests {
     async fn a_device_is_locked_out_whatever_address_it_comes_from() {
         let store = MemoryLimitStore::new(&limits("1000/s", 2, 60, 3600));
         let (a, b) = (ClientKey::of("192.0.2.1".parse().unwrap()), ClientKey::of("198.51.100.1".parse().unwrap()));
-        store.record_failure(a, Some("laptop")).await;
-        let second = store.record_failure(b, Some("laptop")).await;
+        fail(&store, a, Some("laptop")).await;
+        let second = fail(&store, b, Some("laptop")).await;
         assert!(second.device_lockout.is_some() && second.client_lockout.is_none());
         let c = ClientKey::of("203.0.113.1".parse().unwrap());
-        assert!(store.admit(c, Some("laptop")).await.is_err(), "the device is locked on any address");
-        assert!(store.admit(c, None).await.is_ok(), "the address itself is not");
+        assert!(admitted(&store, c, Some("laptop")).await.is_err(), "the device is locked on any address");
+        assert!(admitted(&store, c, None).await.is_ok(), "the address itself is not");
     }
 
     #[tokio::test]
@@ -345,14 +457,76 @@ pub(super) mod tests {
         let store = MemoryLimitStore::new(&config);
         let key = ClientKey::of("192.0.2.1".parse().unwrap());
         for _ in 0..3 {
-            assert!(!store.record_failure(key, None).await.attack_mode_started);
+            assert!(!fail(&store, key, None).await.attack_mode_started);
         }
         assert_eq!(store.attack_mode(), AttackMode::Off);
-        assert!(store.record_failure(key, None).await.attack_mode_started);
-        assert!(!store.record_failure(key, None).await.attack_mode_started, "already on: extended, not restarted");
+        assert!(fail(&store, key, None).await.attack_mode_started);
+        assert!(matches!(admitted(&store, key, None).await, Err(Refusal::AttackMode(_))), "unknown browsers wait");
+        let known = Some("laptop");
+        assert!(!fail(&store, key, known).await.attack_mode_started, "already on: extended, not restarted");
         assert!(matches!(store.attack_mode(), AttackMode::On(left) if left <= Duration::from_millis(300)));
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(store.attack_mode(), AttackMode::Ended { failures: 2 });
         assert_eq!(store.attack_mode(), AttackMode::Off);
+    }
+
+    /// Admit `n` attempts at once from `key_of(i)`, none settled: how many got in.
+    async fn admitted_at_once(store: &Arc<dyn LimitStore>, n: u32, key_of: fn(u32) -> ClientKey) -> Vec<Pending> {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { crate::state::limits::admit(&store, key_of(i), None).await.ok() })
+            })
+            .collect();
+        let mut pending = Vec::new();
+        for t in tasks {
+            pending.extend(t.await.unwrap());
+        }
+        pending
+    }
+
+    #[tokio::test]
+    async fn concurrent_guesses_cannot_overshoot_a_lockout() {
+        let store: Arc<dyn LimitStore> = Arc::new(MemoryLimitStore::new(&limits("1000/s", 5, 60, 3600)));
+        let one = |_| ClientKey::of("192.0.2.1".parse().unwrap());
+        let pending = admitted_at_once(&store, 200, one).await;
+        assert_eq!(pending.len(), 5, "at most lockout_after attempts of one client in flight");
+        let mut lockouts = 0;
+        for p in pending {
+            lockouts += usize::from(p.settle(Verdict::Failed).await.client_lockout.is_some());
+        }
+        assert_eq!(lockouts, 1);
+        assert!(matches!(admitted(&*store, one(0), None).await, Err(Refusal::Wait(w)) if w > Duration::from_secs(50)));
+    }
+
+    #[tokio::test]
+    async fn concurrent_guesses_from_many_addresses_cannot_overshoot_the_failure_budget() {
+        let config = LimitsConfig { attack_failures: "20/hour".parse().unwrap(), ..limits("1000/s", 5, 60, 3600) };
+        let store: Arc<dyn LimitStore> = Arc::new(MemoryLimitStore::new(&config));
+        let many = |i: u32| ClientKey::of(std::net::IpAddr::from((0xC000_0200 + i).to_be_bytes()));
+        let pending = admitted_at_once(&store, 200, many).await;
+        assert_eq!(pending.len(), 21, "the budget, and the one failure that starts attack mode");
+        let mut started = 0;
+        for p in pending {
+            started += usize::from(p.settle(Verdict::Failed).await.attack_mode_started);
+        }
+        assert_eq!(started, 1);
+        assert!(matches!(admitted(&*store, many(500), None).await, Err(Refusal::AttackMode(_))));
+    }
+
+    #[tokio::test]
+    async fn a_settled_success_or_a_dropped_attempt_gives_its_place_back() {
+        let store: Arc<dyn LimitStore> = Arc::new(MemoryLimitStore::new(&limits("1000/s", 2, 60, 3600)));
+        let key = ClientKey::of("192.0.2.1".parse().unwrap());
+        let first = crate::state::limits::admit(&store, key, None).await.unwrap();
+        let second = crate::state::limits::admit(&store, key, None).await.unwrap();
+        assert_eq!(admitted(&*store, key, None).await, Err(Refusal::Wait(IN_FLIGHT_WAIT)), "two in flight");
+        assert_eq!(first.settle(Verdict::Succeeded).await, FailureOutcome::default());
+        let third = crate::state::limits::admit(&store, key, None).await.expect("a success frees its place");
+        drop(second);
+        tokio::task::yield_now().await;
+        let fourth = crate::state::limits::admit(&store, key, None).await.expect("so does a dropped attempt");
+        assert!(third.settle(Verdict::Failed).await.client_lockout.is_none());
+        assert!(fourth.settle(Verdict::Failed).await.client_lockout.is_some(), "two failures: locked");
     }
 }

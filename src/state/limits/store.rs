@@ -9,6 +9,12 @@ use crate::config::LimitsConfig;
 use crate::observe::metrics::Metrics;
 use crate::state::secrets::BoxFuture;
 
+/// A lockout streak is forgotten after this long without failures.
+pub const LOCKOUT_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// A client with as many attempts in flight as it may have is asked to come back
+/// after this long: about when they will have been answered.
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+
 /// A lockout that a failure started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lockout {
@@ -39,32 +45,129 @@ pub enum AttackMode {
     },
 }
 
+/// Why a login attempt may not go ahead now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A rate limit or a lockout, or as many attempts in flight as may still fail
+    /// without overshooting one (`lockout_after` for a client or a device, the
+    /// failure budget's room for everyone): try again after this long.
+    Wait(Duration),
+    /// Attack mode is on and the browser is no known device.
+    AttackMode(Duration),
+    /// The shared store did not answer in time. Nobody guesses until it does:
+    /// never unlimited guessing, never a failure counted.
+    StoreUnavailable,
+}
+
+/// How an admitted attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A wrong or malformed PIN: counts toward lockouts and the failure budget.
+    Failed,
+    Succeeded,
+    /// No answer reached the client (backend outage, connection gone): it
+    /// releases its place and counts for nothing.
+    Unanswered,
+}
+
+/// An admitted attempt. Until it is settled it holds a place in its client's and
+/// device's streaks and in the failure budget, so concurrent attempts cannot
+/// overshoot a lockout or the budget while their PINs are being checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub key: ClientKey,
+    pub device: Option<String>,
+    /// Unique among the attempts in flight (of every replica, for a shared store).
+    pub id: String,
+}
+
+/// Whether the store can be used, for `/readyz` and `keypin_store_up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// This process's memory: always there.
+    Memory,
+    /// A shared store that answered its last call.
+    Up,
+    /// A shared store that did not: attempts are refused until it does.
+    Down,
+}
+
+impl StoreHealth {
+    pub fn is_up(self) -> bool {
+        self != Self::Down
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Up => "shared, up",
+            Self::Down => "shared, unreachable: sign-ins refused, sessions served",
+        }
+    }
+}
+
 /// The `n`-th lockout of a streak (1-based) lasts `base * 2^(n-1)`, at most `max`.
 pub fn lockout_duration(n: u32, base: Duration, max: Duration) -> Duration {
     let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
     base.checked_mul(factor).unwrap_or(max).min(max)
 }
 
-/// Where limiter state lives: in this process now; a shared store (Redis) for
-/// replicas implements the same calls and makes attack mode cluster-wide.
+/// Where limiter state lives: this process (`memory`), or Redis shared by every
+/// replica (`redis`), which also carries logout revocations between them.
 ///
 /// `device` is the id of a known-device cookie, when the browser has a valid one:
 /// lockouts count per device as well as per client key, so a stolen laptop's
-/// cookie is no guessing licence from fresh addresses.
+/// cookie is no guessing licence from fresh addresses; under attack mode only
+/// known devices may try.
 pub trait LimitStore: Send + Sync {
-    /// Let one login attempt through, or say how long until one may. Concurrent
-    /// callers never overshoot: N attempts with one slot left admit one.
-    fn admit<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, Result<(), Duration>>;
-    /// A failed PIN: extends the streaks of the key and the device and spends the
-    /// global failure budget.
-    fn record_failure<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, FailureOutcome>;
+    /// Let one login attempt through, or say why not. Concurrent callers never
+    /// overshoot: N attempts with one slot left admit one. Use [`admit`], which
+    /// settles an attempt that is dropped.
+    fn admit_attempt<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, Result<Attempt, Refusal>>;
+    /// The answer to an admitted attempt is known.
+    fn settle(&self, attempt: Attempt, verdict: Verdict) -> BoxFuture<'_, FailureOutcome>;
     /// Whether attack mode is on; reports `Ended` once when it runs out.
     fn attack_mode(&self) -> AttackMode;
-    /// Keys and devices locked out now.
+    /// Keys and devices locked out now (for a shared store: as last seen).
     fn active_lockouts(&self) -> u64;
+    /// Tell the other replicas that session `id` is revoked until `until` (Unix
+    /// seconds). The local table is the caller's; this never waits.
+    fn share_revocation(&self, id: &str, until: u64);
+    fn health(&self) -> StoreHealth;
     /// The same state under new limits (a configuration reload): clients keep
     /// their streaks, lockouts and rate history; attack mode stays as it is.
     fn reconfigure(&self, config: &LimitsConfig) -> Arc<dyn LimitStore>;
+}
+
+/// An admitted attempt that is settled once: by [`Pending::settle`], or as
+/// unanswered when it is dropped (the client went away mid-check).
+pub struct Pending {
+    store: Arc<dyn LimitStore>,
+    attempt: Option<Attempt>,
+}
+
+impl Pending {
+    pub async fn settle(mut self, verdict: Verdict) -> FailureOutcome {
+        let attempt = self.attempt.take().expect("settled once");
+        self.store.settle(attempt, verdict).await
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            let store = self.store.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { store.settle(attempt, Verdict::Unanswered).await });
+            }
+        }
+    }
+}
+
+/// Let one login attempt through `store`, or say why not.
+pub async fn admit(store: &Arc<dyn LimitStore>, key: ClientKey, device: Option<&str>) -> Result<Pending, Refusal> {
+    let attempt = store.admit_attempt(key, device).await?;
+    Ok(Pending { store: store.clone(), attempt: Some(attempt) })
 }
 
 /// Read attack mode and report its end (audit, log, gauge) exactly once; `Some`
