@@ -34,7 +34,7 @@ fn bind_mounts(service: &Value) -> Vec<(String, String)> {
 fn every_file_compose_references_exists() {
     let compose = compose();
     let services = compose["services"].as_object().expect("services");
-    for name in ["keypin", "lowkey-vault", "seed", "demo-app", "certs"] {
+    for name in ["keypin", "keypin-2", "redis", "lowkey-vault", "seed", "demo-app", "certs"] {
         assert!(services.contains_key(name), "service {name} missing");
     }
     assert!(services["lowkey-vault"]["image"].as_str().unwrap().starts_with("nagyesta/lowkey-vault"));
@@ -146,9 +146,14 @@ fn kubernetes_examples_carry_valid_documented_configs_and_probe_the_admin_port()
     }
     assert_eq!(configs.len(), 2);
 
+    let keypin_container = |d: &Value| {
+        d["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == "keypin").cloned()
+    };
     for (file, deployment) in docs.iter().filter(|(_, d)| d["kind"] == "Deployment") {
         let spec = &deployment["spec"]["template"]["spec"];
-        let container = spec["containers"].as_array().unwrap().iter().find(|c| c["name"] == "keypin").unwrap();
+        let Some(container) = keypin_container(deployment) else {
+            continue;
+        };
         let args: Vec<&str> = container["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
         assert_eq!(args[0], "serve", "{file}");
         let config_map = spec["volumes"]
@@ -170,5 +175,10 @@ fn kubernetes_examples_carry_valid_documented_configs_and_probe_the_admin_port()
         assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
         assert!(matches!(config.secrets.backend, SecretBackend::KeyVault(_)), "{file}: production uses Key Vault");
         assert_eq!(deployment["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"], "true");
+        let replicas = deployment["spec"]["replicas"].as_u64().unwrap_or(1);
+        assert!(
+            replicas == 1 || config.limits.store != keypin::config::LimitStoreKind::Memory,
+            "{file}: {replicas} replicas must share their limits (limits.store = redis://…)"
+        );
     }
 }

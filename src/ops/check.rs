@@ -4,12 +4,30 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, SESSION_KEYS_ENV, SecretBackend, canonical_ip, world_readable_mode};
+use crate::config::{Config, LimitStoreKind, SESSION_KEYS_ENV, SecretBackend, canonical_ip, world_readable_mode};
 use crate::state::limits::budget;
+
+/// Variables an orchestrator sets in every container it runs: where one is set,
+/// keypin most likely runs as one of several replicas.
+const REPLICA_HINTS: [&str; 2] = ["KUBERNETES_SERVICE_HOST", "CONTAINER_APP_REPLICA_NAME"];
 
 /// Risky-but-legal settings, one sentence each, for `check-config` and start-up.
 pub fn warnings(config: &Config) -> Vec<String> {
+    warnings_with_env(config, &|name| std::env::var(name).ok())
+}
+
+/// As [`warnings`], with the environment given.
+pub fn warnings_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     let mut out = Vec::new();
+    if config.limits.store == LimitStoreKind::Memory
+        && let Some(hint) = REPLICA_HINTS.into_iter().find(|name| env(name).is_some())
+    {
+        out.push(format!(
+            "limits.store: \"memory\" keeps limits, lockouts and logouts per process, and {hint} says an \
+             orchestrator runs this one; with several replicas an attacker gets one budget each and a logout \
+             ends a session on one replica only. Share them: limits.store = \"redis://…\""
+        ));
+    }
     if config.session.keys.is_empty() {
         out.push(format!(
             "session.keys: no session key; `keypin serve` will refuse to start \
@@ -85,5 +103,18 @@ mod tests {
         assert!(w.contains("limits.login_per_ip"), "{w}");
         assert!(w.contains("server.trusted_proxies"), "{w}");
         assert!(w.contains("session.keys"), "{w}");
+    }
+
+    #[test]
+    fn an_orchestrator_with_a_per_process_store_is_flagged() {
+        let text = "[[route]]\nupstream = \"http://127.0.0.1:8080\"\n";
+        let memory = Config::parse(text, "test.toml", &|_| None).unwrap();
+        let kubernetes = |name: &str| (name == "KUBERNETES_SERVICE_HOST").then(|| "10.0.0.1".to_owned());
+        let w = warnings_with_env(&memory, &kubernetes).join("\n");
+        assert!(w.contains("limits.store") && w.contains("KUBERNETES_SERVICE_HOST"), "{w}");
+        assert!(!warnings_with_env(&memory, &|_| None).join("\n").contains("limits.store"), "not on a laptop");
+        let shared = format!("[limits]\nstore = \"redis://redis:6379\"\n{text}");
+        let shared = Config::parse(&shared, "test.toml", &|_| None).unwrap();
+        assert!(!warnings_with_env(&shared, &kubernetes).join("\n").contains("limits.store"));
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::store::lockout_duration;
-use crate::config::{LimitsConfig, Rate};
+use crate::config::{LimitStoreKind, LimitsConfig, Rate};
 
 /// Worst-case guessing over a span, from the configured PIN length and limits.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,9 +181,18 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
         )
     };
     out.push_str(&format!(
-        "Limits: {rate} per address (IPv6: per /64), burst {burst}; {lockouts}; {} for all clients.\n\n",
+        "Limits: {rate} per address (IPv6: per /64), burst {burst}; {lockouts}; {} for all clients.\n",
         limits.login_global
     ));
+    out.push_str(match limits.store {
+        LimitStoreKind::Memory => {
+            "Replicas: these figures are per keypin process (limits.store = \"memory\"); N replicas allow N \
+             times as much. Share the limits with limits.store = \"redis://…\".\n\n"
+        }
+        LimitStoreKind::Redis(_) => {
+            "Replicas: the limits are shared through Redis, so these figures hold for the whole cluster.\n\n"
+        }
+    });
     out.push_str(&format!("Worst case over {days} days (--days):\n"));
     out.push_str(&format!("  {:<28} {:>15}  {:>14}  {:>12}\n", "", "guesses", "P(hit a PIN)", "PINs found"));
     out.push_str(&format!(
@@ -318,9 +327,13 @@ mod tests {
             "714.0",
             "1,000 addresses",
             "100.00%",
+            "per keypin process",
         ] {
             assert!(text.contains(expected), "{expected:?} missing in\n{text}");
         }
+        let shared = LimitsConfig { store: LimitStoreKind::Redis("redis://redis".into()), ..LimitsConfig::default() };
+        let text = report(&shared, 4, 10, Scenario { attackers: 1000, days: 30, users: 1000 });
+        assert!(text.contains("hold for the whole cluster"), "{text}");
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
