@@ -1,6 +1,7 @@
 //! The brute-force limiter: the cost of one login attempt (lockout and in-flight
 //! checks, per-client GCRA, global GCRA, then settling it), and — printed once, not timed — the memory after
-//! one million distinct client keys, which the LRU cap keeps bounded.
+//! one million distinct client keys, which the LRU cap keeps bounded. With
+//! `KEYPIN_BENCH_REDIS` set, the same attempt through the shared Redis store.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -9,7 +10,10 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use keypin::config::{LimitsConfig, Rate};
-use keypin::state::limits::{ClientKey, LimitStore, MAX_TRACKED_CLIENTS, MemoryLimitStore, Verdict};
+use std::sync::Arc;
+
+use keypin::state::limits::{ClientKey, LimitStore, MAX_TRACKED_CLIENTS, MemoryLimitStore, RedisLimitStore, Verdict};
+use keypin::state::session::Revocations;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -52,5 +56,52 @@ fn limiter(c: &mut Criterion) {
     c.bench_function("limiter_admit", |b| b.iter(|| attempt(black_box(key))));
 }
 
-criterion_group!(benches, limiter);
+/// The same attempt through the shared store, when `KEYPIN_BENCH_REDIS` names a
+/// Redis to use (e.g. `redis-server --port 6390 --save ""` started by hand):
+/// one script round trip to admit, one to settle. Also printed once: Redis's
+/// memory for 10,000 distinct clients with one failure each.
+fn limiter_redis(c: &mut Criterion) {
+    let Ok(url) = std::env::var("KEYPIN_BENCH_REDIS") else {
+        println!("limiter_redis: skipped (set KEYPIN_BENCH_REDIS=redis://127.0.0.1:PORT/)");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = LimitsConfig {
+        login_per_ip: Rate::per(1_000_000, Duration::from_secs(1)),
+        login_global: Rate::per(1_000_000_000, Duration::from_secs(1)),
+        attack_failures: Rate::per(1_000_000_000, Duration::from_secs(1)),
+        lockout_after: 0,
+        ..LimitsConfig::default()
+    };
+    let store: Arc<dyn LimitStore> = rt.block_on(async {
+        Arc::new(RedisLimitStore::open(&url, &config, Arc::default(), Revocations::default()).unwrap())
+    });
+    let store = &store;
+    let attempt = |key: ClientKey, verdict: Verdict| async move {
+        let attempt = store.admit_attempt(key, None).await.expect("admitted: is Redis up?");
+        store.settle(attempt, verdict).await
+    };
+    let used = || {
+        let out = std::process::Command::new("redis-cli").args(["-u", &url, "INFO", "memory"]).output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        text.lines().find_map(|l| l.strip_prefix("used_memory:")?.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    rt.block_on(attempt(ClientKey::of("192.0.2.1".parse().unwrap()), Verdict::Succeeded));
+    let before = used();
+    rt.block_on(async {
+        for i in 0..10_000u32 {
+            attempt(ClientKey::of(IpAddr::V4(Ipv4Addr::from(0x0B00_0000 + i))), Verdict::Failed).await;
+        }
+    });
+    let after = used();
+    println!(
+        "redis memory: 10,000 clients with one failure each -> +{} KiB ({} bytes a client)",
+        after.saturating_sub(before) / 1024,
+        after.saturating_sub(before) / 10_000
+    );
+    let key = ClientKey::of("192.0.2.1".parse().unwrap());
+    c.bench_function("limiter_attempt_redis", |b| b.iter(|| rt.block_on(attempt(black_box(key), Verdict::Succeeded))));
+}
+
+criterion_group!(benches, limiter, limiter_redis);
 criterion_main!(benches);

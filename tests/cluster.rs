@@ -136,6 +136,33 @@ async fn replicas_share_one_per_client_budget_and_one_lockout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_global_rate_and_a_device_lockout() {
+    if !available() {
+        return;
+    }
+    let cluster = Cluster::new("login_global = \"3/min\"\nlockout_after = 100").await;
+    let (a, b) = (cluster.replica(), cluster.replica());
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let mut browser = browser_at(if i % 2 == 0 { &a } else { &b });
+        statuses.push(browser.attempt("9999", Some(&format!("198.51.100.{}", 20 + i))).await.status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429], "one global budget of 3 for both replicas");
+
+    // A known device locked out on A is locked out on B, from any address.
+    let cluster = Cluster::new("lockout_after = 2\nlockout_base = \"1h\"\nlogin_per_ip = \"1000/s\"").await;
+    let (a, b) = (cluster.replica(), cluster.replica());
+    let mut laptop = browser_at(&a);
+    assert_eq!(laptop.login("1234", "/").await.status, StatusCode::SEE_OTHER, "the device becomes known");
+    for (pin, address) in [("9001", "198.51.100.30"), ("9002", "198.51.100.31")] {
+        assert_eq!(laptop.attempt(pin, Some(address)).await.status, StatusCode::UNAUTHORIZED);
+    }
+    laptop.switch_to(b.addr.port(), &b.cert());
+    let page = laptop.attempt("1234", Some("198.51.100.32")).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "the device's lockout holds on B, from a fresh address");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_guesses_across_three_replicas_cannot_overshoot_the_lockout() {
     if !available() {
         return;
@@ -232,6 +259,55 @@ async fn a_redis_outage_refuses_sign_ins_keeps_sessions_and_heals_without_a_rest
     .await;
     assert_eq!(gw.metrics().await["keypin_store_up"], 1.0);
     assert!(gw.admin_get("/readyz").await.1.contains("limit store: shared, up"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_is_an_unavailable_one_within_a_bounded_time() {
+    if !available() {
+        return;
+    }
+    let cluster = Cluster::new("").await;
+    let gw = TestGateway::start("", &cluster.config()).await;
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.attempt("9999", None).await.status, StatusCode::UNAUTHORIZED, "Redis answers");
+    // Redis hangs: connected, silent.
+    cluster.redis.pause();
+    let csrf = browser.csrf().await;
+    let started = Instant::now();
+    let page = browser.post_raw_from("/.keypin/login", format!("pin=1234&csrf={csrf}"), "127.0.0.1").await;
+    let took = started.elapsed();
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < Duration::from_millis(1500), "bounded by the store timeout, not Redis's stall: {took:?}");
+    cluster.redis.resume();
+    let mut carol = Browser::new(&gw);
+    within(Duration::from_secs(8), "sign-in resumes when Redis does", async || {
+        carol.attempt("1234", None).await.status == StatusCode::SEE_OTHER
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_evicts_keys_gets_no_sign_in_through() {
+    if !available() {
+        return;
+    }
+    let cluster = Cluster::new("").await;
+    let gw = TestGateway::start("", &cluster.config()).await;
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.attempt("9999", None).await.status, StatusCode::UNAUTHORIZED);
+    // Memory pressure under an evicting policy: keys (lockouts among them) vanish.
+    cluster.redis.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-random"]);
+    cluster.redis.cli(&["CONFIG", "SET", "maxmemory", "2mb"]);
+    let junk = "x".repeat(64 * 1024);
+    for i in 0..64 {
+        cluster.redis.cli(&["SET", &format!("junk:{i}"), &junk]);
+    }
+    assert!(cluster.redis.cli(&["INFO", "stats"]).contains("evicted_keys:"), "Redis reports evictions");
+    let mut bob = Browser::new(&gw);
+    within(Duration::from_secs(3), "evictions close sign-in", async || {
+        bob.attempt("1234", None).await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

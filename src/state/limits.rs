@@ -12,29 +12,22 @@ pub mod budget;
 mod client;
 mod gcra;
 mod memory;
-mod redis;
+mod redis_store;
 mod store;
 
 use std::sync::Arc;
 
 pub use client::{ClientKey, client_ip};
 pub use memory::{MAX_TRACKED_CLIENTS, MemoryLimitStore};
-pub use redis::RedisLimitStore;
+pub use redis_store::RedisLimitStore;
 pub use store::{
-    AttackMode, Attempt, FailureOutcome, LimitStore, Lockout, Pending, Refusal, StoreHealth, Verdict, admit,
-    lockout_duration, observe_attack_mode, retry_after_secs,
+    AttackMode, Attempt, FailureOutcome, LimitStore, LimitsError, Lockout, Pending, Refusal, StoreHealth, Verdict,
+    admit, lockout_duration, observe_attack_mode, retry_after_secs,
 };
 
 use crate::config::{LimitStoreKind, LimitsConfig};
 use crate::observe::metrics::Metrics;
 use crate::state::session::Revocations;
-
-/// Why the configured limit store cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LimitsError {
-    #[error("limits.store: not a usable Redis URL; expected redis://[:password@]host[:port][/db] or rediss://… (TLS)")]
-    BadRedisUrl,
-}
 
 /// The store a config asks for. A shared store connects in the background and
 /// feeds `revoked` with the other replicas' revocations (it needs a tokio runtime).

@@ -62,6 +62,21 @@ impl RedisServer {
         }
     }
 
+    /// Freeze it (`SIGSTOP`): connections stay open, nothing answers; `resume`
+    /// thaws it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        assert!(Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().unwrap().success());
+    }
+
     /// One command over the wire (RESP), its reply as text: enough for the tests'
     /// inspections (`PING`, `TTL`, `KEYS`).
     pub fn cli(&self, args: &[&str]) -> String {

@@ -15,6 +15,13 @@ pub const LOCKOUT_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// after this long: about when they will have been answered.
 pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 
+/// Why the configured limit store cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    #[error("limits.store: not a usable Redis URL; expected redis://[:password@]host[:port][/db] or rediss://… (TLS)")]
+    BadRedisUrl,
+}
+
 /// A lockout that a failure started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lockout {

@@ -25,7 +25,7 @@ pub const OUTBOX_CAPACITY: usize = 100_000;
 
 /// Key and channel names: one namespace (`keypin:`) per Redis database.
 pub mod names {
-    use super::ClientKey;
+    use crate::state::limits::client::ClientKey;
 
     pub const GLOBAL_RATE: &str = "keypin:rate";
     pub const BUDGET: &str = "keypin:budget";

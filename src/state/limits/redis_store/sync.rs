@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::scripts;
 use super::shared::names::{ATTACK_CHANNEL, REVOCATIONS_CHANNEL, REVOKED};
 use super::shared::{Inner, STORE_TIMEOUT};
+use crate::state::limits::store::Verdict;
 use crate::state::session::now;
 
 /// How often attack mode, lockouts and evictions are read.
@@ -161,13 +162,7 @@ async fn flush(inner: &Inner) {
         let next = inner.outbox.lock().failures.front().cloned();
         let Some(unsent) = next else { break };
         let config = inner.config.lock().clone();
-        let inv = scripts::settle(
-            &config,
-            unsent.key,
-            unsent.device.as_deref(),
-            &unsent.id,
-            crate::state::limits::Verdict::Failed,
-        );
+        let inv = scripts::settle(&config, unsent.key, unsent.device.as_deref(), &unsent.id, Verdict::Failed);
         if inner.call::<(i64, i64, i64)>(&inv).await.is_none() {
             return;
         }

@@ -13,10 +13,9 @@ use super::shared::{Inner, STORE_TIMEOUT, Unsent};
 use super::sync;
 use crate::config::LimitsConfig;
 use crate::observe::metrics::Metrics;
-use crate::state::limits::LimitsError;
 use crate::state::limits::client::ClientKey;
 use crate::state::limits::store::{
-    AttackMode, Attempt, FailureOutcome, LimitStore, Lockout, Refusal, StoreHealth, Verdict,
+    AttackMode, Attempt, FailureOutcome, LimitStore, LimitsError, Lockout, Refusal, StoreHealth, Verdict,
 };
 use crate::state::secrets::BoxFuture;
 use crate::state::session::{Revocations, random_token};
