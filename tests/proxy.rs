@@ -244,6 +244,69 @@ async fn websocket_echo_through_the_proxy() {
     assert_eq!(ws.next().await.unwrap().unwrap().into_data().as_ref(), [0u8, 1, 2, 255]);
 }
 
+/// A WebSocket through `gw` for the session `session` (the cookie's value).
+async fn websocket(
+    gw: &TestGateway,
+    session: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tls = raw_tls(gw.addr, &gw.cert()).await;
+    let mut req = format!("wss://localhost:{}/ws", gw.addr.port()).into_client_request().unwrap();
+    let cookie = format!("__Host-keypin={session}");
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::client_async(req, tls).await.expect("upgrade succeeds");
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    ws
+}
+
+#[tokio::test]
+async fn a_websocket_closes_when_its_session_is_logged_out() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.login("1234", "/").await.status, StatusCode::SEE_OTHER);
+    let mut ws = websocket(&gw, &browser.cookies["__Host-keypin"]).await;
+    ws.send(Message::text("before")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "before");
+
+    let csrf = browser.get("/.keypin/logout").await.field("csrf");
+    assert_eq!(browser.post_form("/.keypin/logout", &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
+    // Closed within a check or two: the stream ends (or errs), and nothing echoes.
+    let ended = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            let _ = ws.send(Message::text("after")).await;
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the upgraded connection outlived its session");
+}
+
+#[tokio::test]
+async fn a_websocket_holds_its_connection_slot_while_it_lasts() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "max_connections = 1").await;
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.login("1234", "/").await.status, StatusCode::SEE_OTHER);
+    let session = browser.cookies["__Host-keypin"].clone();
+    drop(browser);
+    // The sign-in's connection closes; then the WebSocket takes the only slot.
+    let mut ws = loop {
+        match tokio::time::timeout(Duration::from_secs(1), websocket(&gw, &session)).await {
+            Ok(ws) => break ws,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let blocked = tokio::time::timeout(Duration::from_millis(800), raw_tls(gw.addr, &gw.cert())).await;
+    assert!(blocked.is_err(), "a second connection was served while the WebSocket held the only slot");
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let served = tokio::time::timeout(Duration::from_secs(5), raw_tls(gw.addr, &gw.cert())).await;
+    assert!(served.is_ok(), "the slot comes back when the WebSocket ends");
+}
+
 #[tokio::test]
 async fn no_routes_user_header_reaches_another_routes_app_in_any_spelling() {
     let upstream = Upstream::spawn().await;

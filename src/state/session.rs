@@ -181,6 +181,12 @@ impl Sessions {
             && !self.revoked.contains(&s.id)
     }
 
+    /// Whether a session opened earlier still holds now: not revoked, not past its
+    /// absolute end (an upgraded connection, which sends no cookie, asks this).
+    pub fn still_holds(&self, s: &Session) -> bool {
+        now() < s.issued.saturating_add(self.ttl.as_secs()) && !self.revoked.contains(&s.id)
+    }
+
     /// End a session everywhere, not just in this browser; the Unix second until
     /// which the revocation matters (the session's absolute end).
     pub fn revoke(&self, session: &Session) -> u64 {

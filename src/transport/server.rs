@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, header};
 use hyper::body::Incoming;
 use rustls::ServerConfig as TlsConfig;
 use tokio::net::{TcpListener, TcpStream};
@@ -83,13 +83,23 @@ pub async fn run<H: Handler>(
         let Some((permit, tcp, peer)) = next_connection(&listener, &slots, shutdown.as_mut()).await else {
             break;
         };
-        let open = OpenConnection::count(metrics.clone());
+        let lease = Lease(Arc::new(Held {
+            _slot: permit,
+            open: OpenConnection::count(metrics.clone()),
+            _shutdown: stopping.clone(),
+        }));
         let protocols = protocols.clone();
         let mut shutdown = stopping.clone();
         let handler = {
-            let handler = handler.clone();
+            let (handler, lease) = (handler.clone(), lease.clone());
             // Boxed, not type-erased: the request's future stays inlinable.
-            move |req| Box::pin(handler.serve(req, peer))
+            move |mut req: Request<Incoming>| {
+                // An upgrade may outlive this connection's HTTP: it takes the lease.
+                if req.headers().contains_key(header::UPGRADE) {
+                    req.extensions_mut().insert(lease.clone());
+                }
+                Box::pin(handler.serve(req, peer))
+            }
         };
         // Made here, run on the worker (whose reactor registers the socket), and
         // boxed: its state is freed once done, not kept in the task.
@@ -97,18 +107,18 @@ pub async fn run<H: Handler>(
         // What the task keeps, every idle connection keeps: each value below is
         // moved in once and borrowed from there, whatever the paths use.
         workers.spawn(worker, async move {
-            let _ = (&permit, &open);
+            let _ = &lease;
             let tls = match handshake.await {
                 Ok(tls) => tls,
                 Err(Handshake::Register(e)) => {
                     return tracing::warn!(%peer, error = %e, "could not register the connection");
                 }
                 Err(Handshake::Failed(e)) => {
-                    open.0.tls_handshake_failures.inc();
+                    lease.0.open.0.tls_handshake_failures.inc();
                     return tracing::debug!(%peer, error = %e, "TLS handshake failed");
                 }
                 Err(Handshake::TimedOut) => {
-                    open.0.tls_handshake_failures.inc();
+                    lease.0.open.0.tls_handshake_failures.inc();
                     return tracing::debug!(%peer, "TLS handshake timed out");
                 }
             };
@@ -245,6 +255,19 @@ impl Workers {
         })
         .await;
     }
+}
+
+/// What a client connection holds while it lives: its slot of `max_connections`,
+/// its count in `keypin_open_connections`, and a place in the shutdown's wait.
+/// A connection handed to an upgrade (WebSocket) passes it on through the request
+/// (`Request::extensions`), so the relay counts as the connection it is.
+#[derive(Clone)]
+pub struct Lease(Arc<Held>);
+
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    open: OpenConnection,
+    _shutdown: watch::Receiver<bool>,
 }
 
 /// Counts a connection in `keypin_open_connections` while it lives; its metrics.

@@ -111,13 +111,15 @@ impl GatewayError {
         match self {
             Self::RateLimited { retry_after } => {
                 let secs = crate::state::limits::retry_after_secs(*retry_after);
-                format!("Too many sign-in attempts. Please try again in {secs} seconds.").into()
+                let unit = if secs == 1 { "second" } else { "seconds" };
+                format!("Too many sign-in attempts. Please try again in {secs} {unit}.").into()
             }
             Self::AttackMode { retry_after } => {
                 let minutes = crate::state::limits::retry_after_secs(*retry_after).div_ceil(60);
                 format!(
                     "Sign-in is temporarily restricted to devices that signed in before. \
-                     Please try again in {minutes} minute(s)."
+                     Please try again in {minutes} {}.",
+                    if minutes == 1 { "minute" } else { "minutes" }
                 )
                 .into()
             }

@@ -27,6 +27,7 @@ use crate::web::path::normalize_path;
 use crate::web::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
 use crate::web::redirect::login_url;
 use crate::web::route::{self, RESERVED_PREFIX, Router, same_origin};
+use crate::web::upgrade::SessionWatch;
 
 /// What outlives a configuration: kept across reloads.
 #[derive(Clone)]
@@ -158,9 +159,9 @@ impl Gateway {
         if let Some(route) = prepared.route {
             *label = &route.name;
         }
-        let Prepared { route, path, forwarding, identity, refresh } = prepared.result?;
+        let Prepared { route, path, forwarding, identity, refresh, watch } = prepared.result?;
         let req = Request::from_parts(parts, body);
-        let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref()).await?;
+        let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref(), watch).await?;
         // A shared cache in front must never store one user's answer for others.
         if let Some(cookie) = refresh {
             resp.headers_mut().append(header::SET_COOKIE, cookie);
@@ -197,8 +198,10 @@ impl Gateway {
         if upgrade_protocol(&parts.headers).is_some() && !same_origin(&parts.headers, &parts.uri) {
             return Err(GatewayError::CrossSiteUpgrade);
         }
-        // A WebSocket needs a session, public path or not.
-        let (identity, refresh) = if route::is_public(route, &path) && upgrade_protocol(&parts.headers).is_none() {
+        // A WebSocket needs a session, public path or not, and ends with it.
+        let upgrade = upgrade_protocol(&parts.headers).is_some();
+        let mut watch = None;
+        let (identity, refresh) = if route::is_public(route, &path) && !upgrade {
             (None, None)
         } else {
             let opened = self.sessions.open(&parts.headers).ok_or_else(|| login_required(parts))?;
@@ -216,6 +219,10 @@ impl Gateway {
                 }
                 Err(e) => return Err(GatewayError::Backend(e)),
             };
+            if upgrade {
+                let (sessions, secrets) = (self.sessions.clone(), self.secrets.clone());
+                watch = Some(SessionWatch::new(sessions, secrets, opened.session.clone()));
+            }
             (Some(identity_for(route, &creds)), opened.refresh.clone())
         };
         strip_cookies(&mut parts.headers, |name| self.is_keypin_cookie(name));
@@ -224,7 +231,7 @@ impl Gateway {
             trusted_peer: self.server.is_trusted_proxy(peer),
             host: route::request_authority(&parts.headers, &parts.uri).and_then(|a| HeaderValue::from_str(a).ok()),
         };
-        Ok(Prepared { route, path, forwarding, identity, refresh })
+        Ok(Prepared { route, path, forwarding, identity, refresh, watch })
     }
 
     /// keypin's cookies: the session cookie and its companions (`…-csrf`).
@@ -257,6 +264,8 @@ pub struct Prepared<'a> {
     pub identity: Option<Identity>,
     /// A re-sealed session cookie to send back, when the idle timer slid.
     pub refresh: Option<HeaderValue>,
+    /// For an upgrade: its session, checked while the connection lasts.
+    pub watch: Option<SessionWatch>,
 }
 
 /// `prepare`'s answer, with the route it found even when it then refused.

@@ -11,13 +11,14 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
 use crate::config::RouteConfig;
 use crate::observe::metrics::Metrics;
 use crate::transport::pool::{Origin, Pool};
+use crate::transport::server::Lease;
 use crate::web::body::Body;
 use crate::web::error::GatewayError;
+use crate::web::upgrade::SessionWatch;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `Keep-Alive` and
 /// `Proxy-Connection`): they describe one connection and must not be forwarded.
@@ -249,9 +250,11 @@ impl Proxy {
         mut req: Request<Incoming>,
         fwd: &Forwarding,
         identity: Option<&Identity>,
+        watch: Option<SessionWatch>,
     ) -> Result<Response<Body>, GatewayError> {
         let (origin, uri) = upstream_target(route, path, req.uri().query())?;
         let client_upgrade = upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
+        let lease = req.extensions_mut().remove::<Lease>();
 
         rewrite_request_headers(req.headers_mut(), route, &self.user_headers, fwd, identity);
         let host = match &fwd.host {
@@ -279,12 +282,7 @@ impl Proxy {
             && let Some(client_upgrade) = client_upgrade
         {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                if let Ok((client, upstream)) = tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                }
-            });
+            tokio::spawn(crate::web::upgrade::relay(client_upgrade, upstream_upgrade, lease, watch));
             return Ok(resp.map(Either::Left));
         }
         remove_hop_by_hop(resp.headers_mut());

@@ -2,6 +2,8 @@
 //! per-client state in a bounded LRU cache), failure streaks per client key and per
 //! device, lockouts, and the attack-mode failure budget.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -68,8 +70,14 @@ struct Streak {
     failures: u32,
     lockouts: u32,
     locked_until: Option<Instant>,
-    /// Admitted attempts not settled yet: each may still be a failure.
-    in_flight: u32,
+}
+
+/// Admitted attempts not settled yet (each may still be a failure), per client
+/// key and device and in all; only keys with some in flight have an entry.
+#[derive(Debug, Default)]
+struct InFlight {
+    by_key: HashMap<StreakKey, u32>,
+    all: u64,
 }
 
 /// Attack mode's clock: on until `until`.
@@ -85,8 +93,6 @@ struct Attack {
 struct Budget {
     rate: Rate,
     bucket: Gcra,
-    /// Admitted attempts not settled yet, of every client.
-    in_flight: u64,
 }
 
 /// The parts of the state that survive a reconfiguration.
@@ -100,7 +106,7 @@ struct State {
     budget: Arc<Mutex<Budget>>,
     /// Held while an attempt is admitted or settled: the checks and the
     /// reservations of one attempt are one step.
-    admission: Arc<Mutex<()>>,
+    in_flight: Arc<Mutex<InFlight>>,
     next_id: Arc<AtomicU64>,
     clock: DefaultClock,
 }
@@ -144,14 +150,14 @@ impl MemoryLimitStore {
             .time_to_idle(LOCKOUT_MEMORY.max(config.lockout_max))
             .build();
         let clock = DefaultClock::default();
-        let budget = Budget { rate: config.attack_failures, bucket: Gcra::default(), in_flight: 0 };
+        let budget = Budget { rate: config.attack_failures, bucket: Gcra::default() };
         let state = State {
             cells,
             streaks,
             attack: Arc::default(),
             global: global_limiter(config.login_global, None, &clock),
             budget: Arc::new(Mutex::new(budget)),
-            admission: Arc::default(),
+            in_flight: Arc::default(),
             next_id: Arc::default(),
             clock,
         };
@@ -190,57 +196,39 @@ impl MemoryLimitStore {
         self.state.cells.entry_count()
     }
 
-    fn streak(&self, key: &StreakKey) -> Streak {
-        self.state.streaks.get(key).unwrap_or_default()
-    }
-
     /// Why `key` may not try now: locked out, or as many attempts in flight as
     /// failures it has left before a lockout.
-    fn streak_refusal(&self, key: &StreakKey, now: Instant) -> Option<Duration> {
-        let s = self.streak(key);
+    fn streak_refusal(&self, key: &StreakKey, in_flight: &InFlight, now: Instant) -> Option<Duration> {
+        let s = self.state.streaks.get(key).unwrap_or_default();
         if let Some(until) = s.locked_until.filter(|until| *until > now) {
             return Some(until - now);
         }
         let after = self.config.lockout_after;
-        let expired = s.locked_until.is_some();
-        let failures = if expired { 0 } else { s.failures };
-        (after > 0 && failures + s.in_flight >= after).then_some(IN_FLIGHT_WAIT)
+        let failures = if s.locked_until.is_some() { 0 } else { s.failures };
+        let pending = in_flight.by_key.get(key).copied().unwrap_or(0);
+        (after > 0 && failures + pending >= after).then_some(IN_FLIGHT_WAIT)
     }
 
-    /// Every check of one attempt, in order; called under the admission lock.
-    fn check(&self, key: ClientKey, device: Option<&str>, now: Instant) -> Result<(), Refusal> {
+    /// Every check of one attempt, in order; called with the in-flight table held.
+    fn check(&self, key: ClientKey, device: Option<&str>, in_flight: &InFlight, now: Instant) -> Result<(), Refusal> {
         if let AttackMode::On(left) = self.attack_now(now, false)
             && device.is_none()
         {
             return Err(Refusal::AttackMode(left));
         }
-        if let Some(wait) = streak_keys(key, device).filter_map(|k| self.streak_refusal(&k, now)).max() {
+        if let Some(wait) = streak_keys(key, device).filter_map(|k| self.streak_refusal(&k, in_flight, now)).max() {
             return Err(Refusal::Wait(wait));
         }
         if device.is_none() {
             // One more than the room may be in flight: the failure that finds the
             // budget spent is the one that starts attack mode.
             let budget = self.state.budget.lock();
-            if budget.in_flight > budget.bucket.room(budget.rate, now) {
+            if in_flight.all > budget.bucket.room(budget.rate, now) {
                 return Err(Refusal::Wait(IN_FLIGHT_WAIT));
             }
         }
         self.per_client.check_key(&key).map_err(|nu| Refusal::Wait(self.wait(&nu)))?;
         self.state.global.1.check().map_err(|nu| Refusal::Wait(self.wait(&nu)))
-    }
-
-    /// Hold a place in the streaks of `key` and `device` and in the budget (or
-    /// give it back).
-    fn reserve(&self, key: ClientKey, device: Option<&str>, hold: bool) {
-        for k in streak_keys(key, device) {
-            self.state.streaks.entry(k).and_compute_with(|old| {
-                let mut s = old.map(|e| e.into_value()).unwrap_or_default();
-                s.in_flight = if hold { s.in_flight + 1 } else { s.in_flight.saturating_sub(1) };
-                Op::Put(s)
-            });
-        }
-        let mut budget = self.state.budget.lock();
-        budget.in_flight = if hold { budget.in_flight + 1 } else { budget.in_flight.saturating_sub(1) };
     }
 
     /// One more failure for `key`; the lockout it starts, if any.
@@ -308,9 +296,12 @@ fn streak_keys(client: ClientKey, device: Option<&str>) -> impl Iterator<Item = 
 impl LimitStore for MemoryLimitStore {
     fn admit_attempt<'a>(&'a self, key: ClientKey, device: Option<&'a str>) -> BoxFuture<'a, Result<Attempt, Refusal>> {
         let now = Instant::now();
-        let _admission = self.state.admission.lock();
-        let result = self.check(key, device, now).map(|()| {
-            self.reserve(key, device, true);
+        let mut in_flight = self.state.in_flight.lock();
+        let result = self.check(key, device, &in_flight, now).map(|()| {
+            for k in streak_keys(key, device) {
+                *in_flight.by_key.entry(k).or_default() += 1;
+            }
+            in_flight.all += 1;
             let id = self.state.next_id.fetch_add(1, Ordering::Relaxed).to_string();
             Attempt { key, device: device.map(str::to_owned), id }
         });
@@ -319,9 +310,17 @@ impl LimitStore for MemoryLimitStore {
 
     fn settle(&self, attempt: Attempt, verdict: Verdict) -> BoxFuture<'_, FailureOutcome> {
         let now = Instant::now();
-        let _admission = self.state.admission.lock();
+        let mut in_flight = self.state.in_flight.lock();
         let device = attempt.device.as_deref();
-        self.reserve(attempt.key, device, false);
+        for k in streak_keys(attempt.key, device) {
+            if let Entry::Occupied(mut held) = in_flight.by_key.entry(k) {
+                *held.get_mut() -= 1;
+                if *held.get() == 0 {
+                    held.remove();
+                }
+            }
+        }
+        in_flight.all = in_flight.all.saturating_sub(1);
         let outcome = match verdict {
             Verdict::Failed => FailureOutcome {
                 client_lockout: self.extend_streak(StreakKey::Client(attempt.key), now),
