@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# keypin against keypin: two builds, or one build under two configurations, up at
+# once with one session key, measured by benches/peers/compare.sh (interleaved
+# rounds) on the bench job (TLS, session cookie, Basic auth injected, keep-alive
+# upstream). Prints req/s ratios, the CPU per request of each side (the
+# processes' /proc ticks over the run / their requests), and the time of 20
+# sequential sign-ins (form GET + POST) on each side. Loopback only, bounded,
+# stops what it started.
+#
+#   A_BIN=/path/old/keypin B_BIN=target/release/keypin benches/ab.sh
+#   B_TOML='[limits]
+#   store = "redis://127.0.0.1:6391/"' REDIS_PORT=6391 benches/ab.sh
+#
+# Env: A_BIN, B_BIN (default target/release/keypin), A_TOML, B_TOML (TOML
+# appended to each side's config), REDIS_PORT (start a redis-server there),
+# plus compare.sh's ROUNDS, DURATION, CONNS.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+PEERS="$HERE/peers"
+# shellcheck source=peers/bench.env
+. "$PEERS/bench.env"
+A_BIN="${A_BIN:-$ROOT/target/release/keypin}"
+B_BIN="${B_BIN:-$ROOT/target/release/keypin}"
+STATE="$STATE_DIR/ab"; mkdir -p "$STATE"
+PIN=24681357
+printf '"secret-%s" = "benchuser:benchpass"\n' "$PIN" > "$STATE/secrets.toml"; chmod 600 "$STATE/secrets.toml"
+KEY="$("$B_BIN" gen-key)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [[ -n "${REDIS_PORT:-}" ]] && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1
+    "$PEERS/run.sh" stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+if [[ -n "${REDIS_PORT:-}" ]]; then
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes >/dev/null
+fi
+"$PEERS/run.sh" start >/dev/null
+start() { # side binary port extra-toml
+    cat > "$STATE/$1.toml" <<TOML
+[server]
+listen = "127.0.0.1:$3"
+admin_listen = "127.0.0.1:$(( $3 + 1000 ))"
+tls_cert = "$STATE/keypin.pem"
+tls_key = "$STATE/keypin-key.pem"
+self_signed = true
+workers = 2
+[secrets]
+backend = "file"
+path = "$STATE/secrets.toml"
+[[route]]
+name = "bench"
+upstream = "http://127.0.0.1:$UP_PORT"
+inject = "basic"
+$4
+TOML
+    KEYPIN_SESSION_KEYS="$KEY" RUST_LOG=warn "$2" serve --config "$STATE/$1.toml" \
+        --audit-log "$STATE/$1-audit.log" > "$STATE/$1.log" 2>&1 &
+    pids+=($!)
+    eval "PID_$1=$!"
+    for _ in $(seq 1 100); do curl -sk -o /dev/null "https://127.0.0.1:$3/" && break; sleep 0.1; done
+}
+start a "$A_BIN" 18447 "${A_TOML:-}"
+start b "$B_BIN" 18448 "${B_TOML:-}"
+
+signin() { # port jar [xff]: prints the status of the POST
+    local form csrf
+    rm -f "$2"
+    form=$(curl -sk -c "$2" -b "$2" "https://127.0.0.1:$1/.keypin/login")
+    csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$form" | head -1)
+    curl -sk -o /dev/null -w '%{http_code}' -c "$2" -b "$2" -H "X-Forwarded-For: ${3:-192.0.2.1}" \
+        -H "Origin: https://127.0.0.1:$1" --data-urlencode "pin=$PIN" --data-urlencode "csrf=$csrf" \
+        "https://127.0.0.1:$1/.keypin/login"
+}
+[[ "$(signin 18447 "$STATE/jar")" == 303 ]] || { echo "ab.sh: sign-in failed" >&2; exit 1; }
+export COOKIE="__Host-keypin=$(awk '$6=="__Host-keypin" {print $7}' "$STATE/jar")"
+
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+a0=$(ticks "$PID_a"); b0=$(ticks "$PID_b")
+OUT="$STATE/results" "$PEERS/compare.sh" a=https://127.0.0.1:18447/ b=https://127.0.0.1:18448/ | tee "$STATE/out.txt"
+a1=$(ticks "$PID_a"); b1=$(ticks "$PID_b")
+raw=$(grep -o 'raw: [^ )]*' "$STATE/out.txt" | cut -d' ' -f2)
+# Requests per side: its rounds' req/s (column 3 of the raw table) x DURATION.
+# The ticks include the warm-up seconds: compare the sides, not with other runs.
+read -r ra rb < <(awk -F'\t' -v d="${DURATION:-5}" '$2=="a"{a+=$3*d} $2=="b"{b+=$3*d} END{print a, b}' "$raw")
+hz=$(getconf CLK_TCK)
+awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v ra="$ra" -v rb="$rb" -v hz="$hz" 'BEGIN {
+    printf "CPU per request: a %.1f us, b %.1f us; b/a %.3f\n", a*1e6/hz/ra, b*1e6/hz/rb, (b/rb)/(a/ra) }'
+for side in a:18447 b:18448; do
+    t0=$(date +%s%N)
+    for i in $(seq 1 20); do signin "${side#*:}" "$STATE/j" "198.51.100.$i" >/dev/null; done
+    echo "sign-in ${side%%:*}: $(( ($(date +%s%N) - t0) / 20000000 )) ms each (20 sequential)"
+done
