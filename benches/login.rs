@@ -25,6 +25,7 @@ use keypin::web::login::Login;
 
 fn session_config() -> SessionConfig {
     SessionConfig {
+        deployment: String::new(),
         cookie_name: "__Host-keypin".into(),
         keys: vec![SessionKey::generate(), SessionKey::generate()],
         ttl: Duration::from_secs(8 * 3600),

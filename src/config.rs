@@ -17,5 +17,5 @@ mod values;
 
 pub(crate) use files::{Stamp, stamp, world_readable_mode};
 pub use model::*;
-pub use redacted::{KeyError, SESSION_KEY_BYTES, SecretText, SessionKey};
+pub use redacted::{KeyError, PIN_KEY_MIN_BYTES, PinKey, SESSION_KEY_BYTES, SecretText, SessionKey};
 pub use values::{Inject, LimitStoreKind, Rate, UpstreamUrl, ValueError};

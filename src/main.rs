@@ -66,6 +66,16 @@ enum Command {
     },
     /// Print a fresh random session key (base64 of 64 bytes).
     GenKey,
+    /// Print the name of the secret to create for a PIN read on standard input
+    /// (never from the command line; never printed back).
+    SecretName {
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Make a fresh random PIN of `pin.min_digits` digits instead, and print it
+        /// with its secret name.
+        #[arg(long)]
+        random_pin: bool,
+    },
     /// The brute-force budget of a configuration: worst-case guesses for one and
     /// for many addresses, and the chance they hit a PIN in use.
     Limits {
@@ -135,9 +145,44 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INVALID_CONFIG)
             }
         },
+        Command::SecretName { config, random_pin } => secret_name(&config, random_pin),
         Command::GenKey => {
             println!("{}", &*SessionKey::generate().to_base64());
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `keypin secret-name`: the secret name for a PIN on stdin, or for a random PIN.
+fn secret_name(path: &Path, random: bool) -> ExitCode {
+    use keypin::ops::provision::{random_pin, secret_name_for};
+    use std::io::Read as _;
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    let mut input = zeroize::Zeroizing::new(String::new());
+    if random {
+        *input = random_pin(&config.pin).to_string();
+    } else if std::io::stdin().take(1024).read_to_string(&mut input).is_err() {
+        eprintln!("error: standard input is not text");
+        return ExitCode::FAILURE;
+    }
+    match secret_name_for(&config.pin, &input) {
+        Ok(name) if random => {
+            println!("pin: {}\nsecret name: {name}", input.as_str());
+            ExitCode::SUCCESS
+        }
+        Ok(name) => {
+            println!("{name}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

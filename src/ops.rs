@@ -1,8 +1,10 @@
 //! Layer 5, running keypin: start-up (`App`), live reload, the admin listener, the
-//! warnings `check-config` prints, and the one-command demo.
+//! warnings `check-config` prints, the one-command demo, and provisioning
+//! (`keypin secret-name`).
 
 pub(crate) mod admin;
 pub mod app;
 pub mod check;
 pub mod demo;
+pub mod provision;
 pub(crate) mod reload;

@@ -56,6 +56,13 @@ async fn above_the_failure_budget_only_known_devices_may_sign_in_until_the_coold
     assert_eq!(fresh.attempt("1234", None).await.status, StatusCode::SEE_OTHER);
 }
 
+/// The deployment the test gateways here are (default secrets and PIN naming):
+/// cookie keys are bound to it.
+fn gateway_deployment() -> String {
+    let text = route_table("http://127.0.0.1:9", "");
+    keypin::config::Config::parse(&text, "test.toml", &|_| None).unwrap().session.deployment
+}
+
 #[tokio::test]
 async fn forged_expired_and_foreign_device_cookies_count_as_no_device() {
     let (_up, gw) = setup("lockout_after = 1000\nattack_failures = \"1/hour\"\nattack_cooldown = \"1h\"", "").await;
@@ -66,6 +73,7 @@ async fn forged_expired_and_foreign_device_cookies_count_as_no_device() {
     // Sealed with our own key but issued 91 days ago.
     let ours = Sessions::new(
         &SessionConfig {
+            deployment: gateway_deployment(),
             cookie_name: "__Host-keypin".into(),
             keys: vec![SessionKey::from_base64(TEST_SESSION_KEY).unwrap()],
             ttl: Duration::from_secs(3600),

@@ -209,3 +209,38 @@ async fn the_official_python_client_reads_from_the_test_vault() {
     assert_eq!(stdout.trim(), "py:thon");
     assert!(vault.challenges() >= 1, "the Python client went through the challenge too");
 }
+
+#[tokio::test]
+async fn hmac_secret_names_keep_pins_out_of_every_vault_url() {
+    let upstream = Upstream::spawn().await;
+    let vault = TestVault::start().await;
+    let key = BASE64.encode([9u8; 32]);
+    let pin = keypin::config::PinConfig {
+        secret_name: keypin::config::SecretNaming::Hmac,
+        pin_key: Some(keypin::config::PinKey::from_base64(&key).unwrap()),
+        ..Default::default()
+    };
+    // The name `keypin secret-name` prints is the one the gateway asks for.
+    let name = keypin::ops::provision::secret_name_for(&pin, "48291357").unwrap();
+    vault.set(&name, "erin:hmac-pass");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = vault.write_ca(dir.path());
+    let config = format!(
+        "[pin]\nmin_response = \"1ms\"\nsecret_name = \"hmac\"\npin_key = \"{key}\"\n[secrets]\nbackend = \"keyvault\"\n\
+         vault_url = \"{}\"\ncredential = \"static_token\"\nstatic_token = \"{TOKEN}\"\nca_cert = \"{}\"\n{}",
+        vault.url(),
+        ca.display(),
+        route_table(&upstream.url(), "")
+    );
+    let gw = TestGateway::start("", &config).await;
+    let mut browser = Browser::new(&gw);
+    assert_eq!(browser.attempt("13579246", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(browser.login("48291357", "/echo").await.status, StatusCode::SEE_OTHER);
+    let seen = Seen::parse(browser.get("/echo").await.body.as_bytes());
+    assert_eq!(seen.one("authorization").unwrap(), basic("erin:hmac-pass"));
+    let paths = vault.paths();
+    assert!(paths.iter().any(|p| p.contains(&name)), "{paths:?}");
+    for pin in ["48291357", "13579246"] {
+        assert!(paths.iter().all(|p| !p.contains(pin)), "a PIN in a vault URL: {paths:?}");
+    }
+}

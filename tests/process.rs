@@ -176,3 +176,46 @@ fn gen_key_prints_a_usable_session_key() {
     let again = keypin(&["gen-key"]);
     assert_ne!(key, String::from_utf8(again.stdout).unwrap(), "keys are random");
 }
+
+#[test]
+fn secret_name_reads_the_pin_from_stdin_only_and_never_prints_it() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keypin.toml");
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [5u8; 32]);
+    let text = format!(
+        "[pin]\nsecret_name = \"hmac\"\npin_key = \"{key}\"\n[[route]]\nupstream = \"http://127.0.0.1:8080\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keypin"))
+            .args(["secret-name", "--config", config.to_str().unwrap()])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&[], "48291357\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let name = printed.trim();
+    assert!(name.starts_with("secret-") && name.len() == "secret-".len() + 32, "{printed}");
+    assert!(!printed.contains("48291357") && !String::from_utf8_lossy(&out.stderr).contains("48291357"));
+
+    let refused = run(&[], "4829x357\n");
+    assert!(!refused.status.success());
+    assert!(!String::from_utf8_lossy(&refused.stderr).contains("4829x357"), "the input is not echoed");
+    let argv = run(&["48291357"], "");
+    assert!(!argv.status.success(), "a PIN on the command line (shell history, ps) is refused");
+
+    let random = run(&["--random-pin"], "");
+    let text = String::from_utf8(random.stdout).unwrap();
+    let pin = text.lines().find_map(|l| l.strip_prefix("pin: ")).expect("the new PIN");
+    assert!(pin.len() == 4 && pin.bytes().all(|b| b.is_ascii_digit()), "{text}");
+    let again = run(&[], pin);
+    assert!(text.contains(&format!("secret name: {}", String::from_utf8(again.stdout).unwrap().trim())));
+}

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::de;
-use super::redacted::{SecretText, SessionKey};
+use super::redacted::{PinKey, SecretText, SessionKey};
 use super::values::{Inject, LimitStoreKind, Rate, UpstreamUrl};
 
 /// Where `keypin serve` looks when `--config` is not given.
@@ -157,11 +157,25 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// How a PIN becomes a secret name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretNaming {
+    /// `<prefix><PIN>`: whoever may list the vault's secrets sees every PIN.
+    #[default]
+    Plain,
+    /// `<prefix>` + 32 hex characters of HMAC-SHA256(`pin_key`, PIN).
+    Hmac,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PinConfig {
-    /// Secret name = prefix + PIN.
+    /// Secret name = prefix + PIN (or + its HMAC, see `secret_name`).
     pub secret_prefix: String,
+    pub secret_name: SecretNaming,
+    /// The HMAC key of `secret_name = "hmac"`.
+    pub pin_key: Option<PinKey>,
     pub min_digits: u8,
     pub max_digits: u8,
     /// Floor on the time a login answer takes, so timing tells nothing.
@@ -173,6 +187,8 @@ impl Default for PinConfig {
     fn default() -> Self {
         Self {
             secret_prefix: "secret-".into(),
+            secret_name: SecretNaming::Plain,
+            pin_key: None,
             min_digits: 4,
             max_digits: 10,
             min_response: Duration::from_millis(250),
@@ -256,6 +272,11 @@ impl CredentialConfig {
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub cookie_name: String,
+    /// What tells this deployment from another (where its secrets come from, how
+    /// PINs name them, its cookie name): cookie keys are derived from the session
+    /// keys and this, so two deployments that share a session key still do not
+    /// accept each other's cookies. Set by validation; empty in hand-made configs.
+    pub deployment: String,
     /// The first seals; all open (rotation). Empty only in `check-config`, which warns.
     pub keys: Vec<SessionKey>,
     pub ttl: Duration,

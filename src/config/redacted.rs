@@ -12,13 +12,52 @@ use zeroize::Zeroizing;
 /// encryption halves.
 pub const SESSION_KEY_BYTES: usize = 64;
 
-/// Why text is not a session key.
+/// Least length of `pin.pin_key`: 256 bits, HMAC-SHA256's own.
+pub const PIN_KEY_MIN_BYTES: usize = 32;
+
+/// Why text is not a session key (or PIN key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("is not base64 (create one with `keypin gen-key`)")]
     NotBase64,
     #[error("must decode to {SESSION_KEY_BYTES} bytes, not {0} (create one with `keypin gen-key`)")]
     Length(usize),
+    #[error("must decode to at least {PIN_KEY_MIN_BYTES} bytes, not {0} (create one with `keypin gen-key`)")]
+    TooShort(usize),
+}
+
+/// The key secret names are derived from PINs with (`pin.pin_key`): at least 32
+/// bytes. Prints as `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PinKey(Zeroizing<Vec<u8>>);
+
+impl PinKey {
+    /// Decode a key written as standard base64 of at least 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let cleaned: String = text.split_whitespace().collect();
+        let bytes = Zeroizing::new(BASE64.decode(cleaned).map_err(|_| KeyError::NotBase64)?);
+        if bytes.len() < PIN_KEY_MIN_BYTES {
+            return Err(KeyError::TooShort(bytes.len()));
+        }
+        Ok(Self(bytes))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PinKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PinKey([redacted])")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PinKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = zeroize::Zeroizing::new(String::deserialize(d)?);
+        Self::from_base64(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A secret string (password, token, client secret). Prints as `[redacted]`.

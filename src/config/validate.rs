@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use http::uri::{Scheme, Uri};
 
 use super::model::{
-    Config, CredentialConfig, Invalid, KeyVaultConfig, MAX_SESSION_TTL, RouteConfig, SecretBackend, SecretsConfig,
-    SessionConfig, UiConfig, canonical_ip,
+    Config, CredentialConfig, Invalid, KeyVaultConfig, MAX_SESSION_TTL, PinConfig, RouteConfig, SecretBackend,
+    SecretNaming, SecretsConfig, SessionConfig, UiConfig, canonical_ip,
 };
 use super::raw::{BackendKind, RawConfig, RawRoute, RawSecrets, RawSession, RawUi};
 use super::redacted::{SecretText, SessionKey};
@@ -47,9 +47,26 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
     if pin.max_digits > 32 {
         return Err(invalid("pin.max_digits", "must be at most 32"));
     }
+    match (pin.secret_name, &pin.pin_key) {
+        (SecretNaming::Hmac, None) => {
+            return Err(invalid(
+                "pin.pin_key",
+                "is required with pin.secret_name = \"hmac\": base64 of at least 32 bytes \
+                 (e.g. from `keypin gen-key`), best as \"env:NAME\"",
+            ));
+        }
+        (SecretNaming::Plain, Some(_)) => {
+            return Err(invalid("pin.pin_key", "is only used with pin.secret_name = \"hmac\""));
+        }
+        (SecretNaming::Hmac, Some(_)) if pin.secret_prefix.len() + 32 > 127 => {
+            return Err(invalid("pin.secret_prefix", "is too long: with \"hmac\" names it may have 95 characters"));
+        }
+        _ => {}
+    }
 
     let secrets = validate_secrets(raw.secrets)?;
-    let session = validate_session(raw.session)?;
+    let mut session = validate_session(raw.session)?;
+    session.deployment = deployment(&secrets, &pin, &session.cookie_name);
 
     let limits = raw.limits;
     if limits.lockout_base > limits.lockout_max {
@@ -71,6 +88,20 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
 
     let ui = validate_ui(raw.ui)?;
     Ok(Config { source: file.to_owned(), server, pin, secrets, session, limits, routes, ui })
+}
+
+/// The deployment's identity for cookie keys: the secret source, the naming of
+/// secrets and the cookie name. Replicas of one deployment share all three.
+fn deployment(secrets: &SecretsConfig, pin: &PinConfig, cookie_name: &str) -> String {
+    let source = match &secrets.backend {
+        SecretBackend::File { path } => format!("file {}", path.display()),
+        SecretBackend::KeyVault(kv) => format!("keyvault {}", kv.vault_url),
+    };
+    let naming = match pin.secret_name {
+        SecretNaming::Plain => "plain",
+        SecretNaming::Hmac => "hmac",
+    };
+    format!("{source}\n{naming} {}\n{cookie_name}", pin.secret_prefix)
 }
 
 fn unknown_credential(name: &str) -> Invalid {
@@ -164,7 +195,8 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, Invalid> {
     if raw.idle_timeout.is_zero() || raw.idle_timeout > raw.ttl {
         return Err(invalid("session.idle_timeout", "must be between zero and session.ttl"));
     }
-    Ok(SessionConfig { cookie_name: raw.cookie_name, keys, ttl: raw.ttl, idle_timeout: raw.idle_timeout })
+    let deployment = String::new();
+    Ok(SessionConfig { cookie_name: raw.cookie_name, deployment, keys, ttl: raw.ttl, idle_timeout: raw.idle_timeout })
 }
 
 fn validate_route(i: usize, r: RawRoute) -> Result<RouteConfig, Invalid> {

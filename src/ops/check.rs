@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, LimitStoreKind, SESSION_KEYS_ENV, SecretBackend, canonical_ip, world_readable_mode};
+use crate::config::{
+    Config, LimitStoreKind, SESSION_KEYS_ENV, SecretBackend, SecretNaming, canonical_ip, world_readable_mode,
+};
 use crate::state::limits::budget;
 
 /// Variables an orchestrator sets in every container it runs: where one is set,
@@ -81,6 +83,14 @@ pub fn warnings_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
             "server.admin_listen: {} is not loopback; the admin listener is plain HTTP",
             config.server.admin_listen
         ));
+    }
+    if matches!(config.secrets.backend, SecretBackend::KeyVault(_)) && config.pin.secret_name == SecretNaming::Plain {
+        out.push(
+            "pin.secret_name: \"plain\" puts every PIN in the vault's secret names, which anyone who may list \
+             secrets (the Key Vault Reader role, for one) and the vault's logs see; use \"hmac\" with \
+             pin.pin_key (`keypin secret-name` prints the names to create)"
+                .into(),
+        );
     }
     if let SecretBackend::File { path } = &config.secrets.backend
         && let Some(mode) = world_readable_mode(path)

@@ -37,6 +37,31 @@ const RECENT_SECS: u64 = 10;
 /// Slots of the memory of opened cookies (each holds at most one).
 const RECENT_SLOTS: usize = 4096;
 
+/// Secret names in session cookies are padded to a multiple of this many bytes.
+const SECRET_NAME_PAD: usize = 32;
+
+/// Bytes of a cookie key (the cookie crate splits them into signing and
+/// encryption halves).
+const COOKIE_KEY_BYTES: usize = 64;
+
+/// The key cookies are sealed with: HKDF-SHA256 of a session key, bound to the
+/// deployment, so a cookie of another deployment that shares the session key
+/// opens nothing here.
+fn cookie_key(session_key: &[u8], deployment: &str) -> Key {
+    struct Len;
+    impl ring::hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            COOKIE_KEY_BYTES
+        }
+    }
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"keypin cookie key v1").extract(session_key);
+    let mut bytes = zeroize::Zeroizing::new([0u8; COOKIE_KEY_BYTES]);
+    prk.expand(&[deployment.as_bytes()], Len)
+        .and_then(|okm| okm.fill(&mut bytes[..]))
+        .expect("64 bytes is a valid HKDF-SHA256 length");
+    Key::from(&bytes[..])
+}
+
 /// An empty revocation table.
 pub fn revocations() -> Revocations {
     Revocations::default()
@@ -108,7 +133,7 @@ impl Sessions {
         // is not kept longer than that.
         let refresh_every = REFRESH_EVERY.min(config.idle_timeout / 4).as_secs();
         Self {
-            keys: config.keys.iter().map(|k| Key::from(k.bytes())).collect(),
+            keys: config.keys.iter().map(|k| cookie_key(k.bytes(), &config.deployment)).collect(),
             cookie_name: config.cookie_name.clone(),
             ttl: config.ttl,
             idle: config.idle_timeout,
@@ -136,7 +161,11 @@ impl Sessions {
     }
 
     fn seal_session(&self, session: &Session) -> HeaderValue {
-        let json = serde_json::to_string(session).expect("a session serializes");
+        let mut json = serde_json::to_string(session).expect("a session serializes");
+        // Trailing blanks (JSON allows them) round the secret name's length up to
+        // a multiple of 32: a cookie's length does not tell a PIN's.
+        let name = session.secret.as_str().len();
+        json.extend(std::iter::repeat_n(' ', name.next_multiple_of(SECRET_NAME_PAD) - name));
         let left = (session.issued + self.ttl.as_secs()).saturating_sub(now());
         self.seal(&self.cookie_name, json, Duration::from_secs(left), SameSite::Lax)
     }
@@ -290,11 +319,40 @@ mod tests {
 
     fn config(keys: Vec<SessionKey>, ttl: u64, idle: u64) -> SessionConfig {
         SessionConfig {
+            deployment: String::new(),
             cookie_name: "__Host-keypin".into(),
             keys,
             ttl: Duration::from_secs(ttl),
             idle_timeout: Duration::from_secs(idle),
         }
+    }
+
+    #[test]
+    fn a_cookie_of_another_deployment_sharing_the_key_opens_nothing() {
+        let key = SessionKey::generate();
+        let prod = Sessions::new(
+            &SessionConfig { deployment: "keyvault prod".into(), ..config(vec![key.clone()], 3600, 600) },
+            revocations(),
+        );
+        let staging = Sessions::new(
+            &SessionConfig { deployment: "keyvault staging".into(), ..config(vec![key], 3600, 600) },
+            revocations(),
+        );
+        let (_, cookie) = prod.mint(secret(), "alice");
+        assert!(prod.open(&request_with(&cookie)).is_some());
+        assert!(staging.open(&request_with(&cookie)).is_none(), "same key, another deployment");
+    }
+
+    #[test]
+    fn a_session_cookie_does_not_tell_the_pins_length() {
+        let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
+        let lengths: Vec<usize> = ["1234", "1234567", "1234567890"]
+            .iter()
+            .map(|pin| sessions.mint(SecretName::for_pin("secret-", pin), "alice").1.len())
+            .collect();
+        assert!(lengths.windows(2).all(|w| w[0] == w[1]), "{lengths:?}");
+        let (_, cookie) = sessions.mint(SecretName::for_pin("secret-", "1234567890"), "alice");
+        assert_eq!(sessions.open(&request_with(&cookie)).unwrap().session.secret.as_str(), "secret-1234567890");
     }
 
     fn request_with(set_cookie: &HeaderValue) -> HeaderMap {

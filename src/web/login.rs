@@ -183,7 +183,7 @@ impl Login {
 
         // From here on the answer takes at least `min_response`: a known PIN and an
         // unknown one must not differ in timing.
-        let name = SecretName::for_pin(&self.pin.secret_prefix, pin);
+        let name = SecretName::of(&self.pin, pin);
         let outcome = self.secrets.resolve(&name, Staleness::FreshOnly).await;
         let jitter_max = MAX_JITTER.min(self.pin.min_response / 5);
         let jitter = jitter_max.mul_f64(rand::random::<f64>());
@@ -443,7 +443,7 @@ mod tests {
     use super::*;
 
     fn pin_config() -> PinConfig {
-        PinConfig { secret_prefix: "secret-".into(), min_digits: 4, max_digits: 10, min_response: Duration::ZERO }
+        PinConfig { min_response: Duration::ZERO, ..PinConfig::default() }
     }
 
     #[test]

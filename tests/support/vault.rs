@@ -58,6 +58,8 @@ struct State {
     gets: HashMap<String, usize>,
     challenges: usize,
     fault: Option<Fault>,
+    /// Every request's path, as the vault (and its logs) saw it.
+    paths: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -148,6 +150,11 @@ impl TestVault {
         self.state.lock().unwrap().gets.get(name).copied().unwrap_or(0)
     }
 
+    /// Every request's path and query so far, as the vault's logs would show them.
+    pub fn paths(&self) -> Vec<String> {
+        self.state.lock().unwrap().paths.clone()
+    }
+
     /// Requests answered with the 401 challenge.
     pub fn challenges(&self) -> usize {
         self.state.lock().unwrap().challenges
@@ -198,6 +205,7 @@ fn error(status: StatusCode, code: &str, message: &str, inner: Option<&str>) -> 
 
 async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
+    state.lock().unwrap().paths.push(req.uri().to_string());
     let has_api_version = req.uri().query().is_some_and(|q| q.split('&').any(|p| p.starts_with("api-version=")));
     if !has_api_version {
         return error(

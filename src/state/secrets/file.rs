@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
+use zeroize::Zeroizing;
 
 use super::store::{BackendError, BoxFuture, Lookup, SecretName, SecretStore};
 use crate::config::{SecretText, Stamp, stamp, world_readable_mode};
@@ -127,8 +128,9 @@ impl SecretStore for FileStore {
     }
 }
 
-fn read(path: &Path) -> Result<String, FileError> {
-    std::fs::read_to_string(path).map_err(|error| FileError::Read { path: path.to_owned(), error })
+/// The file's text, zeroized once parsed: it holds every password.
+fn read(path: &Path) -> Result<Zeroizing<String>, FileError> {
+    std::fs::read_to_string(path).map(Zeroizing::new).map_err(|error| FileError::Read { path: path.to_owned(), error })
 }
 
 fn warn_if_readable_by_others(path: &Path) {

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use zeroize::Zeroizing;
 
-use crate::config::SecretText;
+use crate::config::{PinConfig, SecretNaming, SecretText};
 
 /// A secret name no PIN can produce (PINs are digits): looked up to warm the
 /// backend client and to probe readiness.
@@ -75,15 +75,36 @@ impl BackendError {
     }
 }
 
-/// A secret's name. It embeds the PIN, so it prints as `[redacted]`.
+/// A secret's name. It may embed the PIN, so it prints as `[redacted]`.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SecretName(pub(crate) String);
+
+/// Hex characters of the HMAC in a `secret_name = "hmac"` name (128 bits).
+const HMAC_HEX: usize = 32;
 
 impl SecretName {
     /// `prefix` + `pin`; the PIN must already be validated (ASCII digits).
     pub fn for_pin(prefix: &str, pin: &str) -> Self {
         Self(format!("{prefix}{pin}"))
+    }
+
+    /// The name of `pin`'s secret as `config` names secrets: `<prefix><PIN>`, or
+    /// `<prefix>` + 32 lowercase hex characters of HMAC-SHA256(`pin_key`, PIN).
+    pub fn of(config: &PinConfig, pin: &str) -> Self {
+        match (config.secret_name, &config.pin_key) {
+            (SecretNaming::Hmac, Some(key)) => {
+                let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.bytes()), pin.as_bytes());
+                let mut name = String::with_capacity(config.secret_prefix.len() + HMAC_HEX);
+                name.push_str(&config.secret_prefix);
+                for byte in &tag.as_ref()[..HMAC_HEX / 2] {
+                    name.push_str(&format!("{byte:02x}"));
+                }
+                Self(name)
+            }
+            // Validation pairs `hmac` with a key: a plain name is what is left.
+            _ => Self::for_pin(&config.secret_prefix, pin),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -113,6 +134,17 @@ impl fmt::Debug for Credentials {
     }
 }
 
+const BASIC: &[u8] = b"Basic ";
+
+/// Bytes zeroized when dropped, to own a `Bytes`.
+struct Wiped(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl Credentials {
     /// Split a secret value at the first `:` into username and password. Backend
     /// data is hostile: an empty username, control bytes or an oversized value are
@@ -127,8 +159,12 @@ impl Credentials {
             return Err(BackendError::InvalidValue);
         }
         let encoded = Zeroizing::new(BASE64.encode(value.as_bytes()));
-        let mut basic =
-            HeaderValue::try_from(format!("Basic {}", &*encoded)).map_err(|_| BackendError::InvalidValue)?;
+        let mut text = Zeroizing::new(Vec::with_capacity(BASIC.len() + encoded.len()));
+        text.extend_from_slice(BASIC);
+        text.extend_from_slice(encoded.as_bytes());
+        // The header's bytes are wiped when the last request holding them is done.
+        let mut basic = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(Wiped(text)))
+            .map_err(|_| BackendError::InvalidValue)?;
         basic.set_sensitive(true);
         let user = HeaderValue::from_bytes(username.as_bytes()).map_err(|_| BackendError::InvalidValue)?;
         Ok(Self { username: username.to_owned(), basic, user })

@@ -15,6 +15,7 @@ const NAME: &str = "__Host-keypin";
 
 fn sessions() -> Sessions {
     let config = SessionConfig {
+        deployment: String::new(),
         cookie_name: NAME.into(),
         keys: vec![SessionKey::generate()],
         ttl: Duration::from_secs(3600),

@@ -160,7 +160,7 @@ proptest! {
         prop_assert_eq!(&form.pins, &vec![pin.clone()]);
         prop_assert_eq!(form.csrf.as_slice(), [csrf.clone()]);
         prop_assert_eq!(form.rd.as_deref(), Some(rd.as_str()));
-        let pin_config = PinConfig { secret_prefix: "s-".into(), min_digits: 4, max_digits: 10, min_response: Duration::ZERO };
+        let pin_config = PinConfig { secret_prefix: "s-".into(), min_digits: 4, max_digits: 10, min_response: Duration::ZERO, ..PinConfig::default() };
         prop_assert_eq!(parse_pin(&form.pins, &pin_config).ok(), Some(pin.as_str()));
     }
 
@@ -200,7 +200,7 @@ proptest! {
         min in 0u8..16,
         max in 0u8..16,
     ) {
-        let pin_config = PinConfig { secret_prefix: "s-".into(), min_digits: min, max_digits: max, min_response: Duration::ZERO };
+        let pin_config = PinConfig { secret_prefix: "s-".into(), min_digits: min, max_digits: max, min_response: Duration::ZERO, ..PinConfig::default() };
         let reference = match pins.as_slice() {
             [pin] => {
                 let len = pin.len();
