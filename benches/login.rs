@@ -1,4 +1,4 @@
-//! Session and login costs: sealing a session cookie, opening one the first time
+//! Session and login costs: a PIN to its secret name (plain and HMAC), sealing a session cookie, opening one the first time
 //! it is seen (AES-256-GCM + JSON, then remembered) and again (the remembered
 //! session, with expiry and revocation checked), a secret-cache hit, and a whole login POST (form parsing, CSRF check,
 //! PIN check, cached secret, new sealed session) with `min_response` at zero.
@@ -46,6 +46,17 @@ fn secrets_config() -> SecretsConfig {
 /// The `name=value` part of a `Set-Cookie`.
 fn pair(set_cookie: &HeaderValue) -> String {
     set_cookie.to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
+/// A PIN to its secret name: plain (`secret-` + PIN) and `secret_name = "hmac"`
+/// (HMAC-SHA256 under `pin_key`, 32 hex characters), once per login.
+fn secret_names(c: &mut Criterion) {
+    let plain = PinConfig::default();
+    let key = keypin::config::PinKey::from_base64(&SessionKey::generate().to_base64()).unwrap();
+    let hmac =
+        PinConfig { secret_name: keypin::config::SecretNaming::Hmac, pin_key: Some(key), ..PinConfig::default() };
+    c.bench_function("secret_name_plain", |b| b.iter(|| SecretName::of(black_box(&plain), black_box("48291357"))));
+    c.bench_function("secret_name_hmac", |b| b.iter(|| SecretName::of(black_box(&hmac), black_box("48291357"))));
 }
 
 fn sessions(c: &mut Criterion) {
@@ -133,5 +144,5 @@ fn login(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, sessions, login);
+criterion_group!(benches, secret_names, sessions, login);
 criterion_main!(benches);
