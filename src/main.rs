@@ -273,7 +273,8 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let app = App::bind(config).await?.watch(path.to_owned());
         let shutdown = shutdown_signal();
-        tracing::info!(listen = %app.local_addr(), admin = %app.admin_addr(), "keypin listening");
+        let plain = app.plain_addr().map(|a| a.to_string());
+        tracing::info!(listen = %app.local_addr(), admin = %app.admin_addr(), plain, "keypin listening");
         app.run(shutdown).await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 
 pub(crate) mod body;
 pub(crate) mod error;
+pub mod forward_auth;
 pub mod gateway;
 pub mod login;
 pub(crate) mod page;

@@ -100,6 +100,9 @@ pub struct ServerConfig {
     pub self_signed: bool,
     /// Plain-HTTP admin listener: health, readiness, metrics. Never public.
     pub admin_listen: SocketAddr,
+    /// A plain HTTP/1.1 listener serving what the TLS listener serves, for use
+    /// behind an ingress that terminates TLS (forward-auth, or proxying).
+    pub plain_listen: Option<SocketAddr>,
     /// Peers whose `X-Forwarded-For` is believed for the client address.
     #[serde(deserialize_with = "de::networks")]
     pub trusted_proxies: Vec<IpNet>,
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             tls_key: PathBuf::from("certs/keypin-key.pem"),
             self_signed: false,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9443)),
+            plain_listen: None,
             trusted_proxies: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
             upstream_timeout: Duration::from_secs(30),

@@ -57,6 +57,7 @@ pub struct App {
     certs: Arc<CertResolver>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
+    plain: Option<TcpListener>,
     admin: TcpListener,
     workers: Workers,
     reload: Arc<Notify>,
@@ -93,6 +94,10 @@ impl App {
             TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr, key, error })
         };
         let listener = bind(s.listen, "server.listen").await?;
+        let plain = match s.plain_listen {
+            Some(addr) => Some(bind(addr, "server.plain_listen").await?),
+            None => None,
+        };
         let admin = bind(s.admin_listen, "server.admin_listen").await?;
         let workers = Workers::start(s.worker_count()).map_err(StartError::Workers)?;
         let gateway = Arc::new(ArcSwap::from_pointee(Gateway::new(&config, secrets, limits, &shared)));
@@ -104,6 +109,7 @@ impl App {
             certs,
             tls,
             listener,
+            plain,
             admin,
             workers,
             reload: Arc::default(),
@@ -125,6 +131,11 @@ impl App {
     /// The TLS listener's address (its port when configured as 0).
     pub fn local_addr(&self) -> SocketAddr {
         server::local_addr(&self.listener)
+    }
+
+    /// The plain HTTP/1.1 listener's address, when one is configured.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().map(server::local_addr)
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
@@ -157,7 +168,8 @@ impl App {
             };
             tokio::spawn(reloader.run())
         });
-        server::run(self.listener, self.workers, self.tls, self.gateway, settings, metrics, async move {
+        let listeners = server::Listeners { tls: self.listener, plain: self.plain };
+        server::run(listeners, self.workers, self.tls, self.gateway, settings, metrics, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         })

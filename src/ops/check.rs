@@ -78,6 +78,16 @@ pub fn warnings_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
             out.push(format!("server.trusted_proxies: {net} trusts every peer's X-Forwarded-For"));
         }
     }
+    if let Some(plain) = config.server.plain_listen
+        && !is_private(canonical_ip(plain.ip()))
+        && config.server.trusted_proxies.is_empty()
+    {
+        out.push(format!(
+            "server.plain_listen: {plain} is plain HTTP on an address that may be public, and \
+             server.trusted_proxies is empty: only the ingress in front should reach it (listen on loopback \
+             or a private address, and list the ingress in trusted_proxies)"
+        ));
+    }
     if !canonical_ip(config.server.admin_listen.ip()).is_loopback() {
         out.push(format!(
             "server.admin_listen: {} is not loopback; the admin listener is plain HTTP",
@@ -100,6 +110,15 @@ pub fn warnings_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
     out
 }
 
+/// Loopback, or a private or link-local range (where an ingress beside keypin
+/// would reach it); the unspecified address (every interface) is not.
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +132,17 @@ mod tests {
         assert!(w.contains("limits.login_per_ip"), "{w}");
         assert!(w.contains("server.trusted_proxies"), "{w}");
         assert!(w.contains("session.keys"), "{w}");
+    }
+
+    #[test]
+    fn a_plain_listener_anyone_may_reach_is_flagged() {
+        let with = |server: &str| {
+            let text = format!("[server]\n{server}\n[[route]]\nupstream = \"http://127.0.0.1:8080\"\n");
+            warnings(&Config::parse(&text, "test.toml", &|_| None).unwrap()).join("\n")
+        };
+        assert!(with("plain_listen = \"0.0.0.0:8080\"").contains("server.plain_listen"));
+        assert!(!with("plain_listen = \"10.0.0.5:8080\"").contains("server.plain_listen"));
+        assert!(!with("plain_listen = \"0.0.0.0:8080\"\ntrusted_proxies = [\"10.0.0.0/8\"]").contains("plain_listen"));
     }
 
     #[test]

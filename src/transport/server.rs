@@ -61,10 +61,17 @@ pub struct ListenerSettings {
     pub max_connections: usize,
 }
 
-/// Serve TLS connections from `listener` on `workers` until `shutdown` resolves,
-/// then stop accepting and let in-flight requests finish for up to [`SHUTDOWN_GRACE`].
+/// The listeners: TLS, and optionally plain HTTP/1.1 (behind a TLS-terminating
+/// ingress).
+pub struct Listeners {
+    pub tls: TcpListener,
+    pub plain: Option<TcpListener>,
+}
+
+/// Serve connections from `listeners` on `workers` until `shutdown` resolves, then
+/// stop accepting and let in-flight requests finish for up to [`SHUTDOWN_GRACE`].
 pub async fn run<H: Handler>(
-    listener: TcpListener,
+    listeners: Listeners,
     workers: Workers,
     tls: Arc<TlsConfig>,
     handler: Arc<H>,
@@ -80,60 +87,24 @@ pub async fn run<H: Handler>(
     tokio::pin!(shutdown);
 
     for worker in (0..workers.len()).cycle() {
-        let Some((permit, tcp, peer)) = next_connection(&listener, &slots, shutdown.as_mut()).await else {
+        let Some(accepted) = next_connection(&listeners, &slots, shutdown.as_mut()).await else {
             break;
         };
         let lease = Lease(Arc::new(Held {
-            _slot: permit,
+            _slot: accepted.permit,
             open: OpenConnection::count(metrics.clone()),
             _shutdown: stopping.clone(),
         }));
-        let protocols = protocols.clone();
-        let mut shutdown = stopping.clone();
-        let handler = {
-            let (handler, lease) = (handler.clone(), lease.clone());
-            // Boxed, not type-erased: the request's future stays inlinable.
-            move |mut req: Request<Incoming>| {
-                // An upgrade may outlive this connection's HTTP: it takes the lease.
-                if req.headers().contains_key(header::UPGRADE) {
-                    req.extensions_mut().insert(lease.clone());
-                }
-                Box::pin(handler.serve(req, peer))
-            }
+        let connection = Connection {
+            tcp: accepted.tcp,
+            peer: accepted.peer,
+            tls: (!accepted.plain).then(|| tls.clone()),
+            protocols: protocols.clone(),
+            shutdown: stopping.clone(),
         };
-        // Made here, run on the worker (whose reactor registers the socket), and
-        // boxed: its state is freed once done, not kept in the task.
-        let handshake = Box::pin(handshake(tcp, tls.clone(), protocols.head_timeout()));
-        // What the task keeps, every idle connection keeps: each value below is
-        // moved in once and borrowed from there, whatever the paths use.
-        workers.spawn(worker, async move {
-            let _ = &lease;
-            let tls = match handshake.await {
-                Ok(tls) => tls,
-                Err(Handshake::Register(e)) => {
-                    return tracing::warn!(%peer, error = %e, "could not register the connection");
-                }
-                Err(Handshake::Failed(e)) => {
-                    lease.0.open.0.tls_handshake_failures.inc();
-                    return tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                }
-                Err(Handshake::TimedOut) => {
-                    lease.0.open.0.tls_handshake_failures.inc();
-                    return tracing::debug!(%peer, "TLS handshake timed out");
-                }
-            };
-            // HTTP/2 only if ALPN chose it (RFC 9113 §3.3: over TLS it is negotiated).
-            let served = if tls.alpn_protocol() == Some(b"h2") {
-                Box::pin(http2::serve_http2(tls, &protocols, &handler, &mut shutdown)).await
-            } else {
-                connection::serve_http1(tls, &protocols, &handler, &mut shutdown).await
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+        workers.spawn(worker, serve_connection(connection, handler.clone(), lease));
     }
-    drop((listener, stopping));
+    drop((listeners, stopping));
     stop.send_replace(true);
     tracing::info!(connections = stop.receiver_count(), "shutting down; waiting for in-flight requests");
     if tokio::time::timeout(SHUTDOWN_GRACE, stop.closed()).await.is_err() {
@@ -142,33 +113,120 @@ pub async fn run<H: Handler>(
     workers.stop().await;
 }
 
-/// The next connection, once a slot is free for it (excess connections stay in the
-/// listen backlog), taken out of this runtime's reactor so that a worker can
-/// register it with its own; `None` once `shutdown` resolves.
+/// One accepted connection, before the worker serves it.
+struct Connection {
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    /// `None` on the plain listener.
+    tls: Option<Arc<TlsConfig>>,
+    protocols: Arc<Protocols>,
+    shutdown: connection::Shutdown,
+}
+
+/// Serve one connection on the worker: TLS handshake (on the TLS listener), then
+/// HTTP/2 if ALPN chose it, else HTTP/1.1.
+fn serve_connection<H: Handler>(
+    conn: Connection,
+    handler: Arc<H>,
+    lease: Lease,
+) -> impl Future<Output = ()> + Send + 'static {
+    let Connection { tcp, peer, tls, protocols, mut shutdown } = conn;
+    let handler = {
+        let lease = lease.clone();
+        // Boxed, not type-erased: the request's future stays inlinable.
+        move |mut req: Request<Incoming>| {
+            // An upgrade may outlive this connection's HTTP: it takes the lease.
+            if req.headers().contains_key(header::UPGRADE) {
+                req.extensions_mut().insert(lease.clone());
+            }
+            Box::pin(handler.serve(req, peer))
+        }
+    };
+    // Made here, run on the worker (whose reactor registers the socket), and
+    // boxed: its state is freed once done, not kept in the task.
+    // `Err`: the plain listener's stream, served as it is.
+    let handshake = match tls {
+        Some(tls) => Ok(Box::pin(handshake(tcp, tls, protocols.head_timeout()))),
+        None => Err(tcp),
+    };
+    // What the task keeps, every idle connection keeps: each value below is moved
+    // in once and borrowed from there, whatever the paths use.
+    async move {
+        let _ = &lease;
+        let served = match handshake {
+            Err(tcp) => match TcpStream::from_std(tcp) {
+                Ok(plain) => connection::serve_http1(Box::new(plain), &protocols, &handler, &mut shutdown).await,
+                Err(e) => return tracing::warn!(%peer, error = %e, "could not register the connection"),
+            },
+            Ok(handshake) => {
+                let tls = match handshake.await {
+                    Ok(tls) => tls,
+                    Err(Handshake::Register(e)) => {
+                        return tracing::warn!(%peer, error = %e, "could not register the connection");
+                    }
+                    Err(Handshake::Failed(e)) => {
+                        lease.0.open.0.tls_handshake_failures.inc();
+                        return tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(Handshake::TimedOut) => {
+                        lease.0.open.0.tls_handshake_failures.inc();
+                        return tracing::debug!(%peer, "TLS handshake timed out");
+                    }
+                };
+                // HTTP/2 only if ALPN chose it (RFC 9113 §3.3: over TLS it is negotiated).
+                if tls.alpn_protocol() == Some(b"h2") {
+                    Box::pin(http2::serve_http2(tls, &protocols, &handler, &mut shutdown)).await
+                } else {
+                    connection::serve_http1(tls, &protocols, &handler, &mut shutdown).await
+                }
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// An accepted connection and its slot.
+struct Accepted {
+    permit: OwnedSemaphorePermit,
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    plain: bool,
+}
+
+/// The next connection on either listener, once a slot is free for it (excess
+/// connections stay in the backlog); `None` once `shutdown` resolves.
 async fn next_connection(
-    listener: &TcpListener,
+    listeners: &Listeners,
     slots: &Arc<Semaphore>,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
-) -> Option<(OwnedSemaphorePermit, std::net::TcpStream, SocketAddr)> {
+) -> Option<Accepted> {
+    let plain_accept = async || match &listeners.plain {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    };
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => return None,
         };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
+        let (accepted, plain) = tokio::select! {
+            accepted = listeners.tls.accept() => (accepted, false),
+            accepted = plain_accept() => (accepted, true),
             () = &mut shutdown => return None,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         match tcp.into_std() {
-            Ok(tcp) => return Some((permit, tcp, peer)),
+            Ok(tcp) => return Some(Accepted { permit, tcp, peer, plain }),
             Err(e) => tracing::debug!(%peer, error = %e, "could not hand the connection over"),
         }
     }

@@ -67,6 +67,12 @@ pub enum GatewayError {
     RevocationsFull,
     #[error("cross-site WebSocket upgrade refused")]
     CrossSiteUpgrade,
+    /// A forward-auth question from a peer that is not a trusted proxy.
+    #[error("forward-auth from an untrusted peer")]
+    UntrustedForwardAuth,
+    /// A forward-auth question without a usable original request.
+    #[error("forward-auth without a valid original URI and host")]
+    BadForwardAuth,
     #[error("upstream unreachable: {0}")]
     UpstreamUnreachable(#[source] crate::transport::pool::UpstreamError),
     #[error("upstream did not answer in time")]
@@ -100,7 +106,8 @@ impl GatewayError {
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } | Self::AttackMode { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Backend(_) | Self::StoreUnavailable | Self::RevocationsFull => StatusCode::SERVICE_UNAVAILABLE,
-            Self::CrossSiteUpgrade => StatusCode::FORBIDDEN,
+            Self::CrossSiteUpgrade | Self::UntrustedForwardAuth => StatusCode::FORBIDDEN,
+            Self::BadForwardAuth => StatusCode::BAD_REQUEST,
             Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -148,6 +155,8 @@ impl GatewayError {
             | Self::Backend(_)
             | Self::RevocationsFull
             | Self::CrossSiteUpgrade
+            | Self::UntrustedForwardAuth
+            | Self::BadForwardAuth
             | Self::UpstreamUnreachable(_)
             | Self::UpstreamTimeout
             | Self::UpstreamRequest(_) => None,
@@ -173,6 +182,8 @@ impl GatewayError {
             | Self::MethodNotAllowed
             | Self::LoginRequired { .. }
             | Self::CrossSiteUpgrade
+            | Self::UntrustedForwardAuth
+            | Self::BadForwardAuth
             | Self::UpstreamUnreachable(_)
             | Self::UpstreamTimeout
             | Self::UpstreamRequest(_) => (LoginResult::Malformed, Some(FailureReason::Malformed)),
@@ -198,6 +209,8 @@ impl GatewayError {
             Self::BadRequestBody => "The request's body is malformed.",
             Self::NoRoute => "Nothing is served at this address.",
             Self::CrossSiteUpgrade => "Cross-site connections are not allowed.",
+            Self::UntrustedForwardAuth => "Only a trusted proxy may ask this.",
+            Self::BadForwardAuth => "The original request is missing or malformed.",
             Self::UpstreamUnreachable(_) | Self::UpstreamRequest(_) => {
                 "The application is not reachable right now. Please try again shortly."
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -18,15 +18,16 @@ use crate::observe::metrics::Metrics;
 use crate::state::limits::{LimitStore, client_ip};
 use crate::state::secrets::Credentials;
 use crate::state::secrets::cache::{Resolved, SecretCache, Staleness};
-use crate::state::session::{Revocations, Sessions, strip_cookies};
+use crate::state::session::{Opened, Revocations, Sessions, strip_cookies};
 use crate::transport::server::Handler;
 use crate::web::body::Body;
 use crate::web::error::GatewayError;
+use crate::web::forward_auth;
 use crate::web::login::Login;
 use crate::web::path::normalize_path;
 use crate::web::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
 use crate::web::redirect::login_url;
-use crate::web::route::{self, RESERVED_PREFIX, Router, same_origin};
+use crate::web::route::{self, AUTH_PATH, RESERVED_PREFIX, Router, same_origin};
 use crate::web::upgrade::SessionWatch;
 
 /// What outlives a configuration: kept across reloads.
@@ -147,6 +148,11 @@ impl Gateway {
         if !route::host_is_valid(req.headers(), req.uri(), req.version()) {
             return Err(GatewayError::BadHost);
         }
+        if req.uri().path() == AUTH_PATH {
+            *label = KEYPIN_ROUTE;
+            // Boxed, as the sign-in path below.
+            return Box::pin(self.forward_auth(req.headers(), peer_ip, label)).await;
+        }
         if req.uri().path().starts_with(RESERVED_PREFIX) {
             let path = normalize_path(req.uri().path())?.into_owned();
             *label = KEYPIN_ROUTE;
@@ -204,26 +210,12 @@ impl Gateway {
         let (identity, refresh) = if route::is_public(route, &path) && !upgrade {
             (None, None)
         } else {
-            let opened = self.sessions.open(&parts.headers).ok_or_else(|| login_required(parts))?;
-            let creds = match self.secrets.resolve(&opened.session.secret, Staleness::AllowStale).await {
-                // The PIN now belongs to someone else: the session never acts as them.
-                Ok(Resolved::Found(creds)) if creds.username != opened.session.user => {
-                    self.sessions.revoke(&opened.session);
-                    return Err(login_required(parts));
-                }
-                Ok(Resolved::Found(creds)) => creds,
-                Ok(Resolved::NotFound) => {
-                    // The secret was deleted or disabled: the session ends with it.
-                    self.sessions.revoke(&opened.session);
-                    return Err(login_required(parts));
-                }
-                Err(e) => return Err(GatewayError::Backend(e)),
-            };
+            let signed = self.identify(&parts.headers, route).await?.ok_or_else(|| login_required(parts))?;
             if upgrade {
                 let (sessions, secrets) = (self.sessions.clone(), self.secrets.clone());
-                watch = Some(SessionWatch::new(sessions, secrets, opened.session.clone()));
+                watch = Some(SessionWatch::new(sessions, secrets, signed.opened.session.clone()));
             }
-            (Some(identity_for(route, &creds)), opened.refresh.clone())
+            (Some(signed.identity), signed.opened.refresh.clone())
         };
         strip_cookies(&mut parts.headers, |name| self.is_keypin_cookie(name));
         let forwarding = Forwarding {
@@ -232,6 +224,53 @@ impl Gateway {
             host: route::request_authority(&parts.headers, &parts.uri).and_then(|a| HeaderValue::from_str(a).ok()),
         };
         Ok(Prepared { route, path, forwarding, identity, refresh, watch })
+    }
+
+    /// The identity the request's session carries for `route`; `None` without a
+    /// valid session. A session whose secret is gone, or now belongs to another
+    /// user, ends here: it never acts as anyone else.
+    async fn identify(&self, headers: &HeaderMap, route: &RouteConfig) -> Result<Option<Signed>, GatewayError> {
+        let Some(opened) = self.sessions.open(headers) else {
+            return Ok(None);
+        };
+        match self.secrets.resolve(&opened.session.secret, Staleness::AllowStale).await {
+            Ok(Resolved::Found(creds)) if creds.username == opened.session.user => {
+                Ok(Some(Signed { identity: identity_for(route, &creds), opened }))
+            }
+            Ok(Resolved::Found(_) | Resolved::NotFound) => {
+                self.sessions.revoke(&opened.session);
+                Ok(None)
+            }
+            Err(e) => Err(GatewayError::Backend(e)),
+        }
+    }
+
+    /// `/.keypin/auth`: may the request an ingress holds pass? (See
+    /// `web::forward_auth` for the contract.)
+    async fn forward_auth<'a>(
+        &'a self,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        label: &mut &'a str,
+    ) -> Result<Response<Body>, GatewayError> {
+        let original = forward_auth::original(headers, self.server.is_trusted_proxy(peer))?;
+        let path = normalize_path(original.target.path())?;
+        if path.starts_with(RESERVED_PREFIX) {
+            // keypin's own pages need no session.
+            return Ok(forward_auth::allowed(None, &HeaderName::from_static("x-keypin-user"), None));
+        }
+        let host = original.host.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let route = self.router.select(Some(&host), &path).ok_or(GatewayError::NoRoute)?;
+        *label = &route.name;
+        if route::is_public(route, &path) {
+            return Ok(forward_auth::allowed(None, &route.user_header, None));
+        }
+        Ok(match self.identify(headers, route).await? {
+            Some(signed) => {
+                forward_auth::allowed(Some(&signed.identity), &route.user_header, signed.opened.refresh.clone())
+            }
+            None => forward_auth::sign_in_first(&original),
+        })
     }
 
     /// keypin's cookies: the session cookie and its companions (`…-csrf`).
@@ -254,6 +293,12 @@ impl Handler for ArcSwap<Gateway> {
         let gateway = self.load_full();
         async move { gateway.handle(req, peer).await }
     }
+}
+
+/// A session that holds, and the identity it carries for a route.
+struct Signed {
+    identity: Identity,
+    opened: Arc<Opened>,
 }
 
 /// A request ready for its upstream.

@@ -8,6 +8,8 @@ pub const RESERVED_PREFIX: &str = "/.keypin/";
 /// keypin's sign-in and sign-out pages.
 pub const LOGIN_PATH: &str = "/.keypin/login";
 pub const LOGOUT_PATH: &str = "/.keypin/logout";
+/// Forward-auth: an ingress asks whether a request may pass.
+pub const AUTH_PATH: &str = "/.keypin/auth";
 
 /// Whether a request names its host once and well (RFC 9112 §3.2, RFC 9113
 /// §8.3.1): one `Host` header (optional before HTTP/1.1 and with an HTTP/2

@@ -54,8 +54,13 @@ impl Browser {
 
     /// A browser for the gateway on `https://localhost:{port}` trusting `cert`.
     pub fn connect(port: u16, cert: &std::path::Path) -> Self {
+        Self::connect_from(port, cert, None)
+    }
+
+    /// As `connect`, from the loopback address `local` (another client address).
+    pub fn connect_from(port: u16, cert: &std::path::Path, local: Option<std::net::IpAddr>) -> Self {
         Self {
-            client: super::client::https_client(cert, Proto::H1),
+            client: super::client::https_client_from(cert, Proto::H1, local),
             origin: format!("https://localhost:{port}"),
             cookies: BTreeMap::new(),
         }

@@ -42,10 +42,19 @@ pub fn tls_config(cert: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
 
 /// A pooled client speaking only `proto`, trusting `cert`.
 pub fn https_client(cert: &Path, proto: Proto) -> HttpsClient {
+    https_client_from(cert, proto, None)
+}
+
+/// As `https_client`, connecting from the loopback address `local` (127.0.0.2,
+/// …): a second client address on one machine.
+pub fn https_client_from(cert: &Path, proto: Proto, local: Option<std::net::IpAddr>) -> HttpsClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_local_address(local);
     let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config(cert, &[])).https_only();
     let connector = match proto {
-        Proto::H1 => builder.enable_http1().build(),
-        Proto::H2 => builder.enable_http2().build(),
+        Proto::H1 => builder.enable_http1().wrap_connector(http),
+        Proto::H2 => builder.enable_http2().wrap_connector(http),
     };
     let mut client = Client::builder(TokioExecutor::new());
     client.http2_only(proto == Proto::H2);
@@ -58,6 +67,32 @@ pub fn empty() -> Body {
 
 pub fn bytes(data: impl Into<Bytes>) -> Body {
     http_body_util::Full::new(data.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A plain HTTP/1.1 exchange (`Connection: close`) with `addr`: status, head and
+/// body as text.
+pub async fn plain_exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        request.push_str("Host: keypin\r\n");
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head[9..12].parse().unwrap(), head.to_owned(), body.to_owned())
 }
 
 /// Send and collect the whole answer.

@@ -42,6 +42,8 @@ pub fn route_table(upstream: &str, extra: &str) -> String {
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The plain HTTP/1.1 listener, when the config has `plain_listen`.
+    pub plain: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
@@ -89,12 +91,12 @@ impl TestGateway {
     }
 
     fn launch(app: App, dir: tempfile::TempDir, watched: Option<(PathBuf, String, Arc<tokio::sync::Notify>)>) -> Self {
-        let (addr, admin) = (app.local_addr(), app.admin_addr());
+        let (addr, admin, plain) = (app.local_addr(), app.admin_addr(), app.plain_addr());
         let (stop, stopped) = oneshot::channel();
         let done = tokio::spawn(app.run(async move {
             let _ = stopped.await;
         }));
-        Self { addr, admin, dir, stop: Some(stop), done: Some(done), watched }
+        Self { addr, admin, plain, dir, stop: Some(stop), done: Some(done), watched }
     }
 
     /// Rewrite the watched config file (same `[server]` table) and reload now.
