@@ -182,3 +182,25 @@ fn kubernetes_examples_carry_valid_documented_configs_and_probe_the_admin_port()
         );
     }
 }
+
+#[test]
+fn the_ingress_examples_ask_keypins_auth_path_and_pass_only_its_identity() {
+    let dir = root().join("deploy/ingress");
+    let traefik: Value = serde_saphyr::from_str(&std::fs::read_to_string(dir.join("traefik.yml")).unwrap()).unwrap();
+    let auth = &traefik["http"]["middlewares"]["keypin-auth"]["forwardAuth"];
+    assert!(auth["address"].as_str().unwrap().ends_with("/.keypin/auth"));
+    assert_eq!(auth["trustForwardHeader"], false, "Traefik must not believe a client's X-Forwarded-*");
+    let copied: Vec<&str> = auth["authResponseHeaders"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(copied, ["Authorization", "X-Forwarded-User"]);
+    assert_eq!(auth["addAuthCookiesToResponse"][0], "__Host-keypin");
+    let app = &traefik["http"]["routers"]["app"];
+    assert!(app["middlewares"].as_array().unwrap().iter().any(|m| m == "keypin-auth"));
+
+    for (file, needle) in [("nginx.conf", "auth_request /.keypin-auth;"), ("Caddyfile", "uri /.keypin/auth")] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(text.contains(needle), "{file}");
+        assert!(text.contains("/.keypin/"), "{file}: keypin's pages on the app's host");
+    }
+    let ingress = std::fs::read_to_string(root().join("deploy/kubernetes/ingress-nginx.yaml")).unwrap();
+    assert!(ingress.contains("/.keypin/auth") && ingress.contains("auth-response-headers"));
+}

@@ -21,15 +21,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
 /// As [`warnings`], with the environment given.
 pub fn warnings_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     let mut out = Vec::new();
-    if config.limits.store == LimitStoreKind::Memory
-        && let Some(hint) = REPLICA_HINTS.into_iter().find(|name| env(name).is_some())
-    {
-        out.push(format!(
-            "limits.store: \"memory\" keeps limits, lockouts and logouts per process, and {hint} says an \
-             orchestrator runs this one; with several replicas an attacker gets one budget each and a logout \
-             ends a session on one replica only. Share them: limits.store = \"redis://…\""
-        ));
-    }
+    replica_warning(config, env, &mut out);
     if config.session.keys.is_empty() {
         out.push(format!(
             "session.keys: no session key; `keypin serve` will refuse to start \
@@ -73,6 +65,38 @@ pub fn warnings_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
     if config.pin.min_response < Duration::from_millis(100) {
         out.push("pin.min_response: under 100ms may let timing tell PINs apart".into());
     }
+    network_warnings(config, &mut out);
+    if matches!(config.secrets.backend, SecretBackend::KeyVault(_)) && config.pin.secret_name == SecretNaming::Plain {
+        out.push(
+            "pin.secret_name: \"plain\" puts every PIN in the vault's secret names, which anyone who may list \
+             secrets (the Key Vault Reader role, for one) and the vault's logs see; use \"hmac\" with \
+             pin.pin_key (`keypin secret-name` prints the names to create)"
+                .into(),
+        );
+    }
+    if let SecretBackend::File { path } = &config.secrets.backend
+        && let Some(mode) = world_readable_mode(path)
+    {
+        out.push(format!("secrets.path: {} is readable by other users (mode {mode:o}); chmod 600 it", path.display()));
+    }
+    out
+}
+
+/// Per-process limits where an orchestrator runs replicas.
+fn replica_warning(config: &Config, env: &dyn Fn(&str) -> Option<String>, out: &mut Vec<String>) {
+    if config.limits.store == LimitStoreKind::Memory
+        && let Some(hint) = REPLICA_HINTS.into_iter().find(|name| env(name).is_some())
+    {
+        out.push(format!(
+            "limits.store: \"memory\" keeps limits, lockouts and logouts per process, and {hint} says an \
+             orchestrator runs this one; with several replicas an attacker gets one budget each and a logout \
+             ends a session on one replica only. Share them: limits.store = \"redis://…\""
+        ));
+    }
+}
+
+/// Listeners and proxies: who may reach what.
+fn network_warnings(config: &Config, out: &mut Vec<String>) {
     for net in &config.server.trusted_proxies {
         if net.prefix_len() == 0 {
             out.push(format!("server.trusted_proxies: {net} trusts every peer's X-Forwarded-For"));
@@ -94,20 +118,6 @@ pub fn warnings_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
             config.server.admin_listen
         ));
     }
-    if matches!(config.secrets.backend, SecretBackend::KeyVault(_)) && config.pin.secret_name == SecretNaming::Plain {
-        out.push(
-            "pin.secret_name: \"plain\" puts every PIN in the vault's secret names, which anyone who may list \
-             secrets (the Key Vault Reader role, for one) and the vault's logs see; use \"hmac\" with \
-             pin.pin_key (`keypin secret-name` prints the names to create)"
-                .into(),
-        );
-    }
-    if let SecretBackend::File { path } = &config.secrets.backend
-        && let Some(mode) = world_readable_mode(path)
-    {
-        out.push(format!("secrets.path: {} is readable by other users (mode {mode:o}); chmod 600 it", path.display()));
-    }
-    out
 }
 
 /// Loopback, or a private or link-local range (where an ingress beside keypin

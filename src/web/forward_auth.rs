@@ -20,6 +20,8 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// ingress-nginx's spelling: the whole URL.
+const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 /// The request an ingress holds and asks about.
@@ -47,15 +49,21 @@ fn one<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>,
     }
 }
 
-/// The original request, from nginx's `X-Original-URI`/`X-Original-Method` or
-/// Traefik's and Caddy's `X-Forwarded-Method/Proto/Host/Uri`. Believed only from
-/// a trusted proxy (`403` otherwise); a missing or malformed target or host is
-/// `400`, never a decision on a guessed path.
+/// The original request, from nginx's `X-Original-URI`/`X-Original-Method`
+/// (ingress-nginx: `X-Original-URL`) or Traefik's and Caddy's
+/// `X-Forwarded-Method/Proto/Host/Uri`. Believed only from a trusted proxy
+/// (`403` otherwise); a missing or malformed target or host is `400`, never a
+/// decision on a guessed path.
 pub fn original(headers: &HeaderMap, trusted: bool) -> Result<Original, GatewayError> {
     if !trusted {
         return Err(GatewayError::UntrustedForwardAuth);
     }
-    let nginx_uri = one(headers, &X_ORIGINAL_URI)?;
+    let url = match one(headers, &X_ORIGINAL_URL)? {
+        Some(url) => Some(url.parse::<http::Uri>().map_err(|_| GatewayError::BadForwardAuth)?),
+        None => None,
+    };
+    let url_target = url.as_ref().and_then(|u| u.path_and_query()).map(PathAndQuery::as_str);
+    let nginx_uri = one(headers, &X_ORIGINAL_URI)?.or(url_target);
     let (target, method) = match nginx_uri {
         Some(uri) => (uri, one(headers, &X_ORIGINAL_METHOD)?),
         None => {
@@ -70,7 +78,8 @@ pub fn original(headers: &HeaderMap, trusted: bool) -> Result<Original, GatewayE
         Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| GatewayError::BadForwardAuth)?,
         None => Method::GET,
     };
-    let host = match one(headers, &X_FORWARDED_HOST)? {
+    let url_host = url.as_ref().and_then(|u| u.authority()).map(Authority::as_str);
+    let host = match one(headers, &X_FORWARDED_HOST)?.or(url_host) {
         Some(host) => host,
         None => one(headers, &header::HOST)?.ok_or(GatewayError::BadForwardAuth)?,
     };
@@ -151,6 +160,9 @@ mod tests {
         let o = original(&nginx, true).unwrap();
         assert!(o.nginx && o.navigating && o.https);
         assert_eq!((o.host.as_str(), o.target.as_str()), ("app.test", "/a/b?c=d"));
+        let ingress_nginx = headers(&[("x-original-url", "https://hr.test/p?q=1"), ("host", "keypin.svc")]);
+        let o = original(&ingress_nginx, true).unwrap();
+        assert_eq!((o.host.as_str(), o.target.as_str(), o.nginx), ("hr.test", "/p?q=1", true));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod client;
 pub mod gateway;
+pub mod ingress;
 pub mod redis;
 pub mod store;
 pub mod upstream;
