@@ -80,7 +80,7 @@ fn the_config_compose_mounts_passes_check_config() {
     let SecretBackend::KeyVault(kv) = &config.secrets.backend else { panic!("compose uses Key Vault") };
     assert!(matches!(kv.credential, CredentialConfig::StaticToken { .. }));
     assert_eq!(kv.vault_url.host(), Some("lowkey-vault"));
-    assert_eq!(config.routes[0].upstream.to_string(), "http://demo-app:8080");
+    assert_eq!(config.routes[0].upstream.as_ref().unwrap().to_string(), "http://demo-app:8080");
     // The files it names come from the compose `certs` volume.
     let cert_mount =
         keypin["volumes"].as_array().unwrap().iter().filter_map(Value::as_str).any(|v| v == "certs:/certs:ro");

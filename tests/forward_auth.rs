@@ -131,3 +131,23 @@ async fn the_plain_listener_serves_the_login_page_with_secure_cookies() {
     let cookie = header(&head, "set-cookie").expect("the CSRF cookie");
     assert!(cookie.contains("Secure"), "the browser speaks https to the ingress: {cookie}");
 }
+
+#[tokio::test]
+async fn a_route_for_forward_auth_only_needs_no_upstream() {
+    let config = "[[route]]\nname = \"hr\"\nhost = \"hr.test\"\ninject = \"header\"\n";
+    let gw = TestGateway::with_store(
+        "plain_listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]",
+        config,
+        std::sync::Arc::new(CountingStore::demo()),
+    )
+    .await;
+    let cookie = session(&gw).await;
+    let ask = [("X-Forwarded-Uri", "/"), ("X-Forwarded-Host", "hr.test"), ("Cookie", cookie.as_str())];
+    let (status, head, _) = plain_exchange(gw.plain.unwrap(), "GET", "/.keypin/auth", &ask).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "x-forwarded-user"), Some("user1"));
+    // keypin itself serves nothing there.
+    let (status, _, _) =
+        plain_exchange(gw.plain.unwrap(), "GET", "/", &[("Host", "hr.test"), ("Cookie", cookie.as_str())]).await;
+    assert_eq!(status, 404);
+}

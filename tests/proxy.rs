@@ -641,3 +641,19 @@ async fn admin_listener_answers_health() {
     tcp.read_to_end(&mut raw).await.unwrap();
     assert!(raw.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&raw));
 }
+
+#[tokio::test]
+async fn an_https_upstream_with_a_private_ca_is_trusted_only_through_its_routes_ca_cert() {
+    let (upstream, ca) = Upstream::spawn_tls().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("app-ca.pem");
+    std::fs::write(&ca_path, ca).unwrap();
+    let trusted = format!("ca_cert = \"{}\"\n{PUBLIC}", ca_path.display());
+    let gw = TestGateway::start("", &route_table(&upstream.https_url(), &trusted)).await;
+    let (resp, body) = send(&gw.client(Proto::H1), Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    // Without it, the web PKI roots alone do not trust the app's certificate.
+    let gw = TestGateway::start("", &route_table(&upstream.https_url(), PUBLIC)).await;
+    let (resp, _) = send(&gw.client(Proto::H1), Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+}

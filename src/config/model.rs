@@ -327,7 +327,11 @@ pub struct RouteConfig {
     pub host: Option<String>,
     /// Segment-wise prefix of the normalized path; always starts with `/`.
     pub path_prefix: String,
-    pub upstream: UpstreamUrl,
+    /// Where requests go; `None` for a route used only through forward-auth.
+    pub upstream: Option<UpstreamUrl>,
+    /// Certificates trusted for an https upstream besides the web PKI roots
+    /// (`ca_cert`, a PEM bundle): a legacy app's private CA.
+    pub upstream_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub inject: Inject,
     pub user_header: HeaderName,
     /// Served without login: an entry ending in `/` covers everything below it,

@@ -92,7 +92,7 @@ proptest! {
         let cfg = parse(&text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
         let reference = parse(&format!("[[route]]\nupstream = \"{UPSTREAM}\"\n")).unwrap();
         prop_assert_eq!(cfg.routes.len(), 1);
-        prop_assert_eq!(cfg.routes[0].upstream.to_string(), UPSTREAM);
+        prop_assert_eq!(cfg.routes[0].upstream.as_ref().unwrap().to_string(), UPSTREAM);
         prop_assert_eq!(&cfg.routes[0].upstream, &reference.routes[0].upstream);
     }
 
@@ -138,7 +138,7 @@ proptest! {
         match parse(&text) {
             Ok(cfg) => {
                 let reference: UpstreamUrl = value.parse().map_err(|e| TestCaseError::fail(format!("{e}")))?;
-                prop_assert_eq!(&cfg.routes[0].upstream, &reference);
+                prop_assert_eq!(cfg.routes[0].upstream.as_ref(), Some(&reference));
             }
             Err(e) => {
                 prop_assert_eq!(&e.file, FILE);

@@ -124,7 +124,10 @@ pub(super) struct RawRoute {
     pub(super) host: Option<String>,
     #[serde(default = "default_path_prefix")]
     pub(super) path_prefix: String,
-    pub(super) upstream: UpstreamUrl,
+    #[serde(default)]
+    pub(super) upstream: Option<UpstreamUrl>,
+    #[serde(default)]
+    pub(super) ca_cert: Option<std::path::PathBuf>,
     #[serde(default = "default_inject")]
     pub(super) inject: Inject,
     #[serde(default = "default_user_header", deserialize_with = "de::from_str")]

@@ -213,3 +213,24 @@ fn the_limit_store_is_memory_or_a_redis_url_and_a_bad_url_keeps_its_password() {
     let debug = format!("{:?}", with("redis://:hunter2@host:6379").unwrap().limits);
     assert!(!debug.contains("hunter2"), "{debug}");
 }
+
+#[test]
+fn a_routes_ca_cert_is_a_pem_bundle_for_an_https_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    let cert = rcgen::generate_simple_self_signed(vec!["app.internal".into()]).unwrap().cert.pem();
+    std::fs::write(&pem, cert).unwrap();
+    let with = |upstream: &str, ca: &std::path::Path| {
+        parse(&format!("[[route]]\nupstream = \"{upstream}\"\nca_cert = \"{}\"\n", ca.display()))
+    };
+    assert_eq!(with("https://app.internal", &pem).unwrap().routes[0].upstream_roots.len(), 1);
+    let e = with("http://app.internal", &pem).unwrap_err();
+    assert!(e.key == "route[0].ca_cert" && e.to_string().contains("https upstream"), "{e}");
+    let e = with("https://app.internal", &dir.path().join("missing.pem")).unwrap_err();
+    assert_eq!(e.key, "route[0].ca_cert");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    assert!(with("https://app.internal", &junk).unwrap_err().to_string().contains("no certificate"));
+    // A route used only through forward-auth needs no upstream.
+    assert!(parse("[[route]]\nhost = \"hr.test\"\n").unwrap().routes[0].upstream.is_none());
+}

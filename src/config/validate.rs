@@ -5,6 +5,8 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use http::uri::{Scheme, Uri};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 
 use super::model::{
     Config, CredentialConfig, Invalid, KeyVaultConfig, MAX_SESSION_TTL, PinConfig, RouteConfig, SecretBackend,
@@ -102,6 +104,22 @@ fn deployment(secrets: &SecretsConfig, pin: &PinConfig, cookie_name: &str) -> St
         SecretNaming::Hmac => "hmac",
     };
     format!("{source}\n{naming} {}\n{cookie_name}", pin.secret_prefix)
+}
+
+/// The certificates of a PEM bundle, each one usable as a trust anchor.
+fn upstream_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate bundle ({e})"))?;
+    if certs.is_empty() {
+        return Err("holds no certificate".into());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in &certs {
+        roots.add(cert.clone()).map_err(|e| format!("a certificate is no usable trust anchor ({e})"))?;
+    }
+    Ok(certs)
 }
 
 fn unknown_credential(name: &str) -> Invalid {
@@ -224,11 +242,21 @@ fn validate_route(i: usize, r: RawRoute) -> Result<RouteConfig, Invalid> {
             return Err(invalid(format!("route[{i}].public_paths[{j}]"), format!("{p:?} must start with '/'")));
         }
     }
+    let upstream_roots = match &r.ca_cert {
+        None => Vec::new(),
+        Some(path) => {
+            if !r.upstream.as_ref().is_some_and(|u| u.scheme == Scheme::HTTPS) {
+                return Err(invalid(key("ca_cert"), "is for an https upstream"));
+            }
+            upstream_roots(path).map_err(|reason| invalid(key("ca_cert"), format!("{}: {reason}", path.display())))?
+        }
+    };
     Ok(RouteConfig {
         name,
         host,
         path_prefix: r.path_prefix,
         upstream: r.upstream,
+        upstream_roots,
         inject: r.inject,
         user_header: r.user_header,
         public_paths: r.public_paths,

@@ -58,7 +58,7 @@ pub fn config(listen: SocketAddr, app_addr: SocketAddr, certs: &Path) -> Config 
     config.server.tls_cert = certs.join("keypin.pem");
     config.server.tls_key = certs.join("keypin-key.pem");
     for route in &mut config.routes {
-        route.upstream = format!("http://{app_addr}").parse().expect("a socket address is a valid upstream");
+        route.upstream = Some(format!("http://{app_addr}").parse().expect("a socket address is a valid upstream"));
     }
     config
 }
@@ -228,7 +228,7 @@ mod tests {
         let dir = DemoDir::create().unwrap();
         let a = config("127.0.0.1:8443".parse().unwrap(), app, dir.path());
         let b = config("127.0.0.1:8443".parse().unwrap(), app, dir.path());
-        assert_eq!(a.routes[0].upstream.to_string(), "http://127.0.0.1:5555");
+        assert_eq!(a.routes[0].upstream.as_ref().unwrap().to_string(), "http://127.0.0.1:5555");
         assert_eq!(a.session.keys.len(), 1);
         assert_ne!(a.session.keys, b.session.keys, "every demo run has its own key");
         assert!(a.server.tls_cert.starts_with(dir.path()));

@@ -44,11 +44,62 @@ thread_local! {
 /// Why an upstream exchange failed.
 pub type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
 
-/// An upstream's scheme and authority: the pool's key.
+/// An upstream's scheme and authority, and whom it is trusted by: the pool's key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     pub scheme: Scheme,
     pub authority: Authority,
+    /// For https: roots besides the web PKI's (a route's `ca_cert`).
+    pub trust: Option<UpstreamTrust>,
+}
+
+/// A TLS client configuration trusting the web PKI roots and a route's own
+/// certificates; compared by the certificates it was built from.
+#[derive(Clone)]
+pub struct UpstreamTrust {
+    id: u64,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl UpstreamTrust {
+    /// The web PKI roots plus `extra`; certificates that are no trust anchor are
+    /// passed over (configuration validation refuses them first).
+    pub fn new(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let mut hasher =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+        for cert in extra {
+            hasher.write(cert.as_ref());
+            let _ = roots.add(cert.clone());
+        }
+        let config = rustls::ClientConfig::builder_with_provider(crate::transport::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self { id: hasher.finish(), config: Arc::new(config) }
+    }
+}
+
+impl PartialEq for UpstreamTrust {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for UpstreamTrust {}
+
+impl std::hash::Hash for UpstreamTrust {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl std::fmt::Debug for UpstreamTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTrust").field("id", &self.id).finish_non_exhaustive()
+    }
 }
 
 struct Idle {
@@ -56,19 +107,23 @@ struct Idle {
     since: Instant,
 }
 
-/// How upstream connections are opened: plain HTTP, or TLS with the web PKI roots
-/// and keypin's crypto provider; `connect_timeout` bounds the TCP connect.
-pub fn upstream_connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
+fn tcp_connector(connect_timeout: Duration) -> HttpConnector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
+    http
+}
+
+/// How upstream connections are opened: plain HTTP, or TLS with the web PKI roots
+/// and keypin's crypto provider; `connect_timeout` bounds the TCP connect.
+pub fn upstream_connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
     hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(crate::transport::tls::provider())
         .expect("ring supports the default protocol versions")
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http)
+        .wrap_connector(tcp_connector(connect_timeout))
 }
 
 /// One worker's upstream connections.
@@ -195,7 +250,16 @@ impl Pool {
 
     async fn connect(&self, origin: &Origin) -> Result<SendRequest<Incoming>, UpstreamError> {
         let uri = Uri::builder().scheme(origin.scheme.clone()).authority(origin.authority.clone()).path_and_query("/");
-        let io = self.connector.clone().call(uri.build()?).await?;
+        let mut connector = match &origin.trust {
+            None => self.connector.clone(),
+            // Rare (a route with its own CA), and only when a connection is opened.
+            Some(trust) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*trust.config).clone())
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(tcp_connector(CONNECT_TIMEOUT)),
+        };
+        let io = connector.call(uri.build()?).await?;
         let (sender, conn) = http1::handshake(io).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
@@ -313,7 +377,7 @@ mod tests {
         let (ours, mut upstream) = tokio::io::duplex(1024);
         let (sender, conn) = http1::handshake::<_, Incoming>(TokioIo::new(ours)).await.unwrap();
         tokio::spawn(conn);
-        let origin = Origin { scheme: Scheme::HTTP, authority: Authority::from_static("upstream.test") };
+        let origin = Origin { scheme: Scheme::HTTP, authority: Authority::from_static("upstream.test"), trust: None };
         pool.give_back(origin, sender);
 
         // No request comes. Still kept just before it expires...

@@ -2,6 +2,7 @@
 //! stripping and injection), streaming bodies both ways through the per-worker
 //! connection pools, and WebSocket upgrades.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use hyper::body::Incoming;
 
 use crate::config::RouteConfig;
 use crate::observe::metrics::Metrics;
-use crate::transport::pool::{Origin, Pool};
+use crate::transport::pool::{Origin, Pool, UpstreamTrust};
 use crate::transport::server::Lease;
 use crate::web::body::Body;
 use crate::web::error::GatewayError;
@@ -211,16 +212,23 @@ fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Where to send a request upstream: the route's origin, and the origin-form URI
-/// of its base path, then the (normalized) request path and the query as sent.
-fn upstream_target(route: &RouteConfig, path: &str, query: Option<&str>) -> Result<(Origin, Uri), http::Error> {
-    let up = &route.upstream;
+/// of its base path, then the (normalized) request path and the query as sent. A
+/// route without an upstream (forward-auth only) serves nothing here.
+fn upstream_target(
+    route: &RouteConfig,
+    trust: Option<&UpstreamTrust>,
+    path: &str,
+    query: Option<&str>,
+) -> Result<(Origin, Uri), GatewayError> {
+    let up = route.upstream.as_ref().ok_or(GatewayError::NoRoute)?;
     let pq = match query {
         Some(q) => format!("{}{path}?{q}", up.base_path),
         None if up.base_path.is_empty() => path.to_owned(),
         None => format!("{}{path}", up.base_path),
     };
-    let origin = Origin { scheme: up.scheme.clone(), authority: up.authority.clone() };
-    Ok((origin, Uri::from(PathAndQuery::try_from(pq)?)))
+    let origin = Origin { scheme: up.scheme.clone(), authority: up.authority.clone(), trust: trust.cloned() };
+    let target = PathAndQuery::try_from(pq).map_err(|e| GatewayError::UpstreamRequest(e.into()))?;
+    Ok((origin, Uri::from(target)))
 }
 
 /// The upstream side of the gateway. Upstream connections come from the pool of
@@ -232,13 +240,20 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     /// The `user_header` of every route, stripped from every request.
     user_headers: Box<[HeaderName]>,
+    /// Routes whose https upstream has a CA of its own (`ca_cert`), by name.
+    trust: HashMap<String, UpstreamTrust>,
 }
 
 impl Proxy {
     /// `timeout` bounds the wait for the upstream's response head.
     pub fn new(timeout: Duration, metrics: Arc<Metrics>, routes: &[RouteConfig]) -> Self {
         let user_headers = routes.iter().map(|r| r.user_header.clone()).collect();
-        Self { timeout, metrics, user_headers }
+        let trust = routes
+            .iter()
+            .filter(|r| !r.upstream_roots.is_empty())
+            .map(|r| (r.name.clone(), UpstreamTrust::new(&r.upstream_roots)))
+            .collect();
+        Self { timeout, metrics, user_headers, trust }
     }
 
     /// Send `req` to the route's upstream and stream the answer back. `path` is the
@@ -252,7 +267,7 @@ impl Proxy {
         identity: Option<&Identity>,
         watch: Option<SessionWatch>,
     ) -> Result<Response<Body>, GatewayError> {
-        let (origin, uri) = upstream_target(route, path, req.uri().query())?;
+        let (origin, uri) = upstream_target(route, self.trust.get(&route.name), path, req.uri().query())?;
         let client_upgrade = upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
         let lease = req.extensions_mut().remove::<Lease>();
 
@@ -300,7 +315,8 @@ mod tests {
             name: "r".into(),
             host: None,
             path_prefix: "/".into(),
-            upstream: "http://127.0.0.1:9/base".parse::<UpstreamUrl>().unwrap(),
+            upstream: Some("http://127.0.0.1:9/base".parse::<UpstreamUrl>().unwrap()),
+            upstream_roots: vec![],
             inject: Inject::Both,
             user_header: HeaderName::from_static("x-app-user"),
             public_paths: vec![],
@@ -453,12 +469,12 @@ mod tests {
 
     #[test]
     fn upstream_target_joins_base_path_and_query() {
-        let (origin, uri) = upstream_target(&route(), "/x/y", Some("a=1&b=%2F")).unwrap();
+        let (origin, uri) = upstream_target(&route(), None, "/x/y", Some("a=1&b=%2F")).unwrap();
         assert_eq!((origin.scheme.as_str(), origin.authority.as_str()), ("http", "127.0.0.1:9"));
         assert_eq!(uri.to_string(), "/base/x/y?a=1&b=%2F");
         let mut r = route();
-        r.upstream = "https://app.internal".parse().unwrap();
-        let (origin, uri) = upstream_target(&r, "/", None).unwrap();
+        r.upstream = Some("https://app.internal".parse().unwrap());
+        let (origin, uri) = upstream_target(&r, None, "/", None).unwrap();
         assert_eq!(
             (origin.scheme.as_str(), origin.authority.as_str(), uri.to_string().as_str()),
             ("https", "app.internal", "/")

@@ -172,7 +172,9 @@ fn now() -> u64 {
 }
 
 /// A test CA and a server certificate it signed for 127.0.0.1 and localhost.
-fn test_ca_and_leaf() -> (String, String, String) {
+/// A private CA and a leaf certificate for 127.0.0.1 and localhost signed by it:
+/// (CA PEM, leaf PEM, leaf key PEM).
+pub fn test_ca_and_leaf() -> (String, String, String) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages =
