@@ -20,6 +20,8 @@ ROOT="$(cd "$HERE/.." && pwd)"
 PEERS="$HERE/peers"
 # shellcheck source=peers/bench.env
 . "$PEERS/bench.env"
+# shellcheck source=keypin.sh
+. "$HERE/keypin.sh"
 A_BIN="${A_BIN:-$ROOT/target/release/keypin}"
 B_BIN="${B_BIN:-$ROOT/target/release/keypin}"
 STATE="$STATE_DIR/ab"; mkdir -p "$STATE"
@@ -37,44 +39,10 @@ if [[ -n "${REDIS_PORT:-}" ]]; then
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes >/dev/null
 fi
 "$PEERS/run.sh" start >/dev/null
-start() { # side binary port extra-toml
-    cat > "$STATE/$1.toml" <<TOML
-[server]
-listen = "127.0.0.1:$3"
-admin_listen = "127.0.0.1:$(( $3 + 1000 ))"
-tls_cert = "$STATE/keypin.pem"
-tls_key = "$STATE/keypin-key.pem"
-self_signed = true
-workers = 2
-[secrets]
-backend = "file"
-path = "$STATE/secrets.toml"
-[[route]]
-name = "bench"
-upstream = "http://127.0.0.1:$UP_PORT"
-inject = "basic"
-$4
-TOML
-    KEYPIN_SESSION_KEYS="$KEY" RUST_LOG=warn "$2" serve --config "$STATE/$1.toml" \
-        --audit-log "$STATE/$1-audit.log" > "$STATE/$1.log" 2>&1 &
-    pids+=($!)
-    eval "PID_$1=$!"
-    for _ in $(seq 1 100); do curl -sk -o /dev/null "https://127.0.0.1:$3/" && break; sleep 0.1; done
-}
-start a "$A_BIN" 18447 "${A_TOML:-}"
-start b "$B_BIN" 18448 "${B_TOML:-}"
-
-signin() { # port jar [xff]: prints the status of the POST
-    local form csrf
-    rm -f "$2"
-    form=$(curl -sk -c "$2" -b "$2" "https://127.0.0.1:$1/.keypin/login")
-    csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$form" | head -1)
-    curl -sk -o /dev/null -w '%{http_code}' -c "$2" -b "$2" -H "X-Forwarded-For: ${3:-192.0.2.1}" \
-        -H "Origin: https://127.0.0.1:$1" --data-urlencode "pin=$PIN" --data-urlencode "csrf=$csrf" \
-        "https://127.0.0.1:$1/.keypin/login"
-}
-[[ "$(signin 18447 "$STATE/jar")" == 303 ]] || { echo "ab.sh: sign-in failed" >&2; exit 1; }
-export COOKIE="__Host-keypin=$(awk '$6=="__Host-keypin" {print $7}' "$STATE/jar")"
+keypin_start a "$A_BIN" 18447 "" "${A_TOML:-}"
+keypin_start b "$B_BIN" 18448 "" "${B_TOML:-}"
+[[ "$(keypin_sign_in 18447 "$STATE/jar")" == 303 ]] || { echo "ab.sh: sign-in failed" >&2; exit 1; }
+export COOKIE="__Host-keypin=$(keypin_session "$STATE/jar")"
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 a0=$(ticks "$PID_a"); b0=$(ticks "$PID_b")
@@ -89,6 +57,6 @@ awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v ra="$ra" -v rb="$rb" -v hz="$hz" 'BEG
     printf "CPU per request: a %.1f us, b %.1f us; b/a %.3f\n", a*1e6/hz/ra, b*1e6/hz/rb, (b/rb)/(a/ra) }'
 for side in a:18447 b:18448; do
     t0=$(date +%s%N)
-    for i in $(seq 1 20); do signin "${side#*:}" "$STATE/j" "198.51.100.$i" >/dev/null; done
+    for i in $(seq 1 20); do keypin_sign_in "${side#*:}" "$STATE/j" "198.51.100.$i" >/dev/null; done
     echo "sign-in ${side%%:*}: $(( ($(date +%s%N) - t0) / 20000000 )) ms each (20 sequential)"
 done

@@ -15,6 +15,8 @@ ROOT="$(cd "$HERE/.." && pwd)"
 PEERS="$HERE/peers"
 # shellcheck source=peers/bench.env
 . "$PEERS/bench.env"
+# shellcheck source=keypin.sh
+. "$HERE/keypin.sh"
 STATE="$STATE_DIR/forward-auth"; mkdir -p "$STATE"
 FRONT_PORT=18449 PROXY_PORT=18450 AUTH_PLAIN=18451
 PIN=24681357
@@ -30,32 +32,8 @@ cleanup() {
 trap cleanup EXIT
 "$PEERS/run.sh" start >/dev/null
 
-start_keypin() { # name tls-port extra-server-toml
-    cat > "$STATE/$1.toml" <<TOML
-[server]
-listen = "127.0.0.1:$2"
-admin_listen = "127.0.0.1:$(( $2 + 1000 ))"
-tls_cert = "$STATE/keypin.pem"
-tls_key = "$STATE/keypin-key.pem"
-self_signed = true
-workers = 2
-$3
-[secrets]
-backend = "file"
-path = "$STATE/secrets.toml"
-[[route]]
-name = "bench"
-upstream = "http://127.0.0.1:$UP_PORT"
-inject = "basic"
-TOML
-    KEYPIN_SESSION_KEYS="$KEY" RUST_LOG=warn "$KEYPIN" serve --config "$STATE/$1.toml" \
-        --audit-log "$STATE/$1-audit.log" > "$STATE/$1.log" 2>&1 &
-    pids+=($!)
-    eval "PID_$1=$!"
-    for _ in $(seq 1 100); do curl -sk -o /dev/null "https://127.0.0.1:$2/" && break; sleep 0.1; done
-}
-start_keypin proxy "$PROXY_PORT" ""
-start_keypin auth $(( PROXY_PORT + 10 )) "plain_listen = \"127.0.0.1:$AUTH_PLAIN\"
+keypin_start proxy "$KEYPIN" "$PROXY_PORT"
+keypin_start auth "$KEYPIN" $(( PROXY_PORT + 10 )) "plain_listen = \"127.0.0.1:$AUTH_PLAIN\"
 trusted_proxies = [\"127.0.0.1\"]"
 
 # nginx in front, with the shipped example rendered for these ports.
@@ -83,12 +61,8 @@ pids+=($!)
 for _ in $(seq 1 100); do curl -sk -o /dev/null "https://127.0.0.1:$FRONT_PORT/" && break; sleep 0.1; done
 
 # Sign in once (through the proxying keypin; the cookie opens on both).
-jar="$STATE/jar"; rm -f "$jar"
-form=$(curl -sk -c "$jar" -b "$jar" "https://127.0.0.1:$PROXY_PORT/.keypin/login")
-csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$form" | head -1)
-curl -sk -o /dev/null -c "$jar" -b "$jar" -H "Origin: https://127.0.0.1:$PROXY_PORT" \
-    --data-urlencode "pin=$PIN" --data-urlencode "csrf=$csrf" "https://127.0.0.1:$PROXY_PORT/.keypin/login"
-export COOKIE="$SESSION_COOKIE_NAME=$SESSION_TOKEN; __Host-keypin=$(awk '$6=="__Host-keypin" {print $7}' "$jar")"
+keypin_sign_in "$PROXY_PORT" "$STATE/jar" >/dev/null
+export COOKIE="$SESSION_COOKIE_NAME=$SESSION_TOKEN; __Host-keypin=$(keypin_session "$STATE/jar")"
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 p0=$(ticks "$PID_proxy"); a0=$(ticks "$PID_auth")

@@ -229,12 +229,7 @@ async fn websocket_echo_through_the_proxy() {
     let gw = gateway_to(&upstream, "").await;
     let mut browser = Browser::new(&gw);
     assert_eq!(browser.login("1234", "/").await.status, StatusCode::SEE_OTHER);
-    let tls = raw_tls(gw.addr, &gw.cert()).await;
-    let mut req = format!("wss://localhost:{}/ws", gw.addr.port()).into_client_request().unwrap();
-    let cookie = format!("__Host-keypin={}", browser.cookies["__Host-keypin"]);
-    req.headers_mut().insert("cookie", cookie.parse().unwrap());
-    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.expect("upgrade succeeds");
-    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut ws = websocket(&gw, &browser.cookies["__Host-keypin"]).await;
     for text in ["hello", "second message"] {
         ws.send(Message::text(text)).await.unwrap();
         let echoed = ws.next().await.unwrap().unwrap();

@@ -1,0 +1,47 @@
+# Sourced by benches/ab.sh and benches/forward_auth.sh: start keypin on the bench
+# job (a file secret for the bench user, the route to the bench upstream) and
+# sign in through the real form. Needs bench.env's UP_PORT, and STATE, PIN, KEY.
+
+# keypin_start NAME BINARY PORT [SERVER_TOML] [TAIL_TOML]: sets PID_<NAME>.
+keypin_start() {
+    cat > "$STATE/$1.toml" <<TOML
+[server]
+listen = "127.0.0.1:$3"
+admin_listen = "127.0.0.1:$(( $3 + 1000 ))"
+tls_cert = "$STATE/keypin.pem"
+tls_key = "$STATE/keypin-key.pem"
+self_signed = true
+workers = 2
+${4:-}
+[secrets]
+backend = "file"
+path = "$STATE/secrets.toml"
+[[route]]
+name = "bench"
+upstream = "http://127.0.0.1:$UP_PORT"
+inject = "basic"
+${5:-}
+TOML
+    KEYPIN_SESSION_KEYS="$KEY" RUST_LOG=warn "$2" serve --config "$STATE/$1.toml" \
+        --audit-log "$STATE/$1-audit.log" > "$STATE/$1.log" 2>&1 &
+    pids+=($!)
+    eval "PID_$1=$!"
+    for _ in $(seq 1 100); do curl -sk -o /dev/null "https://127.0.0.1:$3/" && break; sleep 0.1; done
+}
+
+# keypin_sign_in PORT JAR [XFF]: sign in with PIN through the form; prints the
+# POST's status (303 on success).
+keypin_sign_in() {
+    local form csrf
+    rm -f "$2"
+    form=$(curl -sk -c "$2" -b "$2" "https://127.0.0.1:$1/.keypin/login")
+    csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$form" | head -1)
+    curl -sk -o /dev/null -w '%{http_code}' -c "$2" -b "$2" -H "X-Forwarded-For: ${3:-192.0.2.1}" \
+        -H "Origin: https://127.0.0.1:$1" --data-urlencode "pin=$PIN" --data-urlencode "csrf=$csrf" \
+        "https://127.0.0.1:$1/.keypin/login"
+}
+
+# keypin_session JAR: the session cookie's value in a curl cookie jar.
+keypin_session() {
+    awk '$6=="__Host-keypin" {print $7}' "$1"
+}
