@@ -7,7 +7,7 @@ mod support;
 
 use http::{Request, StatusCode};
 use support::browser::Browser;
-use support::client::{Proto, empty, plain_exchange, send};
+use support::client::{Proto, empty, plain_exchange, plain_exchange_with, send};
 use support::gateway::{TestGateway, route_table};
 use support::store::CountingStore;
 use support::upstream::Upstream;
@@ -150,4 +150,26 @@ async fn a_route_for_forward_auth_only_needs_no_upstream() {
     let (status, _, _) =
         plain_exchange(gw.plain.unwrap(), "GET", "/", &[("Host", "hr.test"), ("Cookie", cookie.as_str())]).await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn behind_an_ingress_that_rewrites_host_the_forwarded_host_is_the_sites() {
+    let (_up, gw) = gateway("\"127.0.0.1\"").await;
+    let plain = gw.plain.unwrap();
+    let via = [("Host", "keypin.internal:8081"), ("X-Forwarded-Host", "app.test"), ("X-Forwarded-Proto", "https")];
+    let (status, head, body) = plain_exchange(plain, "GET", "/.keypin/login", &via).await;
+    assert_eq!(status, 200);
+    let csrf_cookie = header(&head, "set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker).unwrap() + marker.len();
+    let token = &body[start..start + body[start..].find('"').unwrap()];
+    let mut post = via.to_vec();
+    post.extend([
+        ("Origin", "https://app.test"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Cookie", csrf_cookie.as_str()),
+    ]);
+    let form = format!("pin=1234&csrf={}", support::browser::urlencode(token));
+    let (status, head, _) = plain_exchange_with(plain, "POST", "/.keypin/login", &post, &form).await;
+    assert_eq!(status, 303, "the browser's origin is the forwarded host's: {head}");
 }

@@ -140,11 +140,14 @@ impl Gateway {
     /// The request path; `label` learns the route's name as soon as it is known.
     async fn serve<'a>(
         &'a self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
         label: &mut &'a str,
     ) -> Result<Response<Body>, GatewayError> {
         let peer_ip = canonical_ip(peer.ip());
+        if self.server.is_trusted_proxy(peer_ip) && req.version() <= http::Version::HTTP_11 {
+            route::adopt_forwarded_host(req.headers_mut());
+        }
         if !route::host_is_valid(req.headers(), req.uri(), req.version()) {
             return Err(GatewayError::BadHost);
         }

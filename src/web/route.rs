@@ -49,6 +49,26 @@ pub fn request_host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<Str
     Some(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
 }
 
+/// Behind a trusted ingress that sends the browser's host in `X-Forwarded-Host`
+/// (one value, a host with an optional port), that host is the request's: routing,
+/// origin checks and the upstream's `Host` then see what the browser sent. The
+/// caller has checked that the peer is trusted; anything else is left as it is.
+pub fn adopt_forwarded_host(headers: &mut http::HeaderMap) {
+    let mut values = headers.get_all(X_FORWARDED_HOST).iter();
+    let (Some(forwarded), None) = (values.next(), values.next()) else {
+        return;
+    };
+    let usable = forwarded.to_str().is_ok_and(|host| {
+        !host.contains([',', '@']) && host.parse::<http::uri::Authority>().is_ok_and(|a| !a.host().is_empty())
+    });
+    if usable {
+        let host = forwarded.clone();
+        headers.insert(http::header::HOST, host);
+    }
+}
+
+const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+
 /// The authority (`host[:port]`) a request was sent to, from `Host` or the HTTP/2
 /// authority.
 pub fn request_authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
@@ -123,6 +143,23 @@ mod tests {
             user_header: http::HeaderName::from_static("x-forwarded-user"),
             public_paths: public.iter().map(|s| (*s).to_owned()).collect(),
             preserve_host: true,
+        }
+    }
+
+    #[test]
+    fn a_forwarded_host_is_adopted_only_when_it_is_one_usable_host() {
+        let adopted = |values: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::HOST, "keypin:8081".parse().unwrap());
+            for v in values {
+                h.append(X_FORWARDED_HOST, v.parse().unwrap());
+            }
+            adopt_forwarded_host(&mut h);
+            h[http::header::HOST].to_str().unwrap().to_owned()
+        };
+        assert_eq!(adopted(&["app.test:8443"]), "app.test:8443");
+        for kept in [&[][..], &["a.test, b.test"], &["user@app.test"], &["a.test", "b.test"], &[""], &["/x"]] {
+            assert_eq!(adopted(kept), "keypin:8081", "{kept:?}");
         }
     }
 

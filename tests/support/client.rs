@@ -77,15 +77,30 @@ pub async fn plain_exchange(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
+    plain_exchange_with(addr, method, path, headers, "").await
+}
+
+/// As `plain_exchange`, sending `body` (with its `Content-Length`).
+pub async fn plain_exchange_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         request.push_str("Host: keypin\r\n");
     }
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
+    request.push_str(body);
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
