@@ -19,6 +19,7 @@ fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
         path_prefix: prefix.into(),
         upstream: Some("http://127.0.0.1:8080".parse().unwrap()),
         upstream_roots: vec![],
+        secret_prefix: None,
         inject: Inject::Both,
         user_header: HeaderName::from_static("x-forwarded-user"),
         public_paths: vec!["/favicon.ico".into()],

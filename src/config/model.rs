@@ -332,6 +332,8 @@ pub struct RouteConfig {
     /// Certificates trusted for an https upstream besides the web PKI roots
     /// (`ca_cert`, a PEM bundle): a legacy app's private CA.
     pub upstream_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The route's own PIN namespace (`secret_prefix`); `None`: `pin.secret_prefix`'s.
+    pub secret_prefix: Option<String>,
     pub inject: Inject,
     pub user_header: HeaderName,
     /// Served without login: an entry ending in `/` covers everything below it,

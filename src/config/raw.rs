@@ -128,6 +128,8 @@ pub(super) struct RawRoute {
     pub(super) upstream: Option<UpstreamUrl>,
     #[serde(default)]
     pub(super) ca_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub(super) secret_prefix: Option<String>,
     #[serde(default = "default_inject")]
     pub(super) inject: Inject,
     #[serde(default = "default_user_header", deserialize_with = "de::from_str")]

@@ -37,15 +37,7 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
     if pin.min_digits == 0 || pin.min_digits > pin.max_digits {
         return Err(invalid("pin.min_digits", "must be between 1 and pin.max_digits"));
     }
-    // Key Vault names are at most 127 characters of [0-9a-zA-Z-].
-    if !pin.secret_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        || pin.secret_prefix.len() + usize::from(pin.max_digits) > 127
-    {
-        return Err(invalid(
-            "pin.secret_prefix",
-            format!("{:?} must be letters, digits and '-' (a Key Vault name)", pin.secret_prefix),
-        ));
-    }
+    check_prefix("pin.secret_prefix", &pin.secret_prefix, &pin)?;
     if pin.max_digits > 32 {
         return Err(invalid("pin.max_digits", "must be at most 32"));
     }
@@ -81,7 +73,14 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
     let mut names = HashSet::new();
     let mut routes = Vec::with_capacity(raw.route.len());
     for (i, r) in raw.route.into_iter().enumerate() {
-        let route = validate_route(i, r)?;
+        let mut route = validate_route(i, r)?;
+        if let Some(prefix) = &route.secret_prefix {
+            check_prefix(&format!("route[{i}].secret_prefix"), prefix, &pin)?;
+            if *prefix == pin.secret_prefix {
+                // The default namespace, said again.
+                route.secret_prefix = None;
+            }
+        }
         if !names.insert(route.name.clone()) {
             return Err(invalid(format!("route[{i}].name"), format!("{:?} is used twice", route.name)));
         }
@@ -104,6 +103,19 @@ fn deployment(secrets: &SecretsConfig, pin: &PinConfig, cookie_name: &str) -> St
         SecretNaming::Hmac => "hmac",
     };
     format!("{source}\n{naming} {}\n{cookie_name}", pin.secret_prefix)
+}
+
+/// A secret-name prefix: with the PIN (or its HMAC), a Key Vault name, at most
+/// 127 characters of letters, digits and `-`.
+fn check_prefix(key: &str, prefix: &str, pin: &PinConfig) -> Result<(), Invalid> {
+    let longest = match pin.secret_name {
+        SecretNaming::Plain => usize::from(pin.max_digits),
+        SecretNaming::Hmac => 32,
+    };
+    if !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || prefix.len() + longest > 127 {
+        return Err(invalid(key, format!("{prefix:?} must be letters, digits and '-' (a Key Vault name)")));
+    }
+    Ok(())
 }
 
 /// The certificates of a PEM bundle, each one usable as a trust anchor.
@@ -257,6 +269,7 @@ fn validate_route(i: usize, r: RawRoute) -> Result<RouteConfig, Invalid> {
         path_prefix: r.path_prefix,
         upstream: r.upstream,
         upstream_roots,
+        secret_prefix: r.secret_prefix,
         inject: r.inject,
         user_header: r.user_header,
         public_paths: r.public_paths,

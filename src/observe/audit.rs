@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 /// The `tracing` target of audit events.
 pub const TARGET: &str = "keypin::audit";
 
-pub fn login_success(user: &str, ip: IpAddr) {
-    tracing::info!(target: TARGET, event = "login_success", user, ip = %ip);
+/// `namespace`: the secret prefix of the PIN namespace signed in to (never a PIN).
+pub fn login_success(user: &str, ip: IpAddr, namespace: &str) {
+    tracing::info!(target: TARGET, event = "login_success", user, ip = %ip, namespace);
 }
 
 /// Why a sign-in was refused, as the audit log names it.
@@ -42,8 +43,8 @@ pub fn login_failure(ip: IpAddr, reason: FailureReason) {
     tracing::info!(target: TARGET, event = "login_failure", ip = %ip, reason = reason.as_str());
 }
 
-pub fn logout(user: &str, ip: IpAddr) {
-    tracing::info!(target: TARGET, event = "logout", user, ip = %ip);
+pub fn logout(user: &str, ip: IpAddr, namespace: &str) {
+    tracing::info!(target: TARGET, event = "logout", user, ip = %ip, namespace);
 }
 
 pub fn backend_error(kind: &'static str) {

@@ -68,6 +68,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NamespaceLabel {
+    namespace: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
     code: u16,
@@ -76,6 +81,7 @@ struct RequestLabels {
 pub struct Metrics {
     registry: Registry,
     login_attempts: Family<ResultLabel, Counter>,
+    sign_ins: Family<NamespaceLabel, Counter>,
     secret_lookups: Family<ResultLabel, Counter>,
     requests: Family<RequestLabels, Counter>,
     upstream_duration: Histogram,
@@ -99,6 +105,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("keypin");
         let login_attempts = Family::<ResultLabel, Counter>::default();
+        let sign_ins = Family::<NamespaceLabel, Counter>::default();
         let secret_lookups = Family::<ResultLabel, Counter>::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let upstream_duration = Histogram::new(LATENCY_BUCKETS);
@@ -108,6 +115,7 @@ impl Metrics {
         let (store_up, store_errors) = (Gauge::default(), Counter::default());
         store_up.set(1);
         registry.register("login_attempts", "Login POSTs by outcome", login_attempts.clone());
+        registry.register("sign_ins", "Successful sign-ins by PIN namespace (the secret prefix)", sign_ins.clone());
         registry.register("secret_lookups", "Secret lookups by outcome", secret_lookups.clone());
         registry.register("requests", "Requests by route and status code", requests.clone());
         registry.register(
@@ -156,6 +164,7 @@ impl Metrics {
         Self {
             registry,
             login_attempts,
+            sign_ins,
             secret_lookups,
             requests,
             upstream_duration,
@@ -171,6 +180,12 @@ impl Metrics {
 
     pub fn login(&self, result: LoginResult) {
         self.login_attempts.get_or_create(&ResultLabel { result: result.as_str() }).inc();
+    }
+
+    /// A successful sign-in in the namespace of secret prefix `namespace` (a
+    /// configured prefix: bounded, never a PIN).
+    pub fn sign_in(&self, namespace: &str) {
+        self.sign_ins.get_or_create(&NamespaceLabel { namespace: namespace.to_owned() }).inc();
     }
 
     pub fn lookup(&self, result: LookupResult) {

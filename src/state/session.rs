@@ -152,34 +152,55 @@ impl Sessions {
         format!("{}-{suffix}", self.cookie_name)
     }
 
+    /// The session cookie of a PIN namespace: the session cookie itself for the
+    /// default one (`None`), `<cookie_name>-ns-<prefix>` for a route's own. The
+    /// name is sealed into the cookie: a session of one namespace never opens
+    /// as another's.
+    pub fn namespace_cookie(&self, prefix: Option<&str>) -> String {
+        match prefix {
+            None => self.cookie_name.clone(),
+            Some(prefix) => format!("{}-ns-{prefix}", self.cookie_name),
+        }
+    }
+
     /// A new session with a new id: a login never upgrades a cookie it was shown.
     pub fn mint(&self, secret: SecretName, user: &str) -> (Session, HeaderValue) {
+        self.mint_as(&self.cookie_name, secret, user)
+    }
+
+    /// As [`Sessions::mint`], in the cookie `name` (see [`Sessions::namespace_cookie`]).
+    pub fn mint_as(&self, name: &str, secret: SecretName, user: &str) -> (Session, HeaderValue) {
         let t = now();
         let session = Session { id: random_token(SESSION_ID_BYTES), secret, user: user.to_owned(), issued: t, seen: t };
-        let cookie = self.seal_session(&session);
+        let cookie = self.seal_session(name, &session);
         (session, cookie)
     }
 
-    fn seal_session(&self, session: &Session) -> HeaderValue {
+    fn seal_session(&self, cookie_name: &str, session: &Session) -> HeaderValue {
         let mut json = serde_json::to_string(session).expect("a session serializes");
         // Trailing blanks (JSON allows them) round the secret name's length up to
         // a multiple of 32: a cookie's length does not tell a PIN's.
         let name = session.secret.as_str().len();
         json.extend(std::iter::repeat_n(' ', name.next_multiple_of(SECRET_NAME_PAD) - name));
         let left = (session.issued + self.ttl.as_secs()).saturating_sub(now());
-        self.seal(&self.cookie_name, json, Duration::from_secs(left), SameSite::Lax)
+        self.seal(cookie_name, json, Duration::from_secs(left), SameSite::Lax)
     }
 
     /// Open the session cookie of a request: sealed by one of our keys, within its
     /// absolute and idle lifetime, not revoked.
     pub fn open(&self, headers: &HeaderMap) -> Option<Arc<Opened>> {
+        self.open_as(headers, &self.cookie_name)
+    }
+
+    /// As [`Sessions::open`], for the cookie `name` (a namespace's).
+    pub fn open_as(&self, headers: &HeaderMap, name: &str) -> Option<Arc<Opened>> {
         let t = now();
-        cookie_values(headers, &self.cookie_name).take(MAX_TRIED).find_map(|value| {
-            let opened = match self.recent.get(value, t) {
+        cookie_values(headers, name).take(MAX_TRIED).find_map(|value| {
+            let opened = match self.recent.get(name, value, t) {
                 Some(opened) => opened,
                 None => {
-                    let opened = Arc::new(self.unseal(value, t)?);
-                    self.recent.insert(value, opened.clone(), t);
+                    let opened = Arc::new(self.unseal(name, value, t)?);
+                    self.recent.insert(name, value, opened.clone(), t);
                     opened
                 }
             };
@@ -188,8 +209,8 @@ impl Sessions {
     }
 
     /// Decrypt a session cookie's value and decide its re-issue.
-    fn unseal(&self, value: &str, t: u64) -> Option<Opened> {
-        let sealed = Cookie::new(self.cookie_name.clone(), value.to_owned());
+    fn unseal(&self, name: &str, value: &str, t: u64) -> Option<Opened> {
+        let sealed = Cookie::new(name.to_owned(), value.to_owned());
         let json = self.decrypt(sealed)?;
         let session: Session = serde_json::from_str(&json).ok()?;
         if !self.is_live(&session, t) {
@@ -197,7 +218,7 @@ impl Sessions {
         }
         let refresh = (t.saturating_sub(session.seen) >= self.refresh_every).then(|| {
             let slid = Session { seen: t, ..session.clone() };
-            self.seal_session(&slid)
+            self.seal_session(name, &slid)
         });
         Some(Opened { session, refresh })
     }
@@ -275,9 +296,13 @@ struct Recent {
 }
 
 struct Remembered {
-    /// The keyed hash of `value`, compared first: a cookie value is only compared
-    /// byte by byte with one whose hash it matches, so timing reveals nothing.
+    /// The keyed hash of the cookie's name and value, compared first: a cookie is
+    /// only compared byte by byte with one whose hash it matches, so timing
+    /// reveals nothing.
     hash: u64,
+    /// The name it was opened under: the same value sent under another name
+    /// (another namespace's) is another cookie, opened on its own.
+    name: Box<str>,
     value: Box<str>,
     opened: Arc<Opened>,
     /// Unix seconds when it was opened.
@@ -293,18 +318,19 @@ impl Recent {
         &self.slots[(hash % RECENT_SLOTS as u64) as usize]
     }
 
-    /// The session `value` opened to, if remembered and opened less than
-    /// `for_secs` before `t`.
-    fn get(&self, value: &str, t: u64) -> Option<Arc<Opened>> {
-        let hash = self.hasher.hash_one(value);
+    /// The session cookie `name=value` opened to, if remembered and opened less
+    /// than `for_secs` before `t`.
+    fn get(&self, name: &str, value: &str, t: u64) -> Option<Arc<Opened>> {
+        let hash = self.hasher.hash_one((name, value));
         let slot = self.slot(hash).lock();
         let r = slot.as_ref()?;
-        (r.hash == hash && t.saturating_sub(r.at) < self.for_secs && *r.value == *value).then(|| r.opened.clone())
+        (r.hash == hash && t.saturating_sub(r.at) < self.for_secs && *r.name == *name && *r.value == *value)
+            .then(|| r.opened.clone())
     }
 
-    fn insert(&self, value: &str, opened: Arc<Opened>, t: u64) {
-        let hash = self.hasher.hash_one(value);
-        *self.slot(hash).lock() = Some(Remembered { hash, value: value.into(), opened, at: t });
+    fn insert(&self, name: &str, value: &str, opened: Arc<Opened>, t: u64) {
+        let hash = self.hasher.hash_one((name, value));
+        *self.slot(hash).lock() = Some(Remembered { hash, name: name.into(), value: value.into(), opened, at: t });
     }
 }
 

@@ -43,7 +43,7 @@ pub struct Gateway {
     server: ServerConfig,
     /// The `Strict-Transport-Security` value, unless turned off.
     hsts: Option<HeaderValue>,
-    router: Router,
+    router: Arc<Router>,
     proxy: Proxy,
     sessions: Arc<Sessions>,
     secrets: Arc<SecretCache>,
@@ -66,11 +66,12 @@ impl Gateway {
         let sessions = Arc::new(Sessions::new(&config.session, shared.revoked.clone()));
         let metrics = shared.metrics.clone();
         let max_age = config.server.hsts_max_age.as_secs();
+        let router = Arc::new(Router::new(config.routes.clone()));
         Self {
             hsts: (max_age > 0)
                 .then(|| HeaderValue::try_from(format!("max-age={max_age}")).expect("digits are a valid header value")),
             server: config.server.clone(),
-            router: Router::new(config.routes.clone()),
+            router: router.clone(),
             proxy: Proxy::new(config.server.upstream_timeout, metrics.clone(), &config.routes),
             login: Login::new(
                 config.pin.clone(),
@@ -81,6 +82,7 @@ impl Gateway {
                 config.limits.attack_failures.count.get(),
                 config.ui.clone(),
             )
+            .with_router(router)
             .with_body_timeout(config.server.header_read_timeout),
             sessions,
             secrets,
@@ -233,7 +235,11 @@ impl Gateway {
     /// valid session. A session whose secret is gone, or now belongs to another
     /// user, ends here: it never acts as anyone else.
     async fn identify(&self, headers: &HeaderMap, route: &RouteConfig) -> Result<Option<Signed>, GatewayError> {
-        let Some(opened) = self.sessions.open(headers) else {
+        let opened = match &route.secret_prefix {
+            None => self.sessions.open(headers),
+            Some(prefix) => self.sessions.open_as(headers, &self.sessions.namespace_cookie(Some(prefix))),
+        };
+        let Some(opened) = opened else {
             return Ok(None);
         };
         match self.secrets.resolve(&opened.session.secret, Staleness::AllowStale).await {

@@ -26,7 +26,7 @@ use crate::web::body::{Body, full_body};
 use crate::web::error::GatewayError;
 use crate::web::page::{Page, escape, render};
 use crate::web::redirect::{query_rd, safe_redirect};
-use crate::web::route::{LOGIN_PATH, LOGOUT_PATH, same_origin};
+use crate::web::route::{LOGIN_PATH, LOGOUT_PATH, Router, same_origin};
 
 /// CSRF tokens remembered as spent at most (each for [`CSRF_TTL`]).
 const MAX_SPENT_TOKENS: u64 = 100_000;
@@ -60,6 +60,10 @@ pub struct Login {
     /// `limits.attack_failures`' count, for the audit line.
     attack_budget: u32,
     ui: UiConfig,
+    /// The routes, to find the namespace a sign-in is for (the route `rd` selects).
+    router: Arc<Router>,
+    /// `(secret prefix, session cookie)` of every PIN namespace.
+    namespaces: Vec<(String, String)>,
     /// Bound on reading a whole form, however slowly it trickles in.
     body_timeout: Duration,
 }
@@ -100,6 +104,8 @@ impl Login {
         ui: UiConfig,
     ) -> Self {
         let csrf_cookie = sessions.companion_name("csrf");
+        let namespaces = vec![(pin.secret_prefix.clone(), sessions.namespace_cookie(None))];
+        let router = Arc::new(Router::new(Vec::new()));
         let device_cookie = sessions.companion_name("device");
         let body_timeout = DEFAULT_BODY_TIMEOUT;
         let spent = moka::sync::Cache::builder().max_capacity(MAX_SPENT_TOKENS).time_to_live(CSRF_TTL).build();
@@ -115,7 +121,21 @@ impl Login {
             attack_budget,
             ui,
             body_timeout,
+            router,
+            namespaces,
         }
+    }
+
+    /// The routes, whose own PIN namespaces (`secret_prefix`) sign-in and logout
+    /// then know: a sign-in is for the namespace of the route `rd` selects.
+    pub fn with_router(mut self, router: Arc<Router>) -> Self {
+        for prefix in router.namespaces() {
+            if !self.namespaces.iter().any(|(p, _)| p == prefix) {
+                self.namespaces.push((prefix.to_owned(), self.sessions.namespace_cookie(Some(prefix))));
+            }
+        }
+        self.router = router;
+        self
     }
 
     /// Bound the reading of a form's whole body by `timeout` (the server's
@@ -183,7 +203,9 @@ impl Login {
 
         // From here on the answer takes at least `min_response`: a known PIN and an
         // unknown one must not differ in timing.
-        let name = SecretName::of(&self.pin, pin);
+        let namespace = self.namespace_of(&parts, &rd);
+        let prefix = namespace.unwrap_or(&self.pin.secret_prefix);
+        let name = SecretName::in_namespace(&self.pin, prefix, pin);
         let outcome = self.secrets.resolve(&name, Staleness::FreshOnly).await;
         let jitter_max = MAX_JITTER.min(self.pin.min_response / 5);
         let jitter = jitter_max.mul_f64(rand::random::<f64>());
@@ -206,8 +228,10 @@ impl Login {
                     return self.refuse(headers, client, GatewayError::RevocationsFull, &rd);
                 }
                 self.metrics.login(LoginResult::Success);
-                audit::login_success(&creds.username, client);
-                let (_, cookie) = self.sessions.mint(name, &creds.username);
+                audit::login_success(&creds.username, client, prefix);
+                self.metrics.sign_in(prefix);
+                let cookie_name = self.sessions.namespace_cookie(namespace);
+                let (_, cookie) = self.sessions.mint_as(&cookie_name, name, &creds.username);
                 let mut resp = redirect(StatusCode::SEE_OTHER, &rd);
                 let headers = resp.headers_mut();
                 headers.append(header::SET_COOKIE, cookie);
@@ -286,14 +310,25 @@ impl Login {
         if !self.csrf_ok(&parts, &form) {
             return Err(GatewayError::Csrf);
         }
-        if let Some(opened) = self.sessions.open(&parts.headers) {
-            let until = self.sessions.revoke(&opened.session);
-            self.limits.share_revocation(&opened.session.id, until);
-            audit::logout(&opened.session.user, client);
-        }
+        // Every session of this browser on this host ends, whatever its namespace.
         let mut resp = redirect(StatusCode::SEE_OTHER, LOGIN_PATH);
-        resp.headers_mut().append(header::SET_COOKIE, self.sessions.clear(self.sessions.cookie_name()));
+        for (prefix, cookie_name) in &self.namespaces {
+            if let Some(opened) = self.sessions.open_as(&parts.headers, cookie_name) {
+                let until = self.sessions.revoke(&opened.session);
+                self.limits.share_revocation(&opened.session.id, until);
+                audit::logout(&opened.session.user, client, prefix);
+            }
+            resp.headers_mut().append(header::SET_COOKIE, self.sessions.clear(cookie_name));
+        }
         Ok(resp)
+    }
+
+    /// The PIN namespace of the route `rd` leads to on this host: its own
+    /// `secret_prefix`, or `None` for the default one.
+    fn namespace_of(&self, parts: &Parts, rd: &str) -> Option<&str> {
+        let host = crate::web::route::request_host_of(&parts.headers, &parts.uri);
+        let path = rd.split(['?', '#']).next().unwrap_or("/");
+        self.router.select(host.as_deref(), path).and_then(|route| route.secret_prefix.as_deref())
     }
 
     /// Double submit: the form's token must equal the one sealed in our CSRF cookie,
@@ -439,43 +474,4 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pin_config() -> PinConfig {
-        PinConfig { min_response: Duration::ZERO, ..PinConfig::default() }
-    }
-
-    #[test]
-    fn only_one_pin_of_ascii_digits_in_bounds_is_accepted() {
-        let ok = |p: &[&str]| parse_pin(&p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(), &pin_config()).is_ok();
-        assert!(ok(&["1234"]));
-        assert!(ok(&["0123456789"]));
-        for bad in [
-            "12",
-            "12345678901",
-            "12a4",
-            "1234/../x",
-            "１２３４",
-            "١٢٣٤",
-            "12\u{0}4",
-            " 1234",
-            "1234 ",
-            "",
-            "+1234",
-            "-123",
-        ] {
-            assert!(!ok(&[bad]), "{bad:?} accepted");
-        }
-        assert!(!ok(&[]), "no pin");
-        assert!(!ok(&["1234", "1234"]), "duplicate pin fields");
-    }
-
-    #[test]
-    fn escaping_and_comparison() {
-        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-    }
-}
+mod tests;

@@ -317,6 +317,7 @@ mod tests {
             path_prefix: "/".into(),
             upstream: Some("http://127.0.0.1:9/base".parse::<UpstreamUrl>().unwrap()),
             upstream_roots: vec![],
+            secret_prefix: None,
             inject: Inject::Both,
             user_header: HeaderName::from_static("x-app-user"),
             public_paths: vec![],

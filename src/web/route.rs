@@ -115,6 +115,16 @@ impl Router {
     }
 
     /// The route for a normalized path on a host, if any.
+    /// The routes' own PIN namespaces (`secret_prefix`), each once.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        let mut seen: Vec<&str> = Vec::new();
+        self.routes.iter().filter_map(|r| r.secret_prefix.as_deref()).filter(move |p| {
+            let new = !seen.contains(p);
+            seen.push(p);
+            new
+        })
+    }
+
     pub fn select(&self, host: Option<&str>, path: &str) -> Option<&RouteConfig> {
         self.routes
             .iter()
@@ -139,6 +149,7 @@ mod tests {
             path_prefix: prefix.into(),
             upstream: Some("http://127.0.0.1:1".parse::<UpstreamUrl>().unwrap()),
             upstream_roots: vec![],
+            secret_prefix: None,
             inject: Inject::Basic,
             user_header: http::HeaderName::from_static("x-forwarded-user"),
             public_paths: public.iter().map(|s| (*s).to_owned()).collect(),

@@ -92,18 +92,23 @@ impl SecretName {
     /// The name of `pin`'s secret as `config` names secrets: `<prefix><PIN>`, or
     /// `<prefix>` + 32 lowercase hex characters of HMAC-SHA256(`pin_key`, PIN).
     pub fn of(config: &PinConfig, pin: &str) -> Self {
+        Self::in_namespace(config, &config.secret_prefix, pin)
+    }
+
+    /// As [`SecretName::of`], under a route's own `prefix` (its PIN namespace).
+    pub fn in_namespace(config: &PinConfig, prefix: &str, pin: &str) -> Self {
         match (config.secret_name, &config.pin_key) {
             (SecretNaming::Hmac, Some(key)) => {
                 let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.bytes()), pin.as_bytes());
-                let mut name = String::with_capacity(config.secret_prefix.len() + HMAC_HEX);
-                name.push_str(&config.secret_prefix);
+                let mut name = String::with_capacity(prefix.len() + HMAC_HEX);
+                name.push_str(prefix);
                 for byte in &tag.as_ref()[..HMAC_HEX / 2] {
                     name.push_str(&format!("{byte:02x}"));
                 }
                 Self(name)
             }
             // Validation pairs `hmac` with a key: a plain name is what is left.
-            _ => Self::for_pin(&config.secret_prefix, pin),
+            _ => Self::for_pin(prefix, pin),
         }
     }
 

@@ -80,14 +80,14 @@ fn a_short_idle_timeout_is_refreshed_every_quarter_of_it() {
     // Seen one second ago: a 2 s idle timeout would lapse before the next minute.
     session.seen -= 1;
     session.issued -= 1;
-    let cookie = sessions.seal_session(&session);
+    let cookie = sessions.seal_session("__Host-keypin", &session);
     let opened = sessions.open(&request_with(&cookie)).expect("still live");
     assert!(opened.refresh.is_some(), "re-issued at a quarter of the idle timeout, not after a minute");
     let long = Sessions::new(&config(vec![SessionKey::generate()], 3600, 1800), revocations());
     let (mut session, _) = long.mint(secret(), "user1");
     session.seen -= 1;
     session.issued -= 1;
-    let opened = long.open(&request_with(&long.seal_session(&session))).expect("live");
+    let opened = long.open(&request_with(&long.seal_session("__Host-keypin", &session))).expect("live");
     assert!(opened.refresh.is_none(), "a long idle timeout is still re-issued at most once a minute");
 }
 
@@ -143,7 +143,7 @@ fn rotation_keeps_old_cookies_open() {
 #[test]
 fn expired_idle_and_revoked_sessions_do_not_open() {
     let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
-    let seal = |s: &Session| sessions.seal_session(s);
+    let seal = |s: &Session| sessions.seal_session("__Host-keypin", s);
     let t = now();
     let base = Session { id: "x".into(), secret: secret(), user: "u".into(), issued: t, seen: t };
     let expired = Session { issued: t - 3601, seen: t - 10, ..base.clone() };
@@ -164,7 +164,7 @@ fn a_remembered_cookie_is_still_checked_and_its_reissue_sealed_once() {
     let sessions = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
     let t = now();
     let due = Session { id: "y".into(), secret: secret(), user: "u".into(), issued: t - 1000, seen: t - 120 };
-    let request = request_with(&sessions.seal_session(&due));
+    let request = request_with(&sessions.seal_session("__Host-keypin", &due));
     let first = sessions.open(&request).unwrap();
     let again = sessions.open(&request).unwrap();
     assert!(Arc::ptr_eq(&first, &again), "the second request is answered from memory");
@@ -174,13 +174,13 @@ fn a_remembered_cookie_is_still_checked_and_its_reissue_sealed_once() {
 
     let short = Sessions::new(&config(vec![SessionKey::generate()], 3600, 600), revocations());
     let ending = Session { id: "z".into(), secret: secret(), user: "u".into(), issued: t - 3599, seen: t - 10 };
-    let request = request_with(&short.seal_session(&ending));
+    let request = request_with(&short.seal_session("__Host-keypin", &ending));
     assert!(short.open(&request).is_some());
     // The same remembered entry, checked against the clock of a later request.
     let value = cookie_values(&request, "__Host-keypin").next().unwrap();
-    let remembered = short.recent.get(value, t).unwrap();
+    let remembered = short.recent.get("__Host-keypin", value, t).unwrap();
     assert!(!short.is_live(&remembered.session, t + 2), "expiry is checked on every request");
-    assert!(short.recent.get(value, t + RECENT_SECS).is_none(), "remembered for {RECENT_SECS} s only");
+    assert!(short.recent.get("__Host-keypin", value, t + RECENT_SECS).is_none(), "remembered for {RECENT_SECS} s only");
 }
 
 #[test]
