@@ -234,3 +234,26 @@ fn a_routes_ca_cert_is_a_pem_bundle_for_an_https_upstream() {
     // A route used only through forward-auth needs no upstream.
     assert!(parse("[[route]]\nhost = \"hr.test\"\n").unwrap().routes[0].upstream.is_none());
 }
+
+#[test]
+fn hmac_names_need_a_pin_key_of_32_bytes_and_prefixes_are_key_vault_names() {
+    let key32 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 32]);
+    let key16 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 16]);
+    let with = |pin: &str| parse(&format!("[pin]\n{pin}\n{MINIMAL}"));
+    assert!(with(&format!("secret_name = \"hmac\"\npin_key = \"{key32}\"")).is_ok());
+    for (pin, key, says) in [
+        ("secret_name = \"hmac\"".to_owned(), "pin.pin_key", "required"),
+        (format!("secret_name = \"hmac\"\npin_key = \"{key16}\""), "pin.pin_key", "at least 32 bytes"),
+        ("secret_name = \"hmac\"\npin_key = \"not base64!\"".to_owned(), "pin.pin_key", "base64"),
+        (format!("pin_key = \"{key32}\""), "pin.pin_key", "only used with"),
+        ("secret_name = \"sha1\"".to_owned(), "pin.secret_name", ""),
+        ("secret_prefix = \"secret_\"".to_owned(), "pin.secret_prefix", "Key Vault name"),
+    ] {
+        let e = with(&pin).unwrap_err();
+        assert!(e.key == key && e.to_string().contains(says), "{pin}: {e}");
+    }
+    let e = parse("[[route]]\nupstream = \"http://127.0.0.1:1\"\nsecret_prefix = \"hr/\"\n").unwrap_err();
+    assert_eq!(e.key, "route[0].secret_prefix");
+    let same = parse("[[route]]\nupstream = \"http://127.0.0.1:1\"\nsecret_prefix = \"secret-\"\n").unwrap();
+    assert_eq!(same.routes[0].secret_prefix, None, "the default namespace, said again");
+}
