@@ -39,8 +39,8 @@ if [[ -n "${REDIS_PORT:-}" ]]; then
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes >/dev/null
 fi
 "$PEERS/run.sh" start >/dev/null
-keypin_start a "$A_BIN" 18447 "" "${A_TOML:-}"
-keypin_start b "$B_BIN" 18448 "" "${B_TOML:-}"
+keypin_start a "$A_BIN" 18447 "workers = 2" "${A_TOML:-}"
+keypin_start b "$B_BIN" 18448 "workers = 2" "${B_TOML:-}"
 [[ "$(keypin_sign_in 18447 "$STATE/jar")" == 303 ]] || { echo "ab.sh: sign-in failed" >&2; exit 1; }
 export COOKIE="__Host-keypin=$(keypin_session "$STATE/jar")"
 

@@ -32,8 +32,9 @@ cleanup() {
 trap cleanup EXIT
 "$PEERS/run.sh" start >/dev/null
 
-keypin_start proxy "$KEYPIN" "$PROXY_PORT"
-keypin_start auth "$KEYPIN" $(( PROXY_PORT + 10 )) "plain_listen = \"127.0.0.1:$AUTH_PLAIN\"
+keypin_start proxy "$KEYPIN" "$PROXY_PORT" "workers = 2"
+keypin_start auth "$KEYPIN" $(( PROXY_PORT + 10 )) "workers = 2
+plain_listen = \"127.0.0.1:$AUTH_PLAIN\"
 trusted_proxies = [\"127.0.0.1\"]"
 
 # nginx in front, with the shipped example rendered for these ports.

@@ -11,7 +11,6 @@ admin_listen = "127.0.0.1:$(( $3 + 1000 ))"
 tls_cert = "$STATE/keypin.pem"
 tls_key = "$STATE/keypin-key.pem"
 self_signed = true
-workers = 2
 ${4:-}
 [secrets]
 backend = "file"

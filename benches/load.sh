@@ -16,63 +16,37 @@ PEERS="$HERE/peers"
 # shellcheck source=peers/bench.env
 . "$PEERS/bench.env"
 KEYPIN_PORT="${KEYPIN_PORT:-18447}"
-KEYPIN_ADMIN_PORT="${KEYPIN_ADMIN_PORT:-19447}"
 STATE="$STATE_DIR/keypin"
-BENCH_PIN="24681357"
+PIN="24681357"
 mkdir -p "$STATE"
+# shellcheck source=keypin.sh
+. "$HERE/keypin.sh"
 
 log() { printf '[load.sh] %s\n' "$*" >&2; }
 
 log "building keypin (release)"
 (cd "$ROOT" && cargo build --release --locked --quiet)
 KEYPIN="$ROOT/target/release/keypin"
-
-printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"
+KEY="$("$KEYPIN" gen-key)"
+printf '"secret-%s" = "benchuser:benchpass"\n' "$PIN" > "$STATE/secrets.toml"
 chmod 600 "$STATE/secrets.toml"
-cat > "$STATE/keypin.toml" <<TOML
-[server]
-listen = "127.0.0.1:$KEYPIN_PORT"
-admin_listen = "127.0.0.1:$KEYPIN_ADMIN_PORT"
-tls_cert = "$STATE/keypin.pem"
-tls_key = "$STATE/keypin-key.pem"
-self_signed = true
-[secrets]
-backend = "file"
-path = "$STATE/secrets.toml"
-[[route]]
-name = "bench"
-upstream = "http://127.0.0.1:$UP_PORT"
-inject = "basic"
-TOML
 
-KEYPIN_PID=""
+pids=()
 cleanup() {
-    [[ -n "$KEYPIN_PID" ]] && kill "$KEYPIN_PID" 2>/dev/null && wait "$KEYPIN_PID" 2>/dev/null
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
     "$PEERS/run.sh" stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
 "$PEERS/run.sh" start
-KEYPIN_SESSION_KEYS="$("$KEYPIN" gen-key)" RUST_LOG="warn" \
-    "$KEYPIN" serve --config "$STATE/keypin.toml" --log-format json --audit-log "$STATE/audit.log" \
-    > "$STATE/keypin.log" 2>&1 &
-KEYPIN_PID=$!
-for _ in $(seq 1 100); do
-    curl -sk -o /dev/null "https://127.0.0.1:$KEYPIN_PORT/" && break
-    sleep 0.1
-done
+# Its admin listener is on KEYPIN_PORT + 1000 (19447 by default).
+keypin_start keypin "$KEYPIN" "$KEYPIN_PORT"
+KEYPIN_PID=$PID_keypin
 
 # Sign in once through the real form, as a browser would.
-jar="$STATE/cookies.txt"
-rm -f "$jar"
-form=$(curl -sk -c "$jar" -b "$jar" "https://127.0.0.1:$KEYPIN_PORT/.keypin/login")
-csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$form" | head -1)
-status=$(curl -sk -o /dev/null -w '%{http_code}' -c "$jar" -b "$jar" \
-    -H "Origin: https://127.0.0.1:$KEYPIN_PORT" \
-    --data-urlencode "pin=$BENCH_PIN" --data-urlencode "csrf=$csrf" \
-    "https://127.0.0.1:$KEYPIN_PORT/.keypin/login")
+status=$(keypin_sign_in "$KEYPIN_PORT" "$STATE/cookies.txt")
 [[ "$status" == 303 ]] || { log "sign-in failed ($status)"; exit 1; }
-session=$(awk '$6=="__Host-keypin" {print $7}' "$jar")
+session=$(keypin_session "$STATE/cookies.txt")
 [[ -n "$session" ]] || { log "no session cookie"; exit 1; }
 
 # One Cookie header for every target: the peers check gw_session, keypin its own.
