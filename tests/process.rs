@@ -219,3 +219,23 @@ fn secret_name_reads_the_pin_from_stdin_only_and_never_prints_it() {
     let again = run(&[], pin);
     assert!(text.contains(&format!("secret name: {}", String::from_utf8(again.stdout).unwrap().trim())));
 }
+
+#[test]
+fn the_shipped_example_works_with_keypin_session_keys_and_limits_needs_no_key() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = format!("{root}/config/keypin.example.toml");
+    let key = String::from_utf8(keypin(&["gen-key"]).stdout).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keypin"))
+        .args(["check-config", "--config", &example])
+        .env("KEYPIN_SESSION_KEYS", key.trim())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("session.keys"), "the key was taken");
+    let out = Command::new(env!("CARGO_BIN_EXE_keypin"))
+        .args(["limits", "--config", &example])
+        .env_remove("KEYPIN_SESSION_KEYS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "arithmetic needs no key: {}", String::from_utf8_lossy(&out.stderr));
+}

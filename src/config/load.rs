@@ -26,7 +26,8 @@ impl Config {
         let err = |key: String, reason: String| ConfigError { file: file.to_owned(), key, reason };
         let mut table: toml::Table =
             text.parse().map_err(|e: toml::de::Error| err(String::new(), e.message().to_owned()))?;
-        resolve_env(&mut table, "", env, &mut resolved).map_err(|e| err(e.key, e.reason))?;
+        // KEYPIN_SESSION_KEYS replaces session.keys before any `env:` in the file
+        // is resolved: a file naming another variable still works with it.
         if let Some(keys) = env(SESSION_KEYS_ENV).filter(|k| !k.trim().is_empty()) {
             for (i, key) in keys.split(',').enumerate() {
                 let value = key.trim().to_owned().into();
@@ -38,6 +39,7 @@ impl Config {
                 session.insert("keys".into(), toml::Value::Array(keys.collect()));
             }
         }
+        resolve_env(&mut table, "", env, &mut resolved).map_err(|e| err(e.key, e.reason))?;
         // Values read through `env:` are never echoed: they may be secrets.
         let err = |key: String, reason: String| {
             let reason = redact(&key, reason, &resolved);

@@ -87,8 +87,10 @@ pub struct SessionKey(Zeroizing<Vec<u8>>);
 
 impl SessionKey {
     /// Decode a key written as standard base64 of exactly 64 bytes.
+    /// Whitespace anywhere is ignored: `openssl rand -base64 64` wraps its lines.
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let bytes = Zeroizing::new(BASE64.decode(text.trim()).map_err(|_| KeyError::NotBase64)?);
+        let cleaned = Zeroizing::new(text.split_whitespace().collect::<String>());
+        let bytes = Zeroizing::new(BASE64.decode(cleaned.as_bytes()).map_err(|_| KeyError::NotBase64)?);
         if bytes.len() != SESSION_KEY_BYTES {
             return Err(KeyError::Length(bytes.len()));
         }

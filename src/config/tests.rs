@@ -257,3 +257,17 @@ fn hmac_names_need_a_pin_key_of_32_bytes_and_prefixes_are_key_vault_names() {
     let same = parse("[[route]]\nupstream = \"http://127.0.0.1:1\"\nsecret_prefix = \"secret-\"\n").unwrap();
     assert_eq!(same.routes[0].secret_prefix, None, "the default namespace, said again");
 }
+
+#[test]
+fn keypin_session_keys_replaces_the_files_keys_before_their_env_is_read_and_may_wrap() {
+    let text = format!("[session]\nkeys = [\"env:A_VARIABLE_NOBODY_SET\"]\n{MINIMAL}");
+    // The key as `openssl rand -base64 64` prints it: wrapped at 64 characters.
+    let wrapped = format!("{}\n{}\n", &KEY[..64], &KEY[64..]);
+    let env = |name: &str| (name == SESSION_KEYS_ENV).then(|| wrapped.clone());
+    let config = Config::parse(&text, "test.toml", &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.session.keys.len(), 1);
+    assert_eq!(config.session.keys[0].bytes(), SessionKey::from_base64(KEY).unwrap().bytes());
+    // Without the variable, the file's reference is read, and its absence named.
+    let e = Config::parse(&text, "test.toml", &|_| None).unwrap_err();
+    assert!(e.to_string().contains("A_VARIABLE_NOBODY_SET"), "{e}");
+}

@@ -157,6 +157,10 @@ pub struct Scenario {
 
 /// The budget as one readable table, with the arithmetic spelled out.
 pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: Scenario) -> String {
+    // More PINs in use than there are PINs is no scenario: count the space.
+    let space = 10u64.saturating_pow(u32::from(min_digits));
+    let asked = scenario.users;
+    let scenario = Scenario { users: asked.min(space), ..scenario };
     let Scenario { attackers, days, users } = scenario;
     let span = Duration::from_secs(days * 24 * 3600);
     let b = budget(limits, min_digits, attackers, span, users);
@@ -170,6 +174,14 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
         thousands(b.pin_space),
         thousands(users),
     ));
+    if asked > users {
+        out.push_str(&format!(
+            "(--users {} is more than the {} possible PINs: counted as {}.)\n",
+            thousands(asked),
+            thousands(space),
+            thousands(users)
+        ));
+    }
     let lockouts = if limits.lockout_after == 0 {
         "no lockouts".to_owned()
     } else {
@@ -193,7 +205,7 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
             "Replicas: the limits are shared through Redis, so these figures hold for the whole cluster.\n\n"
         }
     });
-    out.push_str(&format!("Worst case over {days} days (--days):\n"));
+    out.push_str(&format!("Worst case over {} (--days):\n", plural(days, "day", "days")));
     out.push_str(&format!("  {:<28} {:>15}  {:>14}  {:>12}\n", "", "guesses", "P(hit a PIN)", "PINs found"));
     out.push_str(&format!(
         "  {:<28} {:>15}  {:>14}  {:>12.1}\n",
@@ -204,7 +216,7 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
     ));
     out.push_str(&format!(
         "  {:<28} {:>15}  {:>14}  {:>12.1}\n",
-        format!("{} addresses (--attackers)", thousands(attackers)),
+        format!("{} (--attackers)", plural(attackers, "address", "addresses")),
         thousands(b.effective),
         pct(b.p_all_clients),
         b.expected_found_all
@@ -213,6 +225,11 @@ pub fn report(limits: &LimitsConfig, min_digits: u8, max_digits: u8, scenario: S
     explain(&mut out, limits, &b, scenario);
     out.push_str(&yearly_section(limits, min_digits, scenario));
     out
+}
+
+/// `n` and its noun, singular for one: "1 address", "1,000 addresses".
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
 }
 
 /// The arithmetic behind the table, line by line.
@@ -232,16 +249,17 @@ fn explain(out: &mut String, limits: &LimitsConfig, b: &Budget, scenario: Scenar
         let guessing = (u64::from(limits.lockout_after).saturating_sub(burst)) as f64 * per_guess;
         out.push_str(&format!(
             "  one address guesses {} times in {guessing:.0} s (({} - {burst} burst) x {per_guess:.1} s), then is\n  \
-             locked out; {} such cycles fit in {days} days = {} guesses.\n",
+             locked out; {} such cycles fit in {} = {} guesses.\n",
             limits.lockout_after,
             limits.lockout_after,
             b.cycles + u64::from(b.per_client > b.cycles * u64::from(limits.lockout_after)),
+            plural(days, "day", "days"),
             thousands(b.per_client),
         ));
     }
     out.push_str(&format!(
-        "  {} addresses: {} x {} = {}, capped by the global ceiling {} + {}/s x {} s = {}.\n",
-        thousands(attackers),
+        "  {}: {} x {} = {}, capped by the global ceiling {} + {}/s x {} s = {}.\n",
+        plural(attackers, "address", "addresses"),
         thousands(attackers),
         thousands(b.per_client),
         thousands(b.all_clients),
@@ -262,11 +280,11 @@ fn yearly_section(limits: &LimitsConfig, min_digits: u8, scenario: Scenario) -> 
     let Scenario { attackers, users, .. } = scenario;
     let y = yearly_exposure(limits, min_digits, attackers, users);
     format!(
-        "\nA year of {} addresses without known devices:\n  \
+        "\nA year of {} without known devices:\n  \
          (a) per-address limits alone: {} guesses, {:.1} PINs found\n  \
          (b) with the global failure budget ({} then attack mode for {}): {} guesses, {:.1} PINs found\n  \
          PINs of at least {} digits keep (b) under one PIN a year.\n",
-        thousands(attackers),
+        plural(attackers, "address", "addresses"),
         thousands(y.guesses_per_client_limits),
         y.pins_per_client_limits,
         limits.attack_failures,
@@ -334,6 +352,12 @@ mod tests {
         let shared = LimitsConfig { store: LimitStoreKind::Redis("redis://redis".into()), ..LimitsConfig::default() };
         let text = report(&shared, 4, 10, Scenario { attackers: 1000, days: 30, users: 1000 });
         assert!(text.contains("hold for the whole cluster"), "{text}");
+        // More users than PINs is capped and said; one of a thing is singular.
+        let text = report(&LimitsConfig::default(), 4, 10, Scenario { attackers: 1, days: 1, users: 20_000 });
+        assert!(text.contains("--users 20,000 is more than the 10,000 possible PINs: counted as 10,000"), "{text}");
+        assert!(text.contains("1 address (--attackers)") && text.contains("over 1 day (--days)"), "{text}");
+        assert!(!text.contains("1 addresses") && !text.contains("1 days"), "{text}");
+        assert!(!text.contains("14,280"), "no more PINs found than exist: {text}");
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
