@@ -46,11 +46,23 @@ async fn the_demo_tour_works_from_any_directory() {
 
     let csrf = browser.get("/.keypin/logout").await.field("csrf");
     let out = browser.post_form("/.keypin/logout", &[("csrf", &csrf)]).await;
-    assert_eq!(out.location(), "/.keypin/login");
+    assert_eq!(out.location(), "/.keypin/login?signed_out=1");
     assert_eq!(browser.get("/reports").await.status, StatusCode::FOUND);
 
     let printed = gw.output();
     for pin in ["1234", "4567", "1212"] {
         assert!(printed.contains(pin), "the demo prints its PINs:\n{printed}");
     }
+}
+
+#[test]
+fn a_port_in_use_is_one_line_naming_the_flag_the_user_set() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_keypin")).args(["demo", "--listen", &addr]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("keypin:")).expect("one error line");
+    assert!(line.contains(&addr) && line.contains("--listen") && !line.contains("server.listen"), "{line}");
+    assert_eq!(line.matches("Address already in use").count(), 1, "{line}");
 }

@@ -321,7 +321,10 @@ async fn logout_revokes_the_session_even_for_a_replayed_cookie() {
     let csrf = page.field("csrf");
     let page = browser.post_form("/.keypin/logout", &[("csrf", &csrf)]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
-    assert_eq!(page.location(), "/.keypin/login");
+    assert_eq!(page.location(), "/.keypin/login?signed_out=1");
+    let notice = browser.get(page.location()).await;
+    assert!(notice.body.contains("You have been signed out."), "{}", notice.body);
+    assert!(!browser.get("/.keypin/login").await.body.contains("signed out"), "only right after");
     assert!(!browser.cookies.contains_key("__Host-keypin"), "the cookie is cleared");
 
     let mut replay = Browser::new(&gw);

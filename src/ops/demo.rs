@@ -98,7 +98,11 @@ pub async fn prepare(listen: SocketAddr) -> Result<Demo, StartError> {
 
     let store = Arc::new(FileStore::embedded(SECRETS).map_err(|e| StartError::Secrets(OpenError::File(e)))?);
     let dir = DemoDir::create().map_err(StartError::DemoDir)?;
-    let app = App::bind_with_store(config(listen, app_addr, dir.path()), store).await?;
+    let app = App::bind_with_store(config(listen, app_addr, dir.path()), store).await.map_err(|e| match e {
+        // The demo's listener is the user's --listen, not a key of a file.
+        StartError::Bind { addr, key: "server.listen", error } => StartError::Bind { addr, key: "--listen", error },
+        other => other,
+    })?;
     let users = users.into_iter().map(|u| (u.pin, u.user)).collect();
     Ok(Demo { app, dir, app_addr, users })
 }

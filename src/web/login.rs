@@ -37,6 +37,8 @@ pub const MAX_FORM_BYTES: usize = 4096;
 /// How long a CSRF token (and the form carrying it) stays usable.
 const CSRF_TTL: Duration = Duration::from_secs(3600);
 const CSRF_TOKEN_BYTES: usize = 32;
+/// Shown on the sign-in page right after signing out.
+const SIGNED_OUT: &str = "You have been signed out.";
 /// Random extra on top of `min_response` (at most a fifth of it), so the floor
 /// itself is not a clean edge.
 const MAX_JITTER: Duration = Duration::from_millis(50);
@@ -162,8 +164,12 @@ impl Login {
         let (parts, body) = req.into_parts();
         match (&parts.method, path) {
             (&Method::GET | &Method::HEAD, LOGIN_PATH) => {
-                let rd = parts.uri.query().and_then(query_rd).unwrap_or_else(|| "/".into());
-                Ok(self.login_form(&parts.headers, StatusCode::OK, None, &rd))
+                let query = parts.uri.query();
+                let rd = query.and_then(query_rd).unwrap_or_else(|| "/".into());
+                let signed_out =
+                    query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "signed_out"));
+                let notice = signed_out.then_some(SIGNED_OUT);
+                Ok(self.login_page(&parts.headers, StatusCode::OK, None, &rd, notice))
             }
             (&Method::POST, LOGIN_PATH) => Ok(self.login_post(parts, body, client).await),
             (&Method::GET | &Method::HEAD, LOGOUT_PATH) => Ok(self.logout_form(&parts.headers)),
@@ -311,7 +317,7 @@ impl Login {
             return Err(GatewayError::Csrf);
         }
         // Every session of this browser on this host ends, whatever its namespace.
-        let mut resp = redirect(StatusCode::SEE_OTHER, LOGIN_PATH);
+        let mut resp = redirect(StatusCode::SEE_OTHER, &format!("{LOGIN_PATH}?signed_out=1"));
         for (prefix, cookie_name) in &self.namespaces {
             if let Some(opened) = self.sessions.open_as(&parts.headers, cookie_name) {
                 let until = self.sessions.revoke(&opened.session);
@@ -382,6 +388,19 @@ impl Login {
         error: Option<&GatewayError>,
         rd: &str,
     ) -> Response<Body> {
+        self.login_page(headers, status, error, rd, None)
+    }
+
+    /// The sign-in page; `notice` replaces the configured message (after signing
+    /// out: "You have been signed out.").
+    fn login_page(
+        &self,
+        headers: &HeaderMap,
+        status: StatusCode,
+        error: Option<&GatewayError>,
+        rd: &str,
+        notice: Option<&str>,
+    ) -> Response<Body> {
         let (token, cookie) = self.csrf_for_form(headers);
         let form = format!(
             "<form method=\"post\" action=\"{LOGIN_PATH}\">\n\
@@ -389,14 +408,16 @@ impl Login {
              <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\n\
              <label for=\"pin\">PIN</label>\n\
              <input id=\"pin\" name=\"pin\" type=\"password\" inputmode=\"numeric\" pattern=\"[0-9]*\" \
-             minlength=\"{min}\" maxlength=\"{max}\" autocomplete=\"off\" autofocus required>\n\
+             minlength=\"{min}\" maxlength=\"{max}\" title=\"{min} to {max} digits\" autocomplete=\"off\" \
+             autofocus required>\n\
              <button type=\"submit\">Sign in</button>\n</form>",
             rd = escape(rd),
             min = self.pin.min_digits,
             max = self.pin.max_digits,
         );
         let alert = error.map(GatewayError::public_message);
-        let page = Page { title: &self.ui.title, message: &self.ui.message, alert: alert.as_deref(), form: &form };
+        let message = notice.unwrap_or(&self.ui.message);
+        let page = Page { title: &self.ui.title, message, alert: alert.as_deref(), form: &form };
         let mut resp = render(&self.ui, status, &page, cookie);
         if let Some(retry) = error.and_then(GatewayError::retry_after) {
             resp.headers_mut().insert(header::RETRY_AFTER, retry);

@@ -71,6 +71,8 @@ try {
     await page.click('button[type="submit"]');
     await page.waitForURL((url) => url.pathname === '/.keypin/login');
     check((await page.locator('#pin').count()) === 1, `${name}: signed out, at the PIN page`);
+    check((await page.content()).includes('You have been signed out.'), `${name}: the page says so`);
+    check((await page.locator('#pin').getAttribute('title')) === '4 to 10 digits', `${name}: the PIN field says what it takes`);
     await page.goto(base + deepLink);
     check(page.url().includes('/.keypin/login'), `${name}: the session is gone`);
     await page.screenshot({ path: `${outDir}/${name}-4-signed-out.png`, fullPage: true });
