@@ -40,6 +40,8 @@ async fn the_sixth_attempt_in_a_minute_is_429_even_with_a_valid_pin() {
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
     assert!((1..=12).contains(&retry_after(&page)), "Retry-After {}", retry_after(&page));
     assert!(page.body.contains("role=\"alert\"") && page.body.contains(" second"), "{}", page.body);
+    assert!(page.body.contains("<meta http-equiv=\"refresh\" content=\""), "the page comes back when the wait ends");
+    assert!(page.body.contains(";url=/.keypin/login?rd="), "{}", page.body);
     assert!(page.set_cookie("__Host-keypin").is_none(), "no session while limited");
     assert_eq!(store.total(), before, "a limited attempt never reaches the store");
     let text = gw.metrics().await;

@@ -81,6 +81,17 @@ pub enum GatewayError {
     UpstreamRequest(#[from] http::Error),
 }
 
+/// A wait in words, rounded up to its largest unit: "9 seconds", "1 minute",
+/// "2 hours".
+fn in_words(secs: u64) -> String {
+    let (n, unit) = match secs {
+        0..60 => (secs.max(1), "second"),
+        60..3600 => (secs.div_ceil(60), "minute"),
+        _ => (secs.div_ceil(3600), "hour"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 impl From<Refusal> for GatewayError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
@@ -117,20 +128,27 @@ impl GatewayError {
     pub fn public_message(&self) -> std::borrow::Cow<'static, str> {
         match self {
             Self::RateLimited { retry_after } => {
-                let secs = crate::state::limits::retry_after_secs(*retry_after);
-                let unit = if secs == 1 { "second" } else { "seconds" };
-                format!("Too many sign-in attempts. Please try again in {secs} {unit}.").into()
+                let wait = in_words(crate::state::limits::retry_after_secs(*retry_after));
+                format!("Too many sign-in attempts. Please try again in {wait}.").into()
             }
             Self::AttackMode { retry_after } => {
-                let minutes = crate::state::limits::retry_after_secs(*retry_after).div_ceil(60);
+                let wait = in_words(crate::state::limits::retry_after_secs(*retry_after));
                 format!(
-                    "Sign-in is temporarily restricted to devices that signed in before. \
-                     Please try again in {minutes} {}.",
-                    if minutes == 1 { "minute" } else { "minutes" }
+                    "Sign-in is temporarily restricted to devices that signed in before. Please try again in {wait}."
                 )
                 .into()
             }
             other => other.fixed_message().into(),
+        }
+    }
+
+    /// Seconds until a refused sign-in may be tried again, for answers that say.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } | Self::AttackMode { retry_after } => {
+                Some(crate::state::limits::retry_after_secs(*retry_after))
+            }
+            _ => None,
         }
     }
 
@@ -268,6 +286,25 @@ pub fn error_page(status: StatusCode, message: &str) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn waits_are_written_in_words_rounded_up() {
+        let cases = [
+            (1, "1 second"),
+            (9, "9 seconds"),
+            (60, "1 minute"),
+            (61, "2 minutes"),
+            (3600, "1 hour"),
+            (3601, "2 hours"),
+        ];
+        for (secs, words) in cases {
+            assert_eq!(in_words(secs), words);
+        }
+        let e = GatewayError::AttackMode { retry_after: std::time::Duration::from_secs(3600) };
+        assert!(e.public_message().contains("in 1 hour."), "{}", e.public_message());
+        assert_eq!(e.retry_after_secs(), Some(3600));
+    }
+
     use super::*;
 
     #[test]

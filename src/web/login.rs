@@ -25,7 +25,7 @@ use crate::state::session::{MAX_REVOKED, Sessions, random_token};
 use crate::web::body::{Body, full_body};
 use crate::web::error::GatewayError;
 use crate::web::page::{Page, escape, render};
-use crate::web::redirect::{query_rd, safe_redirect};
+use crate::web::redirect::{login_url, query_rd, safe_redirect};
 use crate::web::route::{LOGIN_PATH, LOGOUT_PATH, Router, same_origin};
 
 /// CSRF tokens remembered as spent at most (each for [`CSRF_TTL`]).
@@ -417,7 +417,10 @@ impl Login {
         );
         let alert = error.map(GatewayError::public_message);
         let message = notice.unwrap_or(&self.ui.message);
-        let page = Page { title: &self.ui.title, message, alert: alert.as_deref(), form: &form };
+        // A wait that ends: the page comes back as a fresh form by itself.
+        let again = login_url(rd);
+        let refresh = error.and_then(GatewayError::retry_after_secs).map(|secs| (secs, again.as_str()));
+        let page = Page { title: &self.ui.title, message, alert: alert.as_deref(), form: &form, refresh };
         let mut resp = render(&self.ui, status, &page, cookie);
         if let Some(retry) = error.and_then(GatewayError::retry_after) {
             resp.headers_mut().insert(header::RETRY_AFTER, retry);
@@ -432,7 +435,13 @@ impl Login {
              <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\n\
              <button type=\"submit\" autofocus>Sign out</button>\n</form>"
         );
-        let page = Page { title: "Sign out", message: "End your session on this device.", alert: None, form: &form };
+        let page = Page {
+            title: "Sign out",
+            message: "End your session on this device.",
+            alert: None,
+            form: &form,
+            refresh: None,
+        };
         render(&self.ui, StatusCode::OK, &page, cookie)
     }
 }

@@ -20,6 +20,9 @@ pub struct Page<'a> {
     /// An error or notice, announced to screen readers.
     pub alert: Option<&'a str>,
     pub form: &'a str,
+    /// Reload `url` after this many seconds (a wait that ends), through
+    /// `{{refresh}}` in the template.
+    pub refresh: Option<(u64, &'a str)>,
 }
 
 /// Render `page` with the operator's template or the default one.
@@ -47,6 +50,11 @@ pub fn render(ui: &UiConfig, status: StatusCode, page: &Page<'_>, set_cookie: Op
             "logo" => html.push_str(&logo),
             "form" => html.push_str(page.form),
             "nonce" => html.push_str(&nonce),
+            "refresh" => {
+                if let Some((secs, url)) = page.refresh {
+                    html.push_str(&format!("<meta http-equiv=\"refresh\" content=\"{secs};url={}\">", escape(url)));
+                }
+            }
             other => {
                 html.push_str("{{");
                 html.push_str(other);
@@ -117,7 +125,13 @@ mod tests {
     #[test]
     fn values_are_escaped_and_cannot_inject_placeholders() {
         let ui = UiConfig { title: "<b>Acme</b> {{form}}".into(), ..UiConfig::default() };
-        let page = Page { title: &ui.title, message: "m", alert: Some("bad & <worse>"), form: "<form>F</form>" };
+        let page = Page {
+            title: &ui.title,
+            message: "m",
+            alert: Some("bad & <worse>"),
+            form: "<form>F</form>",
+            refresh: None,
+        };
         let html = body(render(&ui, StatusCode::OK, &page, None));
         assert!(html.contains("&lt;b&gt;Acme&lt;/b&gt; {{form}}"), "{html}");
         assert_eq!(html.matches("<form>F</form>").count(), 1);
@@ -133,8 +147,12 @@ mod tests {
             logo: Some("data:image/png;base64,AAAA".into()),
             ..UiConfig::default()
         };
-        let resp =
-            render(&ui, StatusCode::UNAUTHORIZED, &Page { title: "T", message: "", alert: None, form: "F" }, None);
+        let resp = render(
+            &ui,
+            StatusCode::UNAUTHORIZED,
+            &Page { title: "T", message: "", alert: None, form: "F", refresh: None },
+            None,
+        );
         assert_eq!(resp.status(), 401);
         let csp = resp.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
         let html = body(resp);
