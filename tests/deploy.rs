@@ -175,6 +175,12 @@ fn kubernetes_examples_carry_valid_documented_configs_and_probe_the_admin_port()
         assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
         assert!(matches!(config.secrets.backend, SecretBackend::KeyVault(_)), "{file}: production uses Key Vault");
         assert_eq!(deployment["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"], "true");
+        // Mounted as a directory, which Kubernetes updates in place (live reload),
+        // and the --config path lies in it.
+        let mounts = container["volumeMounts"].as_array().unwrap();
+        assert!(mounts.iter().all(|m| m.get("subPath").is_none()), "{file}: a subPath is never updated");
+        let config_dir = mounts.iter().find(|m| m["name"] == "config").unwrap()["mountPath"].as_str().unwrap();
+        assert!(args.iter().any(|a| a.starts_with(config_dir)), "{file}: --config inside {config_dir}");
         let replicas = deployment["spec"]["replicas"].as_u64().unwrap_or(1);
         assert!(
             replicas == 1 || config.limits.store != keypin::config::LimitStoreKind::Memory,
@@ -203,4 +209,21 @@ fn the_ingress_examples_ask_keypins_auth_path_and_pass_only_its_identity() {
     }
     let ingress = std::fs::read_to_string(root().join("deploy/kubernetes/ingress-nginx.yaml")).unwrap();
     assert!(ingress.contains("/.keypin/auth") && ingress.contains("auth-response-headers"));
+}
+
+#[test]
+fn the_sidecar_keeps_its_admin_port_private() {
+    let docs = kubernetes_documents();
+    let (_, policy) = docs
+        .iter()
+        .find(|(file, d)| file == "sidecar.yaml" && d["kind"] == "NetworkPolicy")
+        .expect("the sidecar example has a NetworkPolicy");
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    for rule in rules {
+        let ports: Vec<u64> = rule["ports"].as_array().unwrap().iter().filter_map(|p| p["port"].as_u64()).collect();
+        if ports.contains(&9443) {
+            assert!(rule["from"].as_array().is_some_and(|f| !f.is_empty()), "the admin port only from named peers");
+        }
+    }
+    assert!(rules.iter().any(|r| r.get("from").is_none() && r["ports"][0]["port"] == 8443), "TLS open");
 }
