@@ -652,3 +652,19 @@ async fn an_https_upstream_with_a_private_ca_is_trusted_only_through_its_routes_
     let (resp, _) = send(&gw.client(Proto::H1), Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
 }
+
+#[tokio::test]
+async fn plain_http_on_the_tls_port_gets_a_400_saying_to_use_https() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "").await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    assert!(answer.ends_with("use an https:// URL.\r\n"), "{answer}");
+    // TLS on the same port is unaffected.
+    let (resp, _) = send(&gw.client(Proto::H1), Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}

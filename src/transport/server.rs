@@ -172,6 +172,7 @@ fn serve_connection<H: Handler>(
                         lease.0.open.0.tls_handshake_failures.inc();
                         return tracing::debug!(%peer, "TLS handshake timed out");
                     }
+                    Err(Handshake::PlainHttp) => return tracing::debug!(%peer, "plain HTTP on the TLS port: 400"),
                 };
                 // HTTP/2 only if ALPN chose it (RFC 9113 §3.3: over TLS it is negotiated).
                 if tls.alpn_protocol() == Some(b"h2") {
@@ -239,7 +240,13 @@ enum Handshake {
     Register(io::Error),
     Failed(io::Error),
     TimedOut,
+    /// Plain HTTP on the TLS port: answered with a `400` that says to use https.
+    PlainHttp,
 }
+
+/// What a plain-HTTP request to the TLS port gets (as nginx answers it).
+const USE_HTTPS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 46\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use an https:// URL.\r\n";
 
 /// Register `tcp` with the current runtime and run the TLS handshake, within
 /// `timeout`. The stream comes boxed: see `connection::serve_http1`.
@@ -249,10 +256,20 @@ async fn handshake(
     timeout: Duration,
 ) -> Result<Box<TlsStream<TcpStream>>, Handshake> {
     let tcp = TcpStream::from_std(tcp).map_err(Handshake::Register)?;
-    match tokio::time::timeout(timeout, TlsStream::accept(tcp, tls)).await {
-        Ok(accepted) => accepted.map(Box::new).map_err(Handshake::Failed),
-        Err(_) => Err(Handshake::TimedOut),
-    }
+    let accept = async move {
+        // A TLS client's first byte is a handshake record (22); an HTTP request
+        // starts with a method in capitals. Peeking reads nothing away.
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await.map_err(Handshake::Failed)? == 1 && first[0].is_ascii_uppercase() {
+            use tokio::io::AsyncWriteExt as _;
+            let mut tcp = tcp;
+            let _ = tcp.write_all(USE_HTTPS).await;
+            let _ = tcp.shutdown().await;
+            return Err(Handshake::PlainHttp);
+        }
+        TlsStream::accept(tcp, tls).await.map(Box::new).map_err(Handshake::Failed)
+    };
+    tokio::time::timeout(timeout, accept).await.unwrap_or(Err(Handshake::TimedOut))
 }
 
 /// Worker threads, each running a single-threaded runtime until stopped.
