@@ -13,10 +13,9 @@ use crate::web::body::{Body, full_body};
 use crate::web::error::GatewayError;
 use crate::web::proxy::Identity;
 use crate::web::redirect::{login_url, safe_redirect};
+use crate::web::route::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
 
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -93,12 +92,13 @@ pub fn original(headers: &HeaderMap, trusted: bool) -> Result<Original, GatewayE
     Ok(Original { method, https, host, target, nginx: nginx_uri.is_some(), navigating })
 }
 
-/// `200`: the request may pass, with these headers added (the route's identity,
-/// when it has one; `Set-Cookie` when the session cookie was re-issued).
-pub fn allowed(identity: Option<&Identity>, user_header: &HeaderName, refresh: Option<HeaderValue>) -> Response<Body> {
+/// `200`: the request may pass, with these headers added (the route's identity
+/// and its user header, when it has one; `Set-Cookie` when the session cookie was
+/// re-issued).
+pub fn allowed(identity: Option<(&Identity, &HeaderName)>, refresh: Option<HeaderValue>) -> Response<Body> {
     let mut resp = Response::new(full_body(bytes::Bytes::new()));
     let headers = resp.headers_mut();
-    if let Some(identity) = identity {
+    if let Some((identity, user_header)) = identity {
         if let Some(authorization) = &identity.authorization {
             headers.insert(header::AUTHORIZATION, authorization.clone());
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -237,7 +237,7 @@ impl Gateway {
     async fn identify(&self, headers: &HeaderMap, route: &RouteConfig) -> Result<Option<Signed>, GatewayError> {
         let opened = match &route.secret_prefix {
             None => self.sessions.open(headers),
-            Some(prefix) => self.sessions.open_as(headers, &self.sessions.namespace_cookie(Some(prefix))),
+            Some(prefix) => self.sessions.open_as(headers, self.login.session_cookie(Some(prefix))),
         };
         let Some(opened) = opened else {
             return Ok(None);
@@ -266,17 +266,17 @@ impl Gateway {
         let path = normalize_path(original.target.path())?;
         if path.starts_with(RESERVED_PREFIX) {
             // keypin's own pages need no session.
-            return Ok(forward_auth::allowed(None, &HeaderName::from_static("x-keypin-user"), None));
+            return Ok(forward_auth::allowed(None, None));
         }
         let host = original.host.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         let route = self.router.select(Some(&host), &path).ok_or(GatewayError::NoRoute)?;
         *label = &route.name;
         if route::is_public(route, &path) {
-            return Ok(forward_auth::allowed(None, &route.user_header, None));
+            return Ok(forward_auth::allowed(None, None));
         }
         Ok(match self.identify(headers, route).await? {
             Some(signed) => {
-                forward_auth::allowed(Some(&signed.identity), &route.user_header, signed.opened.refresh.clone())
+                forward_auth::allowed(Some((&signed.identity, &route.user_header)), signed.opened.refresh.clone())
             }
             None => forward_auth::sign_in_first(&original),
         })

@@ -24,9 +24,10 @@ use crate::state::secrets::cache::{Resolved, SecretCache, Staleness};
 use crate::state::session::{MAX_REVOKED, Sessions, random_token};
 use crate::web::body::{Body, full_body};
 use crate::web::error::GatewayError;
-use crate::web::page::{Page, escape, render};
-use crate::web::redirect::{login_url, query_rd, safe_redirect};
+use crate::web::redirect::{query_rd, safe_redirect};
 use crate::web::route::{LOGIN_PATH, LOGOUT_PATH, Router, same_origin};
+
+mod pages;
 
 /// CSRF tokens remembered as spent at most (each for [`CSRF_TTL`]).
 const MAX_SPENT_TOKENS: u64 = 100_000;
@@ -140,6 +141,13 @@ impl Login {
         self
     }
 
+    /// The session cookie of a PIN namespace (`None`: the default one), as
+    /// reckoned once at start-up.
+    pub(crate) fn session_cookie(&self, namespace: Option<&str>) -> &str {
+        let prefix = namespace.unwrap_or(&self.pin.secret_prefix);
+        self.namespaces.iter().find(|(p, _)| p == prefix).map_or(self.sessions.cookie_name(), |(_, cookie)| cookie)
+    }
+
     /// Bound the reading of a form's whole body by `timeout` (the server's
     /// `header_read_timeout`): later is `408`.
     pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
@@ -236,8 +244,7 @@ impl Login {
                 self.metrics.login(LoginResult::Success);
                 audit::login_success(&creds.username, client, prefix);
                 self.metrics.sign_in(prefix);
-                let cookie_name = self.sessions.namespace_cookie(namespace);
-                let (_, cookie) = self.sessions.mint_as(&cookie_name, name, &creds.username);
+                let (_, cookie) = self.sessions.mint_as(self.session_cookie(namespace), name, &creds.username);
                 let mut resp = redirect(StatusCode::SEE_OTHER, &rd);
                 let headers = resp.headers_mut();
                 headers.append(header::SET_COOKIE, cookie);
@@ -379,70 +386,6 @@ impl Login {
         let plain = format!("{token}.{}", crate::state::session::now());
         let cookie = self.sessions.seal(&self.csrf_cookie, plain, CSRF_TTL, SameSite::Strict);
         (token, Some(cookie))
-    }
-
-    fn login_form(
-        &self,
-        headers: &HeaderMap,
-        status: StatusCode,
-        error: Option<&GatewayError>,
-        rd: &str,
-    ) -> Response<Body> {
-        self.login_page(headers, status, error, rd, None)
-    }
-
-    /// The sign-in page; `notice` replaces the configured message (after signing
-    /// out: "You have been signed out.").
-    fn login_page(
-        &self,
-        headers: &HeaderMap,
-        status: StatusCode,
-        error: Option<&GatewayError>,
-        rd: &str,
-        notice: Option<&str>,
-    ) -> Response<Body> {
-        let (token, cookie) = self.csrf_for_form(headers);
-        let form = format!(
-            "<form method=\"post\" action=\"{LOGIN_PATH}\">\n\
-             <input type=\"hidden\" name=\"rd\" value=\"{rd}\">\n\
-             <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\n\
-             <label for=\"pin\">PIN</label>\n\
-             <input id=\"pin\" name=\"pin\" type=\"password\" inputmode=\"numeric\" pattern=\"[0-9]*\" \
-             minlength=\"{min}\" maxlength=\"{max}\" title=\"{min} to {max} digits\" autocomplete=\"off\" \
-             autofocus required>\n\
-             <button type=\"submit\">Sign in</button>\n</form>",
-            rd = escape(rd),
-            min = self.pin.min_digits,
-            max = self.pin.max_digits,
-        );
-        let alert = error.map(GatewayError::public_message);
-        let message = notice.unwrap_or(&self.ui.message);
-        // A wait that ends: the page comes back as a fresh form by itself.
-        let again = login_url(rd);
-        let refresh = error.and_then(GatewayError::retry_after_secs).map(|secs| (secs, again.as_str()));
-        let page = Page { title: &self.ui.title, message, alert: alert.as_deref(), form: &form, refresh };
-        let mut resp = render(&self.ui, status, &page, cookie);
-        if let Some(retry) = error.and_then(GatewayError::retry_after) {
-            resp.headers_mut().insert(header::RETRY_AFTER, retry);
-        }
-        resp
-    }
-
-    fn logout_form(&self, headers: &HeaderMap) -> Response<Body> {
-        let (token, cookie) = self.csrf_for_form(headers);
-        let form = format!(
-            "<form method=\"post\" action=\"{LOGOUT_PATH}\">\n\
-             <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\n\
-             <button type=\"submit\" autofocus>Sign out</button>\n</form>"
-        );
-        let page = Page {
-            title: "Sign out",
-            message: "End your session on this device.",
-            alert: None,
-            form: &form,
-            refresh: None,
-        };
-        render(&self.ui, StatusCode::OK, &page, cookie)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::transport::pool::{Origin, Pool, UpstreamTrust};
 use crate::transport::server::Lease;
 use crate::web::body::Body;
 use crate::web::error::GatewayError;
+use crate::web::route::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::web::upgrade::SessionWatch;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `Keep-Alive` and
@@ -49,8 +50,6 @@ const IDENTITY_HEADERS: [&str; 7] = [
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const HTTPS: HeaderValue = HeaderValue::from_static("https");
@@ -267,7 +266,9 @@ impl Proxy {
         identity: Option<&Identity>,
         watch: Option<SessionWatch>,
     ) -> Result<Response<Body>, GatewayError> {
-        let (origin, uri) = upstream_target(route, self.trust.get(&route.name), path, req.uri().query())?;
+        // Only a route with a CA of its own is looked up.
+        let trust = if route.upstream_roots.is_empty() { None } else { self.trust.get(&route.name) };
+        let (origin, uri) = upstream_target(route, trust, path, req.uri().query())?;
         let client_upgrade = upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
         let lease = req.extensions_mut().remove::<Lease>();
 

@@ -3,6 +3,11 @@
 
 use crate::config::RouteConfig;
 
+/// The original host and scheme, as a proxy in front forwards them (believed only
+/// from trusted proxies; see `web::proxy` and `web::forward_auth`).
+pub const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+
 /// URL prefix keypin keeps for itself on every host.
 pub const RESERVED_PREFIX: &str = "/.keypin/";
 /// keypin's sign-in and sign-out pages.
@@ -66,8 +71,6 @@ pub fn adopt_forwarded_host(headers: &mut http::HeaderMap) {
         headers.insert(http::header::HOST, host);
     }
 }
-
-const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
 
 /// The authority (`host[:port]`) a request was sent to, from `Host` or the HTTP/2
 /// authority.

@@ -100,10 +100,6 @@ pub enum StoreHealth {
 }
 
 impl StoreHealth {
-    pub fn is_up(self) -> bool {
-        self != Self::Down
-    }
-
     pub fn describe(self) -> &'static str {
         match self {
             Self::Memory => "memory",

@@ -91,14 +91,6 @@ impl Revocations {
         self.len.store(table.ends.len(), Ordering::Relaxed);
         table.ends.len() >= self.capacity
     }
-
-    pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Unit tests of the login form: PIN parsing, CSRF, the form body, refusals.
 
 use super::*;
+use crate::web::page::escape;
 
 fn pin_config() -> PinConfig {
     PinConfig { min_response: Duration::ZERO, ..PinConfig::default() }
