@@ -1,6 +1,6 @@
 # keypin container image: built in a Rust image, run as non-root on distroless.
 #   docker build -t keypin .
-#   docker run --rm -p 8443:8443 -e KEYPIN_SESSION_KEYS=$(keypin gen-key) \
+#   docker run --rm -p 8443:8443 -e KEYPIN_SESSION_KEYS=$(keypin gen-key) -e KEYPIN_PIN_KEY=$(keypin gen-key) \
 #     -v $PWD/keypin.toml:/etc/keypin/keypin.toml:ro keypin
 
 FROM rust:1-slim-bookworm AS build

@@ -3,6 +3,7 @@
 //! error names the file and the key. Imports nothing of keypin's.
 
 mod de;
+mod explain;
 mod files;
 mod load;
 mod model;

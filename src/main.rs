@@ -125,7 +125,7 @@ fn main() -> ExitCode {
             init_logging(&LogArgs { audit_log: None, log_format: LogFormat::Auto }).and_then(|()| demo_app(listen)),
         ),
         Command::CheckConfig { config } => check_config(&config),
-        Command::Limits { config, attackers, days, users } => match Config::load(&config) {
+        Command::Limits { config, attackers, days, users } => match Config::load_budget(&config) {
             Ok(config) => {
                 let scenario = keypin::state::limits::budget::Scenario { attackers, days, users };
                 println!("keypin limits: {}", config.source);
@@ -195,19 +195,28 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 }
 
 fn check_config(path: &Path) -> ExitCode {
-    match Config::load(path) {
-        Ok(config) => {
-            for warning in keypin::ops::check::warnings(&config) {
-                eprintln!("warning: {}: {warning}", config.source);
-            }
-            println!("{}: valid ({} route(s))", config.source, config.routes.len());
-            ExitCode::SUCCESS
-        }
+    let config = match Config::load(path) {
+        Ok(config) => config,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_INVALID_CONFIG)
+            for line in e.to_string().lines() {
+                eprintln!("{}", if line.starts_with(' ') { line.to_owned() } else { format!("error: {line}") });
+            }
+            return ExitCode::from(EXIT_INVALID_CONFIG);
         }
+    };
+    keypin::transport::tls::install_default_provider();
+    let loaded = keypin::ops::preflight::preflight(&config);
+    for warning in keypin::ops::check::warnings(&config).iter().chain(&loaded.warnings) {
+        eprintln!("warning: {}: {warning}", config.source);
     }
+    if !loaded.errors.is_empty() {
+        for e in &loaded.errors {
+            eprintln!("error: {}: {e}", config.source);
+        }
+        return ExitCode::from(EXIT_INVALID_CONFIG);
+    }
+    println!("{}: valid ({} route(s))", config.source, config.routes.len());
+    ExitCode::SUCCESS
 }
 
 /// Two streams: the operational log on stderr (`RUST_LOG` filters it, default

@@ -102,6 +102,16 @@ fn the_dockerfile_copies_files_that_exist() {
     assert!(text.contains("USER nonroot"), "the image runs as non-root");
 }
 
+/// The environment a keypin container of the examples sees: its Secret's keys,
+/// and the admin address made from the pod's IP.
+fn pod_env(name: &str) -> Option<String> {
+    match name {
+        SESSION_KEYS_ENV | "KEYPIN_PIN_KEY" => Some(keypin::config::SessionKey::generate().to_base64().to_string()),
+        "KEYPIN_ADMIN_LISTEN" => Some("10.244.0.7:9443".into()),
+        _ => None,
+    }
+}
+
 /// Every Kubernetes document in `deploy/kubernetes/`, parsed.
 fn kubernetes_documents() -> Vec<(String, Value)> {
     let dir = root().join("deploy/kubernetes");
@@ -122,12 +132,13 @@ fn kubernetes_documents() -> Vec<(String, Value)> {
 fn kubernetes_examples_carry_valid_documented_configs_and_probe_the_admin_port() {
     let docs = kubernetes_documents();
     let reference = std::fs::read_to_string(root().join("docs/configuration.md")).unwrap();
-    let key = keypin::config::SessionKey::generate().to_base64().to_string();
-    let env = |name: &str| (name == SESSION_KEYS_ENV).then(|| key.clone());
     let mut configs = std::collections::HashMap::new();
     for (file, doc) in docs.iter().filter(|(_, d)| d["kind"] == "ConfigMap") {
         let text = doc["data"]["keypin.toml"].as_str().expect("keypin.toml in the ConfigMap");
-        let config = Config::parse(text, file, &env).unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::parse(text, file, &pod_env).unwrap_or_else(|e| panic!("{e}"));
+        // A production example passes its own check with no security warning.
+        let warnings = keypin::ops::check::warnings_with_env(&config, &|_| None);
+        assert!(warnings.is_empty(), "{file}: {warnings:#?}");
         // Every key the example uses is in the configuration reference.
         let table: toml::Table = text.parse().unwrap();
         for (section, value) in &table {
@@ -171,6 +182,11 @@ fn kubernetes_examples_carry_valid_documented_configs_and_probe_the_admin_port()
             .and_then(|p| p["containerPort"].as_u64())
             .unwrap();
         assert_eq!(u64::from(config.server.admin_listen.port()), admin_port, "{file}: probes hit the admin listener");
+        // The admin listener is on the pod's address, where the kubelet probes.
+        let env = container["env"].as_array().expect("env");
+        let var = |name: &str| env.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{file}: {name}"));
+        assert_eq!(var("POD_IP")["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP", "{file}");
+        assert_eq!(var("KEYPIN_ADMIN_LISTEN")["value"], "$(POD_IP):9443", "{file}");
         assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
         assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
         assert!(matches!(config.secrets.backend, SecretBackend::KeyVault(_)), "{file}: production uses Key Vault");

@@ -146,6 +146,64 @@ fn check_config_accepts_the_shipped_files_and_names_the_key_of_broken_ones() {
 }
 
 #[test]
+fn check_config_loads_what_serve_loads_and_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = support::vault::test_ca_and_leaf();
+    let (_, _, other_key) = support::vault::test_ca_and_leaf();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (cert, key, other_key) = (write("c.pem", &cert), write("k.pem", &key), write("o.pem", &other_key));
+    let secrets = write("secrets.toml", "\"secret-12345678\" = \"u:p\"\n");
+    let route = "[[route]]\nupstream = \"http://127.0.0.1:8080\"\n";
+    let check = |server: &str, secrets_path: &str| {
+        let text = format!("[server]\n{server}\n[secrets]\npath = \"{secrets_path}\"\n{route}");
+        let path = write("keypin.toml", &text);
+        let out = keypin(&["check-config", "--config", &path]);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let pair = |c: &str, k: &str| format!("tls_cert = \"{c}\"\ntls_key = \"{k}\"");
+    let (code, said) = check(&pair(&cert, &key), &secrets);
+    assert_eq!(code, Some(0), "{said}");
+    for (server, secrets_path, says) in [
+        (pair("/nonexistent/c.pem", &key), secrets.as_str(), "/nonexistent/c.pem"),
+        (pair(&cert, "/nonexistent/k.pem"), secrets.as_str(), "/nonexistent/k.pem"),
+        (pair(&key, &key), secrets.as_str(), "certificate"),
+        (pair(&cert, &other_key), secrets.as_str(), "match"),
+        (pair(&cert, &key), "/nonexistent/secrets.toml", "/nonexistent/secrets.toml"),
+    ] {
+        let (code, said) = check(&server, secrets_path);
+        assert_eq!(code, Some(2), "{server} {secrets_path}: {said}");
+        assert!(said.contains("error:") && said.contains(says), "{says}: {said}");
+    }
+    // A Redis store that does not answer: serve would start (and refuse sign-ins), so a warning.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = format!("{}\n[limits]\nstore = \"redis://127.0.0.1:{port}/0\"", pair(&cert, &key));
+    let (code, said) = check(&server, &secrets);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("limits.store: the Redis server refused the connection"), "{said}");
+    // Every problem at once, in words, with the value and an example.
+    let text = format!("[server]\nlisten = \"localhost:18443\"\nworkers = \"two\"\n[pin]\nmax_digits = 300\n{route}");
+    let out = keypin(&["check-config", "--config", &write("many.toml", &text)]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    for line in [
+        "server.listen: \"localhost:18443\" is not an IP address and port; e.g. listen = \"127.0.0.1:8443\"",
+        "server.workers: \"two\" is not a whole number above zero; e.g. workers = 2",
+        "pin.max_digits: 300 is not a whole number from 1 to 32; e.g. max_digits = 8",
+    ] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    assert!(!said.contains("u8") && !said.contains("usize"), "Rust type names: {said}");
+    let out = keypin(&["check-config", "--config", &write("syntax.toml", "[server]\nlisten = = 1\n")]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("not valid TOML at line 2, column 10") && said.contains("2 | listen = = 1"), "{said}");
+}
+
+#[test]
 fn a_broken_secrets_file_is_named_once_without_its_content() {
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets.toml");
@@ -224,14 +282,29 @@ fn secret_name_reads_the_pin_from_stdin_only_and_never_prints_it() {
 fn the_shipped_example_works_with_keypin_session_keys_and_limits_needs_no_key() {
     let root = env!("CARGO_MANIFEST_DIR");
     let example = format!("{root}/config/keypin.example.toml");
+    // Its certificate paths are a container's (/etc/keypin/tls): here, a pair made for the test.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = support::vault::test_ca_and_leaf();
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let text = std::fs::read_to_string(&example).unwrap();
+    assert!(text.contains("\"/etc/keypin/tls/tls.crt\"") && text.contains("\"/etc/keypin/tls/tls.key\""));
+    let text = text
+        .replace("/etc/keypin/tls/tls.crt", cert_path.to_str().unwrap())
+        .replace("/etc/keypin/tls/tls.key", key_path.to_str().unwrap());
+    let copy = dir.path().join("keypin.toml");
+    std::fs::write(&copy, text).unwrap();
     let key = String::from_utf8(keypin(&["gen-key"]).stdout).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_keypin"))
-        .args(["check-config", "--config", &example])
+        .args(["check-config", "--config", copy.to_str().unwrap()])
         .env("KEYPIN_SESSION_KEYS", key.trim())
+        .env("KEYPIN_PIN_KEY", key.trim())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("session.keys"), "the key was taken");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "the production example warns: {stderr}");
     let out = Command::new(env!("CARGO_BIN_EXE_keypin"))
         .args(["limits", "--config", &example])
         .env_remove("KEYPIN_SESSION_KEYS")

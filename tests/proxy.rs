@@ -387,9 +387,28 @@ async fn a_malformed_chunked_body_is_the_clients_fault_400() {
 }
 
 #[tokio::test]
+async fn a_keep_alive_connection_outlives_the_head_timeout_and_ends_at_its_own() {
+    let upstream = Upstream::spawn().await;
+    let gw = gateway_to(&upstream, "header_read_timeout = \"1s\"\nkeepalive_timeout = \"3s\"").await;
+    let mut tls = raw_tls(gw.addr, &gw.cert()).await;
+    let get = b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    tls.write_all(get).await.unwrap();
+    assert!(read_answer(&mut tls).await.starts_with("HTTP/1.1 200"));
+    // Idle past the head timeout: a keep-alive wait is no slowloris.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    tls.write_all(get).await.unwrap();
+    assert!(read_answer(&mut tls).await.starts_with("HTTP/1.1 200"), "closed at header_read_timeout");
+    let quiet = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), tls.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "still open 8 s after its last answer");
+    assert!(quiet.elapsed() >= Duration::from_millis(2900), "closed after {:?}", quiet.elapsed());
+}
+
+#[tokio::test]
 async fn an_http2_connection_with_no_stream_is_closed_after_the_idle_time() {
     let upstream = Upstream::spawn().await;
-    let gw = gateway_to(&upstream, "header_read_timeout = \"1s\"").await;
+    let gw = gateway_to(&upstream, "header_read_timeout = \"1s\"\nkeepalive_timeout = \"30s\"").await;
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_config(&gw.cert(), &[b"h2"])));
     // The preface and an empty SETTINGS frame, then nothing: no request ever.
     let connect = || async {

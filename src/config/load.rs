@@ -1,52 +1,206 @@
 //! Reading a configuration file: TOML, `env:NAME` references, the
 //! `KEYPIN_SESSION_KEYS` override, serde into the raw shape, then validation.
+//! Every problem in the file is reported at once: each bad key is set aside
+//! (its default stands in) and the file read again, until it reads.
 
 use std::path::Path;
 
-use super::model::{Config, ConfigError, SESSION_KEYS_ENV};
+use super::explain;
+use super::model::{Config, ConfigError, Problem, SESSION_KEYS_ENV};
 use super::raw::{FromEnv, RawConfig, redact, resolve_env};
 use super::validate::validate;
+
+/// More problems than this in one file are not worth listing one by one.
+const MAX_PROBLEMS: usize = 50;
 
 impl Config {
     /// Read and validate `path`, resolving `env:` references from the process environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            key: String::new(),
-            reason: format!("cannot read: {e}"),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::one(&file, "", format!("cannot read: {e}")))?;
         Self::parse(&text, &file, &|name| std::env::var(name).ok())
     }
 
     /// Parse and validate TOML `text` (named `file` in messages), with `env` answering
     /// `env:NAME` references and the `KEYPIN_SESSION_KEYS` override.
     pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut resolved = Vec::new();
-        let err = |key: String, reason: String| ConfigError { file: file.to_owned(), key, reason };
-        let mut table: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| err(String::new(), e.message().to_owned()))?;
-        // KEYPIN_SESSION_KEYS replaces session.keys before any `env:` in the file
-        // is resolved: a file naming another variable still works with it.
-        if let Some(keys) = env(SESSION_KEYS_ENV).filter(|k| !k.trim().is_empty()) {
-            for (i, key) in keys.split(',').enumerate() {
-                let value = key.trim().to_owned().into();
-                resolved.push(FromEnv { key: format!("session.keys[{i}]"), variable: SESSION_KEYS_ENV.into(), value });
-            }
-            let keys = keys.split(',').map(|k| toml::Value::String(k.trim().to_owned()));
-            let session = table.entry("session").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(session) = session {
-                session.insert("keys".into(), toml::Value::Array(keys.collect()));
+        Self::from_table(toml_table(text, file)?, file, env)
+    }
+
+    /// What `keypin limits` reads from `path`: the PIN lengths, `[limits]`'s rates
+    /// and lockouts, and whether the store is shared. Everything else (keys, the
+    /// store's URL, the backend, routes) is left at its default, so arithmetic
+    /// needs no secret in the environment.
+    pub fn load_budget(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::one(&file, "", format!("cannot read: {e}")))?;
+        let mut table = toml_table(&text, &file)?;
+        table.retain(|section, _| section == "pin" || section == "limits");
+        for (section, key) in [("pin", "secret_name"), ("pin", "pin_key"), ("pin", "secret_prefix")] {
+            if let Some(toml::Value::Table(t)) = table.get_mut(section) {
+                t.remove(key);
             }
         }
-        resolve_env(&mut table, "", env, &mut resolved).map_err(|e| err(e.key, e.reason))?;
-        // Values read through `env:` are never echoed: they may be secrets.
-        let err = |key: String, reason: String| {
-            let reason = redact(&key, reason, &resolved);
-            err(key, reason)
-        };
-        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| err(e.path().to_string(), e.inner().message().to_owned()))?;
-        validate(raw, file).map_err(|e| err(e.key, e.reason))
+        // Only the kind of store counts (per process or shared): its URL, which may
+        // come from a variable holding a password, is not needed.
+        if let Some(store) = table.get_mut("limits").and_then(|l| l.get_mut("store"))
+            && store.as_str() != Some("memory")
+        {
+            *store = "redis://redis:6379".into();
+        }
+        let mut route = toml::Table::new();
+        route.insert("upstream".into(), "http://127.0.0.1:1".into());
+        table.insert("route".into(), toml::Value::Array(vec![toml::Value::Table(route)]));
+        Self::from_table(table, &file, &|name| std::env::var(name).ok())
     }
+
+    fn from_table(
+        mut table: toml::Table,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut resolved = Vec::new();
+        override_session_keys(&mut table, env, &mut resolved);
+        let mut problems = Vec::new();
+        resolve_env(&mut table, "", env, &mut resolved, &mut problems);
+        for p in &problems {
+            set_aside(&mut table, &p.key);
+        }
+        loop {
+            match read(&table, file) {
+                Ok(config) if problems.is_empty() => return Ok(config),
+                Ok(_) => break,
+                Err(p) => {
+                    let known = problems.iter().any(|q| q.key == p.key);
+                    if !known {
+                        problems.push(p.clone());
+                    }
+                    if known || problems.len() >= MAX_PROBLEMS || !set_aside(&mut table, &p.key) {
+                        break;
+                    }
+                }
+            }
+        }
+        // Values read through `env:` are never echoed: they may be secrets.
+        for p in &mut problems {
+            p.reason = redact(&p.key, std::mem::take(&mut p.reason), &resolved);
+        }
+        Err(ConfigError { file: file.to_owned(), problems })
+    }
+}
+
+/// The file as a TOML table, or where its syntax fails.
+fn toml_table(text: &str, file: &str) -> Result<toml::Table, ConfigError> {
+    text.parse().map_err(|e| ConfigError { file: file.to_owned(), problems: vec![explain::syntax(text, &e)] })
+}
+
+/// KEYPIN_SESSION_KEYS replaces session.keys before any `env:` in the file is
+/// resolved: a file naming another variable still works with it. Keys may hold
+/// whitespace (`openssl rand -base64 64` wraps lines).
+fn override_session_keys(table: &mut toml::Table, env: &dyn Fn(&str) -> Option<String>, resolved: &mut Vec<FromEnv>) {
+    let Some(keys) = env(SESSION_KEYS_ENV).filter(|k| !k.trim().is_empty()) else {
+        return;
+    };
+    for (i, key) in keys.split(',').enumerate() {
+        let value = key.trim().to_owned().into();
+        resolved.push(FromEnv { key: format!("session.keys[{i}]"), variable: SESSION_KEYS_ENV.into(), value });
+    }
+    let keys = keys.split(',').map(|k| toml::Value::String(k.trim().to_owned()));
+    let session = table.entry("session").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(session) = session {
+        session.insert("keys".into(), toml::Value::Array(keys.collect()));
+    }
+}
+
+/// The table through serde and validation: the configuration, or the first problem.
+fn read(table: &toml::Table, file: &str) -> Result<Config, Problem> {
+    let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let message = e.inner().message().to_owned();
+        // serde_path_to_error's path ends at the unknown field itself, or before it.
+        let key = match unknown_field(&message) {
+            Some(field) if key.is_empty() => field.to_owned(),
+            Some(field) if !key.ends_with(&format!(".{field}")) && key != field => format!("{key}.{field}"),
+            _ => key,
+        };
+        let reason = explain::value_error(&key, &message, value_at(table, &key));
+        Problem::new(key, reason)
+    })?;
+    validate(raw, file)
+}
+
+/// The field serde's "unknown field `x`, expected …" names.
+fn unknown_field(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split('`').next()
+}
+
+/// One step of a dotted key: a table's field or an array's element.
+enum Step<'a> {
+    Field(&'a str),
+    Element(usize),
+}
+
+/// `route[0].public_paths[1]` as its steps.
+fn steps(key: &str) -> Vec<Step<'_>> {
+    let mut out = Vec::new();
+    for part in key.split('.') {
+        let mut pieces = part.split('[');
+        if let Some(name) = pieces.next().filter(|n| !n.is_empty()) {
+            out.push(Step::Field(name));
+        }
+        for index in pieces {
+            match index.trim_end_matches(']').parse() {
+                Ok(i) => out.push(Step::Element(i)),
+                Err(_) => return Vec::new(),
+            }
+        }
+    }
+    out
+}
+
+/// The value at `key`, when the file has one there.
+fn value_at<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
+    let mut steps = steps(key).into_iter();
+    let Some(Step::Field(first)) = steps.next() else { return None };
+    steps.try_fold(table.get(first)?, |value, step| match step {
+        Step::Field(name) => value.as_table()?.get(name),
+        Step::Element(i) => value.as_array()?.get(i),
+    })
+}
+
+/// Remove the setting a problem names, so its default stands in and the rest of
+/// the file can be checked. A list loses the whole list; a `[[route]]` cannot be
+/// set aside (the others would change their numbers). False when nothing was removed.
+fn set_aside(table: &mut toml::Table, key: &str) -> bool {
+    let mut steps = steps(key);
+    while matches!(steps.last(), Some(Step::Element(_))) {
+        steps.pop();
+    }
+    let Some(Step::Field(last)) = steps.pop() else { return false };
+    if steps.is_empty() && last == "route" {
+        return false;
+    }
+    match table_at(table, steps) {
+        Some(here) => here.remove(last).is_some(),
+        None => false,
+    }
+}
+
+/// The table the steps lead to.
+fn table_at<'t>(table: &'t mut toml::Table, steps: Vec<Step<'_>>) -> Option<&'t mut toml::Table> {
+    let mut here = table;
+    let mut steps = steps.into_iter().peekable();
+    while let Some(step) = steps.next() {
+        let Step::Field(name) = step else { return None };
+        let mut value = here.get_mut(name)?;
+        while let Some(Step::Element(i)) = steps.peek() {
+            value = value.as_array_mut()?.get_mut(*i)?;
+            steps.next();
+        }
+        here = value.as_table_mut()?;
+    }
+    Some(here)
 }

@@ -24,33 +24,51 @@ pub const SESSION_KEYS_ENV: &str = "KEYPIN_SESSION_KEYS";
 /// session can outlive its revocation, whatever the ttl is reloaded to.
 pub const MAX_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// A configuration problem: the file, the key (dotted path) and what is wrong.
+/// What is wrong with a configuration file: every problem found in it, each
+/// naming its key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
     pub file: String,
+    /// Never empty; in the file's order as far as it could be read.
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    /// A file with one problem.
+    pub(super) fn one(file: &str, key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { file: file.to_owned(), problems: vec![Problem::new(key, reason)] }
+    }
+
+    /// The first problem (there always is one).
+    pub fn first(&self) -> &Problem {
+        &self.problems[0]
+    }
+}
+
+/// One line per problem, each `file: key: reason`, so a search for the key finds it.
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.key.is_empty() {
+                true => write!(f, "{}: {}", self.file, p.reason)?,
+                false => write!(f, "{}: {}: {}", self.file, p.key, p.reason)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One invalid key: its dotted path (`route[0].upstream`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
     pub key: String,
     pub reason: String,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file, self.reason)
-        } else {
-            write!(f, "{}: {}: {}", self.file, self.key, self.reason)
-        }
-    }
-}
-
-/// One invalid key, before the file's name is known: its dotted path and what is
-/// wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Invalid {
-    pub(super) key: String,
-    pub(super) reason: String,
-}
-
-impl Invalid {
+impl Problem {
     pub(super) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self { key: key.into(), reason: reason.into() }
     }
@@ -109,6 +127,10 @@ pub struct ServerConfig {
     /// Bound on the TLS handshake and on reading a request head (slowloris).
     #[serde(deserialize_with = "de::duration")]
     pub header_read_timeout: Duration,
+    /// How long a connection may idle between requests (HTTP/1.1 keep-alive, an
+    /// HTTP/2 connection with no stream open).
+    #[serde(deserialize_with = "de::duration")]
+    pub keepalive_timeout: Duration,
     /// Bound on waiting for the upstream's response head.
     #[serde(deserialize_with = "de::duration")]
     pub upstream_timeout: Duration,
@@ -132,6 +154,7 @@ impl Default for ServerConfig {
             plain_listen: None,
             trusted_proxies: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
             upstream_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             hsts_max_age: Duration::from_secs(365 * 24 * 3600),

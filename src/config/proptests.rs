@@ -108,7 +108,7 @@ proptest! {
             Ok(cfg) => prop_assert_eq!(Ok(cfg.limits.login_per_ip), value.parse::<Rate>(), "{:?}", value),
             Err(e) => {
                 prop_assert_eq!(&e.file, FILE);
-                prop_assert!(e.key.starts_with("limits.login_per_ip"), "{value:?}: key {:?}: {}", e.key, e.reason);
+                prop_assert!(e.first().key.starts_with("limits.login_per_ip"), "{value:?}: key {:?}: {}", e.first().key, e.first().reason);
             }
         }
     }
@@ -124,7 +124,7 @@ proptest! {
             Ok(cfg) => prop_assert_eq!(Ok(cfg.server.listen), value.parse(), "{:?}", value),
             Err(e) => {
                 prop_assert_eq!(&e.file, FILE);
-                prop_assert!(e.key.starts_with("server.listen"), "{value:?}: key {:?}: {}", e.key, e.reason);
+                prop_assert!(e.first().key.starts_with("server.listen"), "{value:?}: key {:?}: {}", e.first().key, e.first().reason);
             }
         }
     }
@@ -142,7 +142,7 @@ proptest! {
             }
             Err(e) => {
                 prop_assert_eq!(&e.file, FILE);
-                prop_assert!(e.key.starts_with("route[0].upstream"), "{value:?}: key {:?}: {}", e.key, e.reason);
+                prop_assert!(e.first().key.starts_with("route[0].upstream"), "{value:?}: key {:?}: {}", e.first().key, e.first().reason);
             }
         }
     }

@@ -8,7 +8,7 @@ use http::header::HeaderName;
 use serde::Deserialize;
 
 use super::de;
-use super::model::{Invalid, LimitsConfig, PinConfig, ServerConfig};
+use super::model::{LimitsConfig, PinConfig, Problem, ServerConfig};
 use super::values::{Inject, UpstreamUrl};
 
 /// Prefix that makes a string value an environment reference.
@@ -153,18 +153,19 @@ fn default_true() -> bool {
     true
 }
 
-/// Replace every string `"env:NAME"` in the tree by the variable's value.
+/// Replace every string `"env:NAME"` in the tree by the variable's value; each
+/// variable not set is a problem (and its string stays as it was).
 pub(super) fn resolve_env(
     table: &mut toml::Table,
     prefix: &str,
     env: &dyn Fn(&str) -> Option<String>,
     resolved: &mut Vec<FromEnv>,
-) -> Result<(), Invalid> {
+    problems: &mut Vec<Problem>,
+) {
     for (key, value) in table.iter_mut() {
         let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-        resolve_value(value, &path, env, resolved)?;
+        resolve_value(value, &path, env, resolved, problems);
     }
-    Ok(())
 }
 
 /// A value read from the environment: where it went, from which variable, and
@@ -180,25 +181,32 @@ fn resolve_value(
     path: &str,
     env: &dyn Fn(&str) -> Option<String>,
     resolved: &mut Vec<FromEnv>,
-) -> Result<(), Invalid> {
+    problems: &mut Vec<Problem>,
+) {
     match value {
         toml::Value::String(s) => {
             if let Some(name) = s.strip_prefix(ENV_PREFIX) {
-                let read =
-                    env(name).ok_or_else(|| Invalid::new(path, format!("environment variable {name} is not set")))?;
-                resolved.push(FromEnv { key: path.to_owned(), variable: name.to_owned(), value: read.clone().into() });
-                *s = read;
+                match env(name) {
+                    Some(read) => {
+                        resolved.push(FromEnv {
+                            key: path.to_owned(),
+                            variable: name.to_owned(),
+                            value: read.clone().into(),
+                        });
+                        *s = read;
+                    }
+                    None => problems.push(Problem::new(path, format!("environment variable {name} is not set"))),
+                }
             }
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                resolve_value(item, &format!("{path}[{i}]"), env, resolved)?;
+                resolve_value(item, &format!("{path}[{i}]"), env, resolved, problems);
             }
         }
-        toml::Value::Table(t) => resolve_env(t, path, env, resolved)?,
+        toml::Value::Table(t) => resolve_env(t, path, env, resolved, problems),
         _ => {}
     }
-    Ok(())
 }
 
 /// `reason` with every value read from the environment shown as its variable's

@@ -12,6 +12,7 @@ fn env(name: &str) -> Option<String> {
         "KEYPIN_SESSION_KEY" | "TEST_KEY" => Some(KEY.into()),
         "AZURE_CLIENT_SECRET" => Some("s3cret".into()),
         "KEYPIN_KV_TOKEN" => Some("token".into()),
+        "KEYPIN_PIN_KEY" => Some(KEY.into()),
         _ => None,
     }
 }
@@ -78,7 +79,13 @@ fn errors_name_the_file_and_the_key() {
         ("[server]\nlisten_addr = \"x\"\n", "server", "unknown field"),
         ("[server]\nheader_read_timeout = \"10 parsecs\"\n", "server.header_read_timeout", "not a duration"),
         ("[limits]\nlogin_per_ip = \"5/fortnight\"\n", "limits.login_per_ip", "not a rate"),
-        ("[server]\nworkers = 0\n", "server.workers", "nonzero"),
+        ("[server]\nworkers = 0\n", "server.workers", "0 is not a whole number above zero; e.g. workers = 2"),
+        (
+            "[server]\nlisten = \"localhost:18443\"\n",
+            "server.listen",
+            "\"localhost:18443\" is not an IP address and port; e.g. listen = \"127.0.0.1:8443\"",
+        ),
+        ("[pin]\nmax_digits = 300\n", "pin.max_digits", "300 is not a whole number from 1 to 32"),
         ("[session]\nkeys = [\"env:NOPE\"]\n", "session.keys[0]", "NOPE is not set"),
         ("[[route]]\nupstream = \"htp://x\"\n", "route[0].upstream", "\"htp://x\" is not an http(s) URL"),
         ("[[route]]\nupstream = \"ftp://x\"\n", "route[0].upstream", "not an http(s) URL"),
@@ -93,10 +100,41 @@ fn errors_name_the_file_and_the_key() {
             if text.is_empty() || text.contains("[[route]]") { text.to_owned() } else { format!("{text}{MINIMAL}") };
         let e = parse(&text).expect_err(&text);
         assert_eq!(e.file, "test.toml");
-        assert!(e.key.starts_with(key), "{text}: key {:?} should name {key}", e.key);
-        assert!(e.reason.contains(reason), "{text}: reason {:?} should say {reason}", e.reason);
-        assert!(e.to_string().starts_with(&format!("test.toml: {}", e.key)));
+        assert!(e.first().key.starts_with(key), "{text}: key {:?} should name {key}", e.first().key);
+        assert!(e.first().reason.contains(reason), "{text}: reason {:?} should say {reason}", e.first().reason);
+        assert!(e.to_string().starts_with(&format!("test.toml: {}", e.first().key)));
     }
+}
+
+#[test]
+fn every_problem_in_a_file_is_reported_at_once() {
+    let text = "[server]\nlisten = \"localhost:18443\"\nlisten_adress = \"x\"\nworkers = \"two\"\n\
+                [pin]\nmin_digits = 8\nmax_digits = 6\n[session]\nkeys = [\"env:NOPE\"]\nttl = \"ten\"\n\
+                [[route]]\nupstream = \"htp://x\"\npublic_paths = [\"nope\"]\n";
+    let e = parse(text).unwrap_err();
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "session.keys[0]",
+        "server.listen",
+        "server.listen_adress",
+        "server.workers",
+        "session.ttl",
+        "route[0].upstream",
+        "pin.min_digits",
+        "route[0].public_paths[0]",
+    ] {
+        assert!(keys.contains(&key), "{key} not reported: {e}");
+    }
+    assert_eq!(e.to_string().lines().count(), e.problems.len(), "one line each: {e}");
+    assert!(e.to_string().lines().all(|l| l.starts_with("test.toml: ")), "{e}");
+}
+
+#[test]
+fn a_syntax_error_says_where() {
+    let e = parse("[server]\nlisten = \"127.0.0.1:8443\"\nworkers = = 2\n").unwrap_err();
+    let said = e.to_string();
+    assert!(said.starts_with("test.toml: not valid TOML at line 3, column 11"), "{said}");
+    assert!(said.contains("3 | workers = = 2"), "{said}");
 }
 
 #[test]
@@ -121,8 +159,11 @@ fn env_references_resolve_anywhere_and_keys_can_be_overridden() {
 fn an_unknown_credential_is_refused_whatever_the_backend_and_every_kind_is_named() {
     for backend in ["backend = \"file\"", "backend = \"keyvault\"\nvault_url = \"https://v.example.net/\""] {
         let e = parse(&format!("[secrets]\n{backend}\ncredential = \"bogus\"\n{MINIMAL}")).unwrap_err();
-        assert_eq!(e.key, "secrets.credential", "{e}");
-        assert!(e.reason.contains("\"bogus\"") && e.reason.contains("managed_identity, workload_identity"), "{e}");
+        assert_eq!(e.first().key, "secrets.credential", "{e}");
+        assert!(
+            e.first().reason.contains("\"bogus\"") && e.first().reason.contains("managed_identity, workload_identity"),
+            "{e}"
+        );
     }
     let secret = || SecretText::new("s".into());
     let every = [
@@ -163,7 +204,7 @@ fn values_read_from_the_environment_are_never_echoed_in_errors() {
         ("[session]\nkeys = [\"env:KEY\"]\n", "session.keys[0]", "KEY", "not-a-key-but-secret"),
     ] {
         let e = Config::parse(&format!("{text}{MINIMAL}"), "test.toml", &env).unwrap_err();
-        assert_eq!(e.key, key);
+        assert_eq!(e.first().key, key);
         let shown = e.to_string();
         assert!(!shown.contains(value), "{shown}");
         if shown.contains('$') {
@@ -183,7 +224,7 @@ fn static_token_is_for_loopback_unless_allowed() {
     assert!(parse(&kv("https://127.0.0.1:8443/", "")).is_ok());
     assert!(parse(&kv("https://localhost:8443/", "")).is_ok());
     let e = parse(&kv("https://myvault.example.net/", "")).unwrap_err();
-    assert_eq!(e.key, "secrets.credential");
+    assert_eq!(e.first().key, "secrets.credential");
     assert!(parse(&kv("https://myvault.example.net/", "allow_static_token = true\n")).is_ok());
 }
 
@@ -225,9 +266,9 @@ fn a_routes_ca_cert_is_a_pem_bundle_for_an_https_upstream() {
     };
     assert_eq!(with("https://app.internal", &pem).unwrap().routes[0].upstream_roots.len(), 1);
     let e = with("http://app.internal", &pem).unwrap_err();
-    assert!(e.key == "route[0].ca_cert" && e.to_string().contains("https upstream"), "{e}");
+    assert!(e.first().key == "route[0].ca_cert" && e.to_string().contains("https upstream"), "{e}");
     let e = with("https://app.internal", &dir.path().join("missing.pem")).unwrap_err();
-    assert_eq!(e.key, "route[0].ca_cert");
+    assert_eq!(e.first().key, "route[0].ca_cert");
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate").unwrap();
     assert!(with("https://app.internal", &junk).unwrap_err().to_string().contains("no certificate"));
@@ -250,10 +291,10 @@ fn hmac_names_need_a_pin_key_of_32_bytes_and_prefixes_are_key_vault_names() {
         ("secret_prefix = \"secret_\"".to_owned(), "pin.secret_prefix", "Key Vault name"),
     ] {
         let e = with(&pin).unwrap_err();
-        assert!(e.key == key && e.to_string().contains(says), "{pin}: {e}");
+        assert!(e.first().key == key && e.to_string().contains(says), "{pin}: {e}");
     }
     let e = parse("[[route]]\nupstream = \"http://127.0.0.1:1\"\nsecret_prefix = \"hr/\"\n").unwrap_err();
-    assert_eq!(e.key, "route[0].secret_prefix");
+    assert_eq!(e.first().key, "route[0].secret_prefix");
     let same = parse("[[route]]\nupstream = \"http://127.0.0.1:1\"\nsecret_prefix = \"secret-\"\n").unwrap();
     assert_eq!(same.routes[0].secret_prefix, None, "the default namespace, said again");
 }

@@ -9,23 +9,24 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
 use super::model::{
-    Config, CredentialConfig, Invalid, KeyVaultConfig, MAX_SESSION_TTL, PinConfig, RouteConfig, SecretBackend,
+    Config, CredentialConfig, KeyVaultConfig, MAX_SESSION_TTL, PinConfig, Problem, RouteConfig, SecretBackend,
     SecretNaming, SecretsConfig, SessionConfig, UiConfig, canonical_ip,
 };
 use super::raw::{BackendKind, RawConfig, RawRoute, RawSecrets, RawSession, RawUi};
 use super::redacted::{SecretText, SessionKey};
 
-fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
-    Invalid::new(key, reason)
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Problem {
+    Problem::new(key, reason)
 }
 
-pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Invalid> {
+pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, Problem> {
     let server = raw.server;
     if server.max_connections == 0 {
         return Err(invalid("server.max_connections", "must be at least 1"));
     }
     for (key, d) in [
         ("server.header_read_timeout", server.header_read_timeout),
+        ("server.keepalive_timeout", server.keepalive_timeout),
         ("server.upstream_timeout", server.upstream_timeout),
     ] {
         if d.is_zero() {
@@ -107,7 +108,7 @@ fn deployment(secrets: &SecretsConfig, pin: &PinConfig, cookie_name: &str) -> St
 
 /// A secret-name prefix: with the PIN (or its HMAC), a Key Vault name, at most
 /// 127 characters of letters, digits and `-`.
-fn check_prefix(key: &str, prefix: &str, pin: &PinConfig) -> Result<(), Invalid> {
+fn check_prefix(key: &str, prefix: &str, pin: &PinConfig) -> Result<(), Problem> {
     let longest = match pin.secret_name {
         SecretNaming::Plain => usize::from(pin.max_digits),
         SecretNaming::Hmac => 32,
@@ -134,14 +135,14 @@ fn upstream_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-fn unknown_credential(name: &str) -> Invalid {
+fn unknown_credential(name: &str) -> Problem {
     invalid(
         "secrets.credential",
         format!("unknown credential {name:?}; expected one of {}", CredentialConfig::KINDS.join(", ")),
     )
 }
 
-fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
+fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Problem> {
     // Checked whatever the backend, as serde checked it when it was an enum.
     if !CredentialConfig::KINDS.contains(&raw.credential.as_str()) {
         return Err(unknown_credential(&raw.credential));
@@ -207,7 +208,7 @@ fn validate_secrets(raw: RawSecrets) -> Result<SecretsConfig, Invalid> {
     })
 }
 
-fn validate_session(raw: RawSession) -> Result<SessionConfig, Invalid> {
+fn validate_session(raw: RawSession) -> Result<SessionConfig, Problem> {
     let name_ok = !raw.cookie_name.is_empty()
         && raw.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !name_ok {
@@ -229,7 +230,7 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, Invalid> {
     Ok(SessionConfig { cookie_name: raw.cookie_name, deployment, keys, ttl: raw.ttl, idle_timeout: raw.idle_timeout })
 }
 
-fn validate_route(i: usize, r: RawRoute) -> Result<RouteConfig, Invalid> {
+fn validate_route(i: usize, r: RawRoute) -> Result<RouteConfig, Problem> {
     let key = |k: &str| format!("route[{i}].{k}");
     let name = r.name.unwrap_or_else(|| format!("route{i}"));
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
@@ -282,7 +283,7 @@ const MAX_LOGO_BYTES: u64 = 64 * 1024;
 /// Largest custom page template.
 const MAX_TEMPLATE_BYTES: u64 = 256 * 1024;
 
-fn read_limited(key: &str, path: &std::path::Path, max: u64) -> Result<Vec<u8>, Invalid> {
+fn read_limited(key: &str, path: &std::path::Path, max: u64) -> Result<Vec<u8>, Problem> {
     let size = std::fs::metadata(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?.len();
     if size > max {
         return Err(invalid(key, format!("{} is larger than {} KiB", path.display(), max / 1024)));
@@ -290,7 +291,7 @@ fn read_limited(key: &str, path: &std::path::Path, max: u64) -> Result<Vec<u8>, 
     std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
 }
 
-fn validate_ui(raw: RawUi) -> Result<UiConfig, Invalid> {
+fn validate_ui(raw: RawUi) -> Result<UiConfig, Problem> {
     use base64::Engine as _;
     let defaults = UiConfig::default();
     let logo = match raw.logo {

@@ -146,6 +146,7 @@ impl App {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let settings = ListenerSettings {
             header_read_timeout: self.config.server.header_read_timeout,
+            keepalive_timeout: self.config.server.keepalive_timeout,
             max_connections: self.config.server.max_connections,
         };
         let (stop_tx, stop_rx) = watch::channel(false);

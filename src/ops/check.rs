@@ -31,53 +31,68 @@ pub fn warnings_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
     let per_minute = config.limits.login_per_ip.per_second() * 60.0;
     if per_minute > 30.0 {
         out.push(format!(
-            "limits.login_per_ip: {} allows {per_minute:.0} guesses a minute from one address",
+            "limits.login_per_ip: {} allows {per_minute:.0} guesses a minute from one address; \
+             e.g. login_per_ip = \"5/min\"",
             config.limits.login_per_ip
         ));
     }
     if config.limits.lockout_after == 0 || config.limits.lockout_after > 50 {
         out.push(format!(
-            "limits.lockout_after: {} consecutive failures before a lockout is weak",
+            "limits.lockout_after: {} consecutive failures before a lockout is weak; e.g. lockout_after = 5",
             config.limits.lockout_after
         ));
     }
     if let Some(p) = budget::weak_for_one_client(&config.limits, config.pin.min_digits) {
+        let digits = (config.pin.min_digits..=32).find(|d| budget::weak_for_one_client(&config.limits, *d).is_none());
         out.push(format!(
             "limits: one address has a {:.1}% chance a year to hit one of 1,000 {}-digit PINs \
-             (see `keypin limits`); lower limits.login_per_ip, raise lockouts or pin.min_digits",
+             (see `keypin limits`); with these limits pin.min_digits = {} keeps it under 1%, or e.g. \
+             min_digits = 8 with lockout_after = 5, lockout_max = \"48h\", attack_failures = \"250/day\" \
+             (the table in docs/configuration.md)",
             p * 100.0,
-            config.pin.min_digits
+            config.pin.min_digits,
+            digits.unwrap_or(32)
         ));
     }
     if let Some(y) = budget::weak_against_a_botnet(&config.limits, config.pin.min_digits) {
         out.push(format!(
             "limits.attack_failures: 1,000 addresses could find {:.1} of 1,000 {}-digit PINs a year \
-             within the global failure budget; PINs of {} digits (or a smaller budget) keep it under one",
-            y.pins_with_budget, config.pin.min_digits, y.safe_digits
+             within the global failure budget; pin.min_digits = {} keeps it under one, or with {} digits \
+             e.g. attack_failures = \"{}/day\"",
+            y.pins_with_budget,
+            config.pin.min_digits,
+            y.safe_digits,
+            config.pin.min_digits,
+            budget::safe_failures_per_day(config.pin.min_digits, 1000)
         ));
     }
     if config.pin.min_digits < 6 {
         out.push(format!(
-            "pin.min_digits: {} digits is a small search space; rely on the limits or use 6+",
+            "pin.min_digits: {} digits is a small search space; e.g. min_digits = 8 (see `keypin limits`)",
             config.pin.min_digits
         ));
     }
     if config.pin.min_response < Duration::from_millis(100) {
-        out.push("pin.min_response: under 100ms may let timing tell PINs apart".into());
+        out.push("pin.min_response: under 100ms may let timing tell PINs apart; e.g. min_response = \"250ms\"".into());
     }
     network_warnings(config, &mut out);
     if matches!(config.secrets.backend, SecretBackend::KeyVault(_)) && config.pin.secret_name == SecretNaming::Plain {
         out.push(
             "pin.secret_name: \"plain\" puts every PIN in the vault's secret names, which anyone who may list \
              secrets (the Key Vault Reader role, for one) and the vault's logs see; use \"hmac\" with \
-             pin.pin_key (`keypin secret-name` prints the names to create)"
+             pin.pin_key, e.g. secret_name = \"hmac\", pin_key = \"env:KEYPIN_PIN_KEY\" (`keypin secret-name` \
+             prints the names to create)"
                 .into(),
         );
     }
     if let SecretBackend::File { path } = &config.secrets.backend
         && let Some(mode) = world_readable_mode(path)
     {
-        out.push(format!("secrets.path: {} is readable by other users (mode {mode:o}); chmod 600 it", path.display()));
+        out.push(format!(
+            "secrets.path: {} is readable by other users (mode {mode:o}); e.g. chmod 600 {}",
+            path.display(),
+            path.display()
+        ));
     }
     out
 }
@@ -90,7 +105,7 @@ fn replica_warning(config: &Config, env: &dyn Fn(&str) -> Option<String>, out: &
         out.push(format!(
             "limits.store: \"memory\" keeps limits, lockouts and logouts per process, and {hint} says an \
              orchestrator runs this one; with several replicas an attacker gets one budget each and a logout \
-             ends a session on one replica only. Share them: limits.store = \"redis://…\""
+             ends a session on one replica only. Share them, e.g. limits.store = \"redis://redis:6379/0\""
         ));
     }
 }
@@ -99,7 +114,10 @@ fn replica_warning(config: &Config, env: &dyn Fn(&str) -> Option<String>, out: &
 fn network_warnings(config: &Config, out: &mut Vec<String>) {
     for net in &config.server.trusted_proxies {
         if net.prefix_len() == 0 {
-            out.push(format!("server.trusted_proxies: {net} trusts every peer's X-Forwarded-For"));
+            out.push(format!(
+                "server.trusted_proxies: {net} trusts every peer's X-Forwarded-For; list only your proxies, \
+                 e.g. trusted_proxies = [\"10.0.0.0/8\"]"
+            ));
         }
     }
     if let Some(plain) = config.server.plain_listen
@@ -109,12 +127,15 @@ fn network_warnings(config: &Config, out: &mut Vec<String>) {
         out.push(format!(
             "server.plain_listen: {plain} is plain HTTP on an address that may be public, and \
              server.trusted_proxies is empty: only the ingress in front should reach it (listen on loopback \
-             or a private address, and list the ingress in trusted_proxies)"
+             or a private address, e.g. plain_listen = \"127.0.0.1:8081\", and list the ingress in \
+             trusted_proxies)"
         ));
     }
-    if !canonical_ip(config.server.admin_listen.ip()).is_loopback() {
+    if !is_private(canonical_ip(config.server.admin_listen.ip())) {
         out.push(format!(
-            "server.admin_listen: {} is not loopback; the admin listener is plain HTTP",
+            "server.admin_listen: {} may be reachable from other networks, and the admin listener is plain \
+             HTTP; e.g. admin_listen = \"127.0.0.1:9443\" (in Kubernetes the pod's address: \
+             \"env:KEYPIN_ADMIN_LISTEN\" set to \"$(POD_IP):9443\", as deploy/kubernetes does)",
             config.server.admin_listen
         ));
     }
@@ -142,6 +163,52 @@ mod tests {
         assert!(w.contains("limits.login_per_ip"), "{w}");
         assert!(w.contains("server.trusted_proxies"), "{w}");
         assert!(w.contains("session.keys"), "{w}");
+    }
+
+    #[test]
+    fn every_warning_suggests_concrete_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets.toml");
+        std::fs::write(&secrets, "").unwrap();
+        std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        let route = "[[route]]\nupstream = \"http://127.0.0.1:8080\"\n";
+        let texts = [
+            format!(
+                "[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\nadmin_listen = \"0.0.0.0:9443\"\n\
+                 [pin]\nmin_digits = 4\nmin_response = \"50ms\"\n[limits]\nlogin_per_ip = \"100/min\"\n\
+                 lockout_after = 0\n[secrets]\npath = \"{}\"\n{route}",
+                secrets.display()
+            ),
+            format!(
+                "[server]\nplain_listen = \"0.0.0.0:8080\"\n[secrets]\nbackend = \"keyvault\"\n\
+                 vault_url = \"https://v.vault.azure.net/\"\n{route}"
+            ),
+        ];
+        let kubernetes = |name: &str| (name == "KUBERNETES_SERVICE_HOST").then(|| "10.0.0.1".to_owned());
+        let mut all = Vec::new();
+        for text in &texts {
+            all.extend(warnings_with_env(&Config::parse(text, "t.toml", &|_| None).unwrap(), &kubernetes));
+        }
+        for key in [
+            "session.keys",
+            "limits.login_per_ip",
+            "limits.lockout_after",
+            "limits: one address",
+            "limits.attack_failures",
+            "pin.min_digits",
+            "pin.min_response",
+            "pin.secret_name",
+            "secrets.path",
+            "limits.store",
+            "server.trusted_proxies",
+            "server.plain_listen",
+            "server.admin_listen",
+        ] {
+            assert!(all.iter().any(|w| w.starts_with(key)), "no {key} warning in {all:#?}");
+        }
+        for warning in &all {
+            assert!(warning.contains("e.g. "), "names no concrete value: {warning}");
+        }
     }
 
     #[test]

@@ -122,6 +122,9 @@ fn needs_restart(running: &Config, next: &Config) -> Vec<&'static str> {
     if a.header_read_timeout != b.header_read_timeout {
         keys.push("server.header_read_timeout");
     }
+    if a.keepalive_timeout != b.keepalive_timeout {
+        keys.push("server.keepalive_timeout");
+    }
     if a.max_connections != b.max_connections {
         keys.push("server.max_connections");
     }

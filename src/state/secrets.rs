@@ -37,6 +37,15 @@ impl From<KeyVaultError> for OpenError {
     }
 }
 
+/// Read what [`open`] reads, without starting anything or reaching the network
+/// (the Key Vault credential is not made): for `check-config`.
+pub fn check(config: &SecretsConfig) -> Result<(), OpenError> {
+    match &config.backend {
+        SecretBackend::File { path } => FileStore::load(path).map(drop).map_err(OpenError::from),
+        SecretBackend::KeyVault(kv) => keyvault::check(kv, config.request_timeout).map_err(OpenError::KeyVault),
+    }
+}
+
 /// The secret store a configuration names; a file store is watched for changes.
 pub fn open(config: &SecretsConfig) -> Result<Arc<dyn SecretStore>, OpenError> {
     Ok(match &config.backend {

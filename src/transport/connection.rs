@@ -40,7 +40,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// A connection quiet this long between requests is parked.
+/// A connection quiet this long between requests is parked (sooner with a head
+/// timeout under four times this: see `Protocols::new`).
 pub const PARK_AFTER: Duration = Duration::from_secs(1);
 /// Bound on closing a connection ourselves (TLS `close_notify`, then FIN).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -54,8 +55,12 @@ pub type Shutdown = watch::Receiver<bool>;
 pub struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
-    /// How long a parked connection waits for its next request before it is closed.
+    /// Bound on each request head and on the TLS handshake.
+    head_timeout: Duration,
+    /// How long a connection waits for its next request before it is closed.
     idle_timeout: Duration,
+    /// How often an awake connection is looked at for parking.
+    park_after: Duration,
     /// Counts the connections parked now.
     parked: Gauge,
 }
@@ -66,16 +71,23 @@ impl Protocols {
         &self.http2
     }
 
-    /// The bound on each request head, on a parked connection's wait for its
-    /// next one, and (see `server`) on the TLS handshake.
+    /// The bound on each request head and (see `server`) on the TLS handshake.
     pub fn head_timeout(&self) -> Duration {
+        self.head_timeout
+    }
+
+    /// How long a connection idles between requests (HTTP/2: with no stream
+    /// open) before it is closed.
+    pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
     }
 
-    /// `head_timeout` bounds each request head, and a parked connection's wait for
-    /// the next one; heads are at most `max_head` bytes. `parked` counts parked
-    /// connections.
-    pub fn new(head_timeout: Duration, max_head: usize, parked: Gauge) -> Self {
+    /// `head_timeout` bounds each request head (hyper's timer, which also runs
+    /// while an awake connection waits for its next request: the connection is
+    /// parked well before, within half of it);
+    /// `idle_timeout` a connection's wait for its next request. Heads are at most
+    /// `max_head` bytes; `parked` counts parked connections.
+    pub fn new(head_timeout: Duration, idle_timeout: Duration, max_head: usize, parked: Gauge) -> Self {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(head_timeout)
@@ -86,7 +98,8 @@ impl Protocols {
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new()).max_header_list_size(max_head as u32);
-        Self { http1: h1, http2: h2, idle_timeout: head_timeout, parked }
+        let park_after = PARK_AFTER.min(head_timeout / 4);
+        Self { http1: h1, http2: h2, head_timeout, idle_timeout, park_after, parked }
     }
 }
 
@@ -113,13 +126,15 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
+        // The first request is awaited as a head is; later ones as keep-alive.
+        let mut wait = protocols.head_timeout;
         loop {
-            let Some(first) = first_byte(&mut io, protocols, shutdown).await else {
+            let Some(first) = first_byte(&mut io, wait, &protocols.parked, shutdown).await else {
                 close(io).await;
                 return Ok(());
             };
             match Box::pin(serve_awake(io, first, protocols, handler, shutdown)).await? {
-                Some(parked) => io = parked,
+                Some(parked) => (io, wait) = (parked, protocols.idle_timeout),
                 None => return Ok(()),
             }
         }
@@ -172,7 +187,8 @@ where
             })
         };
         let mut conn = protocols.http1.serve_connection(TokioIo::new(watched), service).with_upgrades();
-        let mut quiet = tokio::time::interval_at(Instant::now() + PARK_AFTER, PARK_AFTER);
+        let every = protocols.park_after;
+        let mut quiet = tokio::time::interval_at(Instant::now() + every, every);
         // Hyper was asked to stop: to park, or for the server's shutdown.
         let (mut stopping, mut shutting_down) = (false, false);
         let done = loop {
@@ -215,8 +231,8 @@ where
     }
 }
 
-/// Wait, parked, for the first byte of the next request, at most the idle timeout,
-/// counted as parked meanwhile. `None`: the client closed the connection or broke
+/// Wait, parked, for the first byte of the next request, at most `wait`, counted
+/// in `parked` meanwhile. `None`: the client closed the connection or broke
 /// it, the timeout passed, or the server shuts down.
 ///
 /// Polled by hand, not with `select!` and `timeout`, which keep more room in every
@@ -224,7 +240,8 @@ where
 #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
 fn first_byte<'a, T: AsyncRead + Unpin>(
     io: &'a mut T,
-    protocols: &'a Protocols,
+    wait: Duration,
+    parked: &'a Gauge,
     shutdown: &'a mut Shutdown,
 ) -> impl Future<Output = Option<Bytes>> + 'a {
     async move {
@@ -232,9 +249,9 @@ fn first_byte<'a, T: AsyncRead + Unpin>(
         if *shutdown.borrow_and_update() {
             return None;
         }
-        let _parked = ParkedGauge::count(&protocols.parked);
+        let _parked = ParkedGauge::count(parked);
         let mut changed = pin!(shutdown.changed());
-        let mut idled = pin!(tokio::time::sleep(protocols.idle_timeout));
+        let mut idled = pin!(tokio::time::sleep(wait));
         std::future::poll_fn(|cx| {
             if changed.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);

@@ -1,14 +1,14 @@
 //! One HTTP/2 connection (what ALPN chose), served by hyper until the client closes
 //! it, it errs, or the server shuts down; or until it idles: a connection with no
-//! stream open for the idle timeout (`header_read_timeout`, the bound HTTP/1.1's
-//! parked connections have too), the wait for its first request included, is sent
-//! a GOAWAY and closed. A client that opens connections and sends nothing holds no
-//! slot of `max_connections` for longer than that.
+//! stream open for the idle timeout (`keepalive_timeout`, the bound HTTP/1.1's
+//! parked connections have too; `header_read_timeout` before its first request) is
+//! sent a GOAWAY and closed. A client that opens connections and sends nothing
+//! holds no slot of `max_connections` for longer than the head timeout.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use http_body::Body;
 use hyper::body::Incoming;
@@ -51,10 +51,12 @@ where
     };
     let conn = protocols.http2().serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let idle = protocols.head_timeout();
+    let (head, idle) = (protocols.head_timeout(), protocols.idle_timeout());
+    // The first request is awaited as a head is, later ones as keep-alive.
+    let bound = |streams: &Streams| if streams.served() { idle } else { head };
     loop {
         // Looked at again when due: streams that opened or ended meanwhile move it.
-        let due = streams.quiet_since().unwrap_or_else(Instant::now) + idle;
+        let due = streams.quiet_since().unwrap_or_else(Instant::now) + bound(&streams);
         tokio::select! {
             done = conn.as_mut() => return done,
             () = stopped(shutdown) => {
@@ -62,7 +64,7 @@ where
                 return conn.await;
             }
             () = tokio::time::sleep_until(due) => {
-                if streams.quiet_since().is_some_and(|since| since.elapsed() >= idle) {
+                if streams.quiet_since().is_some_and(|since| since.elapsed() >= bound(&streams)) {
                     break;
                 }
             }
@@ -73,22 +75,29 @@ where
     // as it had to send a request, then the connection is dropped.
     tracing::debug!("HTTP/2 connection idle; closing it");
     conn.as_mut().graceful_shutdown();
-    match tokio::time::timeout(idle, conn).await {
+    match tokio::time::timeout(bound(&streams), conn).await {
         Ok(done) => done,
         Err(_) => Ok(()),
     }
 }
 
-/// The streams of one connection: how many are open, and since when none is.
+/// The streams of one connection: how many are open, since when none is, and
+/// whether one ever was.
 struct Streams {
     open: AtomicUsize,
+    served: AtomicBool,
     /// When the last stream ended (or the connection began).
     last_end: Mutex<Instant>,
 }
 
 impl Streams {
     fn new() -> Self {
-        Self { open: AtomicUsize::new(0), last_end: Mutex::new(Instant::now()) }
+        Self { open: AtomicUsize::new(0), served: AtomicBool::new(false), last_end: Mutex::new(Instant::now()) }
+    }
+
+    /// Whether a stream was ever opened on the connection.
+    fn served(&self) -> bool {
+        self.served.load(Relaxed)
     }
 
     /// Since when no stream is open; `None` while one is.
@@ -103,6 +112,7 @@ struct Open(Arc<Streams>);
 impl Open {
     fn start(streams: &Arc<Streams>) -> Self {
         streams.open.fetch_add(1, Relaxed);
+        streams.served.store(true, Relaxed);
         Self(streams.clone())
     }
 }

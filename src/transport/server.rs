@@ -58,6 +58,8 @@ pub trait Handler: Send + Sync + 'static {
 pub struct ListenerSettings {
     /// Bound on the TLS handshake and on reading each request head.
     pub header_read_timeout: Duration,
+    /// How long a connection may idle between requests.
+    pub keepalive_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -82,8 +84,12 @@ pub async fn run<H: Handler>(
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     // Connections hold a receiver until they end; `stop` turns them all.
     let (stop, stopping) = watch::channel(false);
-    let protocols =
-        Arc::new(Protocols::new(settings.header_read_timeout, MAX_HEADER_BYTES, metrics.parked_connections.clone()));
+    let protocols = Arc::new(Protocols::new(
+        settings.header_read_timeout,
+        settings.keepalive_timeout,
+        MAX_HEADER_BYTES,
+        metrics.parked_connections.clone(),
+    ));
     tokio::pin!(shutdown);
 
     for worker in (0..workers.len()).cycle() {

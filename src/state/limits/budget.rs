@@ -147,6 +147,16 @@ pub fn weak_against_a_botnet(limits: &LimitsConfig, min_digits: u8) -> Option<Ye
     (y.pins_with_budget > 1.0).then_some(y)
 }
 
+/// The largest global failure budget a day (`attack_failures = "N/day"`) that
+/// keeps a year's failures finding under one of `users` PINs of `digits` digits,
+/// rounded down to two significant figures.
+pub fn safe_failures_per_day(digits: u8, users: u64) -> u64 {
+    let space = 10f64.powi(i32::from(digits));
+    let per_day = (space / users.max(1) as f64 / 365.0).floor().max(1.0);
+    let unit = 10f64.powi((per_day.log10().floor() as i32 - 1).max(0));
+    ((per_day / unit).floor() * unit) as u64
+}
+
 /// What `keypin limits` asks about.
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {

@@ -141,18 +141,7 @@ impl KeyVaultStore {
         let env = |name: &str| std::env::var(name).ok();
         let plan = resolve(&config.credential, &env);
         let credential = build(&plan, &env).map_err(|error| KeyVaultError::Credential { kind: plan.kind(), error })?;
-        let mut http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy();
-        if let Some(path) = &config.ca_cert {
-            let pem = std::fs::read(path).map_err(|error| KeyVaultError::CaCertRead { path: path.clone(), error })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|error| KeyVaultError::CaCertParse { path: path.clone(), error })?;
-            http = http.tls_certs_merge(certs);
-        }
-        let http = http.build().map_err(KeyVaultError::Client)?;
+        let http = http_client(config, request_timeout)?;
         let retry = RetryOptions::exponential(ExponentialRetryOptions {
             initial_delay: RETRY_INITIAL_DELAY.try_into().expect("small duration"),
             max_retries: MAX_RETRIES,
@@ -173,6 +162,30 @@ impl KeyVaultStore {
         tracing::info!(vault = %url, credential = ?plan, "Key Vault secret store ready");
         Ok(Self { client })
     }
+}
+
+/// What [`KeyVaultStore::new`] reads and builds besides the credential (which
+/// may reach the network as it is made): for `check-config`.
+pub fn check(config: &KeyVaultConfig, request_timeout: Duration) -> Result<(), KeyVaultError> {
+    crate::transport::tls::install_default_provider();
+    http_client(config, request_timeout).map(drop)
+}
+
+/// The transport: `ca_cert` trusted in addition to the usual roots, no redirects
+/// or proxies.
+fn http_client(config: &KeyVaultConfig, request_timeout: Duration) -> Result<reqwest::Client, KeyVaultError> {
+    let mut http = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    if let Some(path) = &config.ca_cert {
+        let pem = std::fs::read(path).map_err(|error| KeyVaultError::CaCertRead { path: path.clone(), error })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|error| KeyVaultError::CaCertParse { path: path.clone(), error })?;
+        http = http.tls_certs_merge(certs);
+    }
+    http.build().map_err(KeyVaultError::Client)
 }
 
 impl SecretStore for KeyVaultStore {

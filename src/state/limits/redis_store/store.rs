@@ -52,6 +52,32 @@ impl RedisLimitStore {
         Ok(Self { inner, _task: task })
     }
 
+    /// For `check-config`: whether `url` makes a client (an error when not, as
+    /// [`RedisLimitStore::open`] would), and a warning when its server does not
+    /// answer a PING within `timeout` (keypin starts then, refusing sign-ins).
+    pub fn check(url: &str, timeout: Duration) -> Result<Option<String>, LimitsError> {
+        let client = redis::Client::open(url).map_err(|_| LimitsError::BadRedisUrl)?;
+        let answer = client.get_connection_with_timeout(timeout).and_then(|mut conn| {
+            conn.set_read_timeout(Some(timeout))?;
+            redis::cmd("PING").query::<String>(&mut conn)
+        });
+        // The error's text may hold the URL (and so a password): only its kind is said.
+        Ok(answer.err().map(|e| {
+            let why = if e.is_timeout() {
+                "did not answer in time"
+            } else if e.is_connection_refusal() {
+                "refused the connection"
+            } else {
+                "could not be used"
+            };
+            format!(
+                "limits.store: the Redis server {why} (waited {}s); keypin starts without it but refuses \
+                 sign-ins (503) until it answers",
+                timeout.as_secs()
+            )
+        }))
+    }
+
     fn config(&self) -> LimitsConfig {
         self.inner.config.lock().clone()
     }
