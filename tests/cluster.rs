@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use support::browser::Browser;
 use support::gateway::{GatewayProcess, TestGateway, metrics, route_table};
-use support::redis::{RedisServer, available};
+use support::redis::{RedisServer, require};
 use support::upstream::Upstream;
 
 /// One cluster's shared pieces: Redis, an upstream and a secrets file.
@@ -67,10 +67,9 @@ async fn logout(browser: &mut Browser) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (apt-get install redis-server); cargo test -- --include-ignored"]
 async fn a_logout_on_one_replica_is_refused_by_every_other_within_a_second() {
-    if !available() {
-        return;
-    }
+    require();
     let cluster = Cluster::new("").await;
     let (a, b, c) = (cluster.replica(), cluster.replica(), cluster.replica());
     let mut alice = browser_at(&a);
@@ -104,10 +103,9 @@ async fn a_logout_on_one_replica_is_refused_by_every_other_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (apt-get install redis-server); cargo test -- --include-ignored"]
 async fn replicas_share_one_per_client_budget_and_one_lockout() {
-    if !available() {
-        return;
-    }
+    require();
     let cluster = Cluster::new("login_per_ip = \"4/min\"\nlockout_after = 100").await;
     let replicas = [cluster.replica(), cluster.replica()];
     let mut statuses = Vec::new();
@@ -136,10 +134,9 @@ async fn replicas_share_one_per_client_budget_and_one_lockout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (apt-get install redis-server); cargo test -- --include-ignored"]
 async fn replicas_share_the_global_rate_and_a_device_lockout() {
-    if !available() {
-        return;
-    }
+    require();
     let cluster = Cluster::new("login_global = \"3/min\"\nlockout_after = 100").await;
     let (a, b) = (cluster.replica(), cluster.replica());
     let mut statuses = Vec::new();
@@ -163,10 +160,9 @@ async fn replicas_share_the_global_rate_and_a_device_lockout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (apt-get install redis-server); cargo test -- --include-ignored"]
 async fn concurrent_guesses_across_three_replicas_cannot_overshoot_the_lockout() {
-    if !available() {
-        return;
-    }
+    require();
     let cluster = Cluster::new("login_per_ip = \"1000/s\"\nlockout_after = 5\n").await;
     let replicas = [cluster.replica(), cluster.replica(), cluster.replica()];
     let mut tasks = Vec::new();
@@ -188,10 +184,9 @@ async fn concurrent_guesses_across_three_replicas_cannot_overshoot_the_lockout()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (apt-get install redis-server); cargo test -- --include-ignored"]
 async fn failures_spread_over_replicas_start_attack_mode_on_all_of_them() {
-    if !available() {
-        return;
-    }
+    require();
     let cluster = Cluster::new("login_per_ip = \"1000/s\"\nattack_failures = \"4/hour\"").await;
     let (a, b) = (cluster.replica(), cluster.replica());
     for i in 0..5 {
@@ -213,10 +208,9 @@ async fn failures_spread_over_replicas_start_attack_mode_on_all_of_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (apt-get install redis-server); cargo test -- --include-ignored"]
 async fn a_redis_outage_refuses_sign_ins_keeps_sessions_and_heals_without_a_restart() {
-    if !available() {
-        return;
-    }
+    require();
     let mut cluster = Cluster::new("").await;
     let gw = TestGateway::start("", &cluster.config()).await;
     let other = cluster.replica();
@@ -262,10 +256,9 @@ async fn a_redis_outage_refuses_sign_ins_keeps_sessions_and_heals_without_a_rest
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (apt-get install redis-server); cargo test -- --include-ignored"]
 async fn a_slow_redis_is_an_unavailable_one_within_a_bounded_time() {
-    if !available() {
-        return;
-    }
+    require();
     let cluster = Cluster::new("").await;
     let gw = TestGateway::start("", &cluster.config()).await;
     let mut browser = Browser::new(&gw);
@@ -287,10 +280,9 @@ async fn a_slow_redis_is_an_unavailable_one_within_a_bounded_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (apt-get install redis-server); cargo test -- --include-ignored"]
 async fn a_redis_that_evicts_keys_gets_no_sign_in_through() {
-    if !available() {
-        return;
-    }
+    require();
     let cluster = Cluster::new("").await;
     let gw = TestGateway::start("", &cluster.config()).await;
     let mut browser = Browser::new(&gw);

@@ -12,7 +12,7 @@ use http::{Request, StatusCode, header};
 use support::browser::Browser;
 use support::client::empty;
 use support::gateway::{TestGateway, route_table};
-use support::ingress::{Ingress, Render, available};
+use support::ingress::{Ingress, Render, require};
 use support::store::CountingStore;
 use support::upstream::{Seen, Upstream};
 
@@ -29,15 +29,13 @@ struct Front {
 }
 
 /// keypin (plain listener, trusting loopback) behind `kind`, in front of the test
-/// upstream; `None` when the ingress is not installed here.
-async fn front(kind: Kind, limits: &str) -> Option<Front> {
+/// upstream.
+async fn front(kind: Kind, limits: &str) -> Front {
     let program = match kind {
         Kind::Nginx => "nginx",
         Kind::Caddy => "caddy",
     };
-    if !available(program) {
-        return None;
-    }
+    require(program);
     let upstream = Upstream::spawn().await;
     let config = format!(
         "[pin]\nmin_response = \"1ms\"\n[limits]\n{limits}\n{}host = \"localhost\"\ninject = \"both\"\n\
@@ -52,7 +50,7 @@ async fn front(kind: Kind, limits: &str) -> Option<Front> {
         Kind::Nginx => Ingress::nginx(&render),
         Kind::Caddy => Ingress::caddy(&render),
     };
-    Some(Front { _upstream: upstream, gw, ingress })
+    Front { _upstream: upstream, gw, ingress }
 }
 
 impl Front {
@@ -75,7 +73,7 @@ async fn forged_get(browser: &mut Browser, path: &str) -> (StatusCode, Seen) {
 }
 
 async fn sign_in_use_and_sign_out_through(kind: Kind) {
-    let Some(front) = front(kind, "").await else { return };
+    let front = front(kind, "").await;
     let mut browser = front.browser(None);
     let first = browser.get("/echo").await;
     assert_eq!(first.status, StatusCode::FOUND, "{}", first.body);
@@ -106,18 +104,21 @@ async fn sign_in_use_and_sign_out_through(kind: Kind) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nginx (apt-get install nginx-light); cargo test -- --include-ignored"]
 async fn through_nginx_sign_in_use_and_sign_out() {
     sign_in_use_and_sign_out_through(Kind::Nginx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs caddy (apt-get install caddy); cargo test -- --include-ignored"]
 async fn through_caddy_sign_in_use_and_sign_out() {
     sign_in_use_and_sign_out_through(Kind::Caddy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nginx (apt-get install nginx-light); cargo test -- --include-ignored"]
 async fn limits_count_the_real_client_behind_nginx_and_untrusted_peers_are_refused() {
-    let Some(front) = front(Kind::Nginx, "login_per_ip = \"2/min\"\nlockout_after = 100").await else { return };
+    let front = front(Kind::Nginx, "login_per_ip = \"2/min\"\nlockout_after = 100").await;
     let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
     let mut first = front.browser(Some(a));
     let statuses: Vec<u16> = {

@@ -1,16 +1,18 @@
 //! `GatewayError` and its one status table: every failure on the request path ends
-//! here as a plain page that says what happened and never how.
+//! here as a page that says what happened and never how, rendered like the
+//! sign-in page (the operator's `[ui]`, the same CSP and headers).
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
 use http::{Response, StatusCode};
 
+use crate::config::UiConfig;
 use crate::observe::audit::FailureReason;
 use crate::observe::metrics::LoginResult;
 use crate::state::limits::Refusal;
 use crate::state::secrets::BackendError;
 use crate::web::body::{Body, full_body};
-use crate::web::page::security_headers;
+use crate::web::page::{self, Page};
 use crate::web::path::PathError;
 
 /// `Retry-After` while the shared limit store is unreachable, in seconds.
@@ -236,7 +238,8 @@ impl GatewayError {
         }
     }
 
-    pub fn into_response(self) -> Response<Body> {
+    /// The answer the client sees; pages are rendered with `ui`.
+    pub fn into_response(self, ui: &UiConfig) -> Response<Body> {
         let status = self.status();
         match self {
             Self::LoginRequired { location, redirect: true } => {
@@ -257,7 +260,7 @@ impl GatewayError {
                 resp
             }
             other => {
-                let mut resp = error_page(status, &other.public_message());
+                let mut resp = error_page(ui, status, &other.public_message());
                 if let Some(retry) = other.retry_after() {
                     resp.headers_mut().insert(http::header::RETRY_AFTER, retry);
                 }
@@ -267,21 +270,11 @@ impl GatewayError {
     }
 }
 
-const ERROR_PAGE_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
-
-/// A small self-contained HTML page for an error status.
-pub fn error_page(status: StatusCode, message: &str) -> Response<Body> {
+/// The page for an error status: its reason as the heading, `message` under it.
+pub fn error_page(ui: &UiConfig, status: StatusCode, message: &str) -> Response<Body> {
     let reason = status.canonical_reason().unwrap_or("Error");
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>{code} {reason}</title></head>\n<body><h1>{reason}</h1><p>{message}</p></body></html>\n",
-        code = status.as_u16(),
-    );
-    let mut resp = Response::new(full_body(Bytes::from(html)));
-    *resp.status_mut() = status;
-    // The same headers as every page keypin renders; this one has no style at all.
-    security_headers(resp.headers_mut(), HeaderValue::from_static(ERROR_PAGE_CSP));
-    resp
+    let page = Page { title: reason, message, alert: None, form: "", refresh: None };
+    page::render(ui, status, &page, None)
 }
 
 #[cfg(test)]
@@ -334,11 +327,15 @@ mod tests {
 
     #[test]
     fn pages_hold_no_internals() {
-        let resp = GatewayError::Backend(BackendError::Unavailable("10.0.0.7:443 refused".into())).into_response();
+        let ui = UiConfig::default();
+        let resp = GatewayError::Backend(BackendError::Unavailable("10.0.0.7:443 refused".into())).into_response(&ui);
         let http_body_util::Either::Right(body) = resp.into_body() else { panic!("static page") };
         assert!(!format!("{body:?}").contains("10.0.0.7"));
-        let resp = GatewayError::BadPath(PathError::EncodedSeparator).into_response();
+        let resp = GatewayError::BadPath(PathError::EncodedSeparator).into_response(&ui);
         assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(resp.headers()[http::header::X_FRAME_OPTIONS], "DENY");
+        let csp = resp.headers()[http::header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("style-src 'nonce-"), "{csp}");
         let http_body_util::Either::Right(body) = resp.into_body() else { panic!("static page") };
         let text = format!("{body:?}");
         assert!(!text.contains("%2F"), "{text}");

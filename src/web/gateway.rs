@@ -116,7 +116,7 @@ impl Gateway {
                 } else {
                     tracing::debug!(error = %e, route, "request refused");
                 }
-                e.into_response()
+                e.into_response(self.login.ui())
             }
         };
         if let Some(hsts) = &self.hsts {
