@@ -13,7 +13,9 @@
 #
 # Env: A_BIN, B_BIN (default target/release/keypin), A_TOML, B_TOML (TOML
 # appended to each side's config), REDIS_PORT (start a redis-server there),
-# plus compare.sh's ROUNDS, DURATION, CONNS.
+# PIN=1 (both sides on CPU 0 with one worker, the upstream and the load generator
+# on CPU 1, as benches/load.sh's pinned mode), plus compare.sh's ROUNDS,
+# DURATION, CONNS, LG.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -25,8 +27,8 @@ PEERS="$HERE/peers"
 A_BIN="${A_BIN:-$ROOT/target/release/keypin}"
 B_BIN="${B_BIN:-$ROOT/target/release/keypin}"
 STATE="$STATE_DIR/ab"; mkdir -p "$STATE"
-PIN=24681357
-printf '"secret-%s" = "benchuser:benchpass"\n' "$PIN" > "$STATE/secrets.toml"; chmod 600 "$STATE/secrets.toml"
+BENCH_PIN=24681357
+printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"; chmod 600 "$STATE/secrets.toml"
 KEY="$("$B_BIN" gen-key)"
 pids=()
 cleanup() {
@@ -38,9 +40,17 @@ trap cleanup EXIT
 if [[ -n "${REDIS_PORT:-}" ]]; then
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes >/dev/null
 fi
+[[ "${PIN:-0}" == 1 ]] && export UP_WORKERS=1 LG_CPUS=1 ROUNDS="${ROUNDS:-5}" DURATION="${DURATION:-4}"
 "$PEERS/run.sh" start >/dev/null
-keypin_start a "$A_BIN" 18447 "workers = 2" "${A_TOML:-}"
-keypin_start b "$B_BIN" 18448 "workers = 2" "${B_TOML:-}"
+workers=$([[ "${PIN:-0}" == 1 ]] && echo 1 || echo 2)
+keypin_start a "$A_BIN" 18447 "workers = $workers" "${A_TOML:-}"
+keypin_start b "$B_BIN" 18448 "workers = $workers" "${B_TOML:-}"
+export TARGET_PIDS="a=$PID_a b=$PID_b"
+if [[ "${PIN:-0}" == 1 ]]; then
+    taskset -a -p -c 0 "$PID_a" >/dev/null; taskset -a -p -c 0 "$PID_b" >/dev/null
+    up=$(awk '$1=="upstream" {p=$2} END {print p}' "$STATE_DIR/pids")
+    for pid in $up $(pgrep -P "$up"); do taskset -a -p -c 1 "$pid" >/dev/null; done
+fi
 [[ "$(keypin_sign_in 18447 "$STATE/jar")" == 303 ]] || { echo "ab.sh: sign-in failed" >&2; exit 1; }
 export COOKIE="__Host-keypin=$(keypin_session "$STATE/jar")"
 

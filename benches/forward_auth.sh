@@ -19,10 +19,10 @@ PEERS="$HERE/peers"
 . "$HERE/keypin.sh"
 STATE="$STATE_DIR/forward-auth"; mkdir -p "$STATE"
 FRONT_PORT=18449 PROXY_PORT=18450 AUTH_PLAIN=18451
-PIN=24681357
+BENCH_PIN=24681357
 (cd "$ROOT" && cargo build --release --locked --quiet)
 KEYPIN="$ROOT/target/release/keypin"
-printf '"secret-%s" = "benchuser:benchpass"\n' "$PIN" > "$STATE/secrets.toml"; chmod 600 "$STATE/secrets.toml"
+printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"; chmod 600 "$STATE/secrets.toml"
 KEY="$("$KEYPIN" gen-key)"
 pids=()
 cleanup() {

@@ -1,6 +1,6 @@
 # Sourced by benches/ab.sh and benches/forward_auth.sh: start keypin on the bench
 # job (a file secret for the bench user, the route to the bench upstream) and
-# sign in through the real form. Needs bench.env's UP_PORT, and STATE, PIN, KEY.
+# sign in through the real form. Needs bench.env's UP_PORT, and STATE, BENCH_PIN, KEY.
 
 # keypin_start NAME BINARY PORT [SERVER_TOML] [TAIL_TOML]: sets PID_<NAME>.
 keypin_start() {
@@ -28,7 +28,7 @@ TOML
     for _ in $(seq 1 100); do curl -sk -o /dev/null "https://127.0.0.1:$3/" && break; sleep 0.1; done
 }
 
-# keypin_sign_in PORT JAR [XFF]: sign in with PIN through the form; prints the
+# keypin_sign_in PORT JAR [XFF]: sign in with BENCH_PIN through the form; prints the
 # POST's status (303 on success).
 keypin_sign_in() {
     local form csrf
@@ -36,7 +36,7 @@ keypin_sign_in() {
     form=$(curl -sk -c "$2" -b "$2" "https://127.0.0.1:$1/.keypin/login")
     csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$form" | head -1)
     curl -sk -o /dev/null -w '%{http_code}' -c "$2" -b "$2" -H "X-Forwarded-For: ${3:-192.0.2.1}" \
-        -H "Origin: https://127.0.0.1:$1" --data-urlencode "pin=$PIN" --data-urlencode "csrf=$csrf" \
+        -H "Origin: https://127.0.0.1:$1" --data-urlencode "pin=$BENCH_PIN" --data-urlencode "csrf=$csrf" \
         "https://127.0.0.1:$1/.keypin/login"
 }
 

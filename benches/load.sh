@@ -4,11 +4,20 @@
 # Builds release, starts the peers (benches/peers) and keypin with a bench config
 # whose route points at the bench upstream (127.0.0.1:18080) and a file secret for
 # the bench user, signs in once through the real form, then runs compare.sh with
-# both cookies, interleaved, and prints the ratio table. Bounded in time, loopback
-# only; stops what it started.
+# both cookies, interleaved, and prints the ratio table with each proxy's CPU
+# microseconds per request (its processes' user+system time / requests), the
+# figure of merit. Bounded in time, loopback only; stops what it started.
 #
 #   benches/load.sh                 # DURATION=5 ROUNDS=3 CONNS=32 by default
 #   DURATION=10 ROUNDS=5 benches/load.sh
+#   PIN=1 benches/load.sh           # pinned: every proxy on CPU 0 with one worker,
+#                                   # the upstream and wrk on CPU 1 (2-core host);
+#                                   # ROUNDS=5 DURATION=4 unless set
+#   PROFILE=dist PIN=1 benches/load.sh   # keypin built with another cargo profile
+#   LG=h2load PIN=1 benches/load.sh      # HTTP/2: h2load, STREAMS=10 per connection
+#   MODE=syscalls PIN=1 benches/load.sh  # instead of the comparison: per request,
+#                                   # each proxy's system calls (strace -c over a
+#                                   # 3 s run), user and system CPU, context switches
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -16,19 +25,25 @@ PEERS="$HERE/peers"
 # shellcheck source=peers/bench.env
 . "$PEERS/bench.env"
 KEYPIN_PORT="${KEYPIN_PORT:-18447}"
+PROFILE="${PROFILE:-release}"
+if [[ "${PIN:-0}" == 1 ]]; then
+    (( $(nproc) >= 2 )) || { echo "[load.sh] PIN=1 needs 2 CPUs" >&2; exit 2; }
+    export WORKERS=1 UP_WORKERS=1 LG_CPUS=1
+    export ROUNDS="${ROUNDS:-5}" DURATION="${DURATION:-4}" MAX_TOTAL="${MAX_TOTAL:-200}"
+fi
 STATE="$STATE_DIR/keypin"
-PIN="24681357"
+BENCH_PIN="24681357"
 mkdir -p "$STATE"
 # shellcheck source=keypin.sh
 . "$HERE/keypin.sh"
 
 log() { printf '[load.sh] %s\n' "$*" >&2; }
 
-log "building keypin (release)"
-(cd "$ROOT" && cargo build --release --locked --quiet)
-KEYPIN="$ROOT/target/release/keypin"
+log "building keypin (profile $PROFILE)"
+(cd "$ROOT" && cargo build --profile "$PROFILE" --locked --quiet)
+KEYPIN="$ROOT/target/$PROFILE/keypin"
 KEY="$("$KEYPIN" gen-key)"
-printf '"secret-%s" = "benchuser:benchpass"\n' "$PIN" > "$STATE/secrets.toml"
+printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"
 chmod 600 "$STATE/secrets.toml"
 
 pids=()
@@ -40,8 +55,20 @@ trap cleanup EXIT
 
 "$PEERS/run.sh" start
 # Its admin listener is on KEYPIN_PORT + 1000 (19447 by default).
-keypin_start keypin "$KEYPIN" "$KEYPIN_PORT"
+keypin_start keypin "$KEYPIN" "$KEYPIN_PORT" "workers = ${WORKERS:-2}"
 KEYPIN_PID=$PID_keypin
+
+# The processes serving each target: a peer's recorded PID and its children (nginx
+# workers), so compare.sh can charge each its own CPU.
+serving() { local pid; pid=$(awk -v n="$1" '$1==n {p=$2} END {print p}' "$STATE_DIR/pids"); echo "$pid $(pgrep -P "$pid" | tr '\n' ' ')"; }
+nginx_pids=$(serving nginx); haproxy_pids=$(serving haproxy); upstream_pids=$(serving upstream)
+export TARGET_PIDS="nginx-tls=$(tr -s ' ' ',' <<<"${nginx_pids% }") keypin=$KEYPIN_PID haproxy-tls=$(tr -s ' ' ',' <<<"${haproxy_pids% }")"
+if [[ "${PIN:-0}" == 1 ]]; then
+    # Every thread of every proxy on CPU 0; the upstream (and, by LG_CPUS, wrk) on CPU 1.
+    for pid in $nginx_pids $haproxy_pids $KEYPIN_PID; do taskset -a -p -c 0 "$pid" >/dev/null; done
+    for pid in $upstream_pids; do taskset -a -p -c 1 "$pid" >/dev/null; done
+    log "pinned: proxies on CPU 0 (one worker each), upstream and wrk on CPU 1"
+fi
 
 # Sign in once through the real form, as a browser would.
 status=$(keypin_sign_in "$KEYPIN_PORT" "$STATE/cookies.txt")
@@ -51,6 +78,16 @@ session=$(keypin_session "$STATE/cookies.txt")
 
 # One Cookie header for every target: the peers check gw_session, keypin its own.
 export COOKIE="$SESSION_COOKIE_NAME=$SESSION_TOKEN; __Host-keypin=$session"
+if [[ "${MODE:-compare}" == syscalls ]]; then
+    . "$HERE/syscalls.sh"
+    for target in nginx-tls="https://127.0.0.1:$NGINX_PORT/ $nginx_pids" \
+        keypin="https://127.0.0.1:$KEYPIN_PORT/ $KEYPIN_PID" haproxy-tls="https://127.0.0.1:$HAPROXY_PORT/ $haproxy_pids"; do
+        name=${target%%=*}; rest=${target#*=}
+        # shellcheck disable=SC2086
+        per_request "$name" $rest
+    done
+    exit 0
+fi
 "$PEERS/compare.sh" \
     nginx-tls="https://127.0.0.1:$NGINX_PORT/" \
     keypin="https://127.0.0.1:$KEYPIN_PORT/" \

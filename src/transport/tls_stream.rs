@@ -60,6 +60,7 @@ pub struct TlsStream<IO> {
     conn: UnbufferedServerConnection,
     /// Ciphertext received, `incoming[start..filled]`, that rustls has not
     /// consumed (what it consumed is skipped, then moved out once per read).
+    /// Bytes past `filled` are stale.
     incoming: Vec<u8>,
     start: usize,
     filled: usize,
@@ -201,12 +202,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
         if want <= self.filled {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "TLS message too large")));
         }
-        if self.incoming.len() < want {
-            self.incoming.resize(want, 0);
-        }
-        let mut buf = ReadBuf::new(&mut self.incoming[self.filled..]);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-        match buf.filled().len() {
+        // Into the buffer's spare room, which is never zeroed first (a fresh
+        // buffer every read after an idle wait would be, 4 KiB a time).
+        self.incoming.truncate(self.filled);
+        self.incoming.reserve(want - self.filled);
+        let mut room = bytes::BufMut::limit(&mut self.incoming, want - self.filled);
+        match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut room))? {
             0 => self.eof = true,
             n => self.filled += n,
         }
