@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # keypin against nginx, haproxy and caddy at the same job, on loopback: TLS, a
 # session-cookie check, Basic Authorization injected, keep-alive to one upstream.
-# Builds release, starts the peers (benches/peers) and keypin with a bench config
+# Builds the dist profile (fat LTO, as shipped), starts the peers (benches/peers) and keypin with a bench config
 # whose route points at the bench upstream (127.0.0.1:18080) and a file secret for
 # the bench user, signs in once through the real form, then runs compare.sh with
 # both cookies, interleaved, and prints the ratio table with each proxy's CPU
@@ -13,8 +13,9 @@
 #   PIN=1 benches/load.sh           # pinned: every proxy on CPU 0 with one worker,
 #                                   # the upstream and wrk on CPU 1 (2-core host);
 #                                   # ROUNDS=5 DURATION=4 unless set
-#   PROFILE=dist PIN=1 benches/load.sh   # keypin built with another cargo profile
+#   PROFILE=release PIN=1 benches/load.sh   # keypin built with another cargo profile
 #   LG=h2load PIN=1 benches/load.sh      # HTTP/2: h2load, STREAMS=10 per connection
+#   KEYPIN_BIN=/tmp/old/keypin PIN=1 benches/load.sh   # a given binary, not built here
 #   MODE=syscalls PIN=1 benches/load.sh  # instead of the comparison: per request,
 #                                   # each proxy's system calls (strace -c over a
 #                                   # 3 s run), user and system CPU, context switches
@@ -25,7 +26,7 @@ PEERS="$HERE/peers"
 # shellcheck source=peers/bench.env
 . "$PEERS/bench.env"
 KEYPIN_PORT="${KEYPIN_PORT:-18447}"
-PROFILE="${PROFILE:-release}"
+PROFILE="${PROFILE:-dist}"
 if [[ "${PIN:-0}" == 1 ]]; then
     (( $(nproc) >= 2 )) || { echo "[load.sh] PIN=1 needs 2 CPUs" >&2; exit 2; }
     export WORKERS=1 UP_WORKERS=1 LG_CPUS=1
@@ -39,9 +40,13 @@ mkdir -p "$STATE"
 
 log() { printf '[load.sh] %s\n' "$*" >&2; }
 
-log "building keypin (profile $PROFILE)"
-(cd "$ROOT" && cargo build --profile "$PROFILE" --locked --quiet)
-KEYPIN="$ROOT/target/$PROFILE/keypin"
+if [[ -n "${KEYPIN_BIN:-}" ]]; then
+    KEYPIN="$KEYPIN_BIN"   # another build, e.g. the one before a change
+else
+    log "building keypin (profile $PROFILE)"
+    (cd "$ROOT" && cargo build --profile "$PROFILE" --locked --quiet)
+    KEYPIN="$ROOT/target/$PROFILE/keypin"
+fi
 KEY="$("$KEYPIN" gen-key)"
 printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"
 chmod 600 "$STATE/secrets.toml"
