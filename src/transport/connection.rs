@@ -187,8 +187,7 @@ where
             })
         };
         let mut conn = protocols.http1.serve_connection(TokioIo::new(watched), service).with_upgrades();
-        let every = protocols.park_after;
-        let mut quiet = tokio::time::interval_at(Instant::now() + every, every);
+        let mut quiet = tokio::time::interval_at(Instant::now() + protocols.park_after, protocols.park_after);
         // Hyper was asked to stop: to park, or for the server's shutdown.
         let (mut stopping, mut shutting_down) = (false, false);
         let done = loop {

@@ -6,32 +6,14 @@
 //
 // usage: node login.mjs BASE_URL EXPECTED_TITLE OUT_DIR GREETING
 import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { check, launch } from './browser.mjs';
 
 const [base, title, outDir, greeting] = process.argv.slice(2);
 const deepLink = '/reports/q3?year=2026';
 mkdirSync(outDir, { recursive: true });
 
-function check(condition, what) {
-  if (!condition) {
-    throw new Error(`check failed: ${what}`);
-  }
-  console.log(`ok - ${what}`);
-}
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-quic',
-  ],
-});
+const browser = await launch();
 
 try {
   for (const [name, viewport] of [

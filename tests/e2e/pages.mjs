@@ -6,17 +6,11 @@
 //
 // usage: node pages.mjs BASE_URL UNROUTED_URL OUT_DIR
 import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { check, launch } from './browser.mjs';
 
 const [base, unrouted, outDir] = process.argv.slice(2);
 mkdirSync(outDir, { recursive: true });
 
-function check(condition, what) {
-  if (!condition) {
-    throw new Error(`check failed: ${what}`);
-  }
-  console.log(`ok - ${what}`);
-}
 
 // WCAG contrast of an element's text against the first opaque background behind it.
 async function contrast(page, selector) {
@@ -58,12 +52,7 @@ async function styledPage(page, response, scheme, status, name) {
   await page.screenshot({ path: `${outDir}/${scheme}-${status}.png`, fullPage: true });
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-quic'],
-});
+const browser = await launch();
 try {
   for (const scheme of ['light', 'dark']) {
     const context = await browser.newContext({ ignoreHTTPSErrors: true, colorScheme: scheme });
