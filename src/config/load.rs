@@ -16,9 +16,7 @@ const MAX_PROBLEMS: usize = 50;
 impl Config {
     /// Read and validate `path`, resolving `env:` references from the process environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::one(&file, "", format!("cannot read: {e}")))?;
+        let (text, file) = read_file(path)?;
         Self::parse(&text, &file, &|name| std::env::var(name).ok())
     }
 
@@ -33,9 +31,7 @@ impl Config {
     /// store's URL, the backend, routes) is left at its default, so arithmetic
     /// needs no secret in the environment.
     pub fn load_budget(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::one(&file, "", format!("cannot read: {e}")))?;
+        let (text, file) = read_file(path)?;
         let mut table = toml_table(&text, &file)?;
         table.retain(|section, _| section == "pin" || section == "limits");
         for (section, key) in [("pin", "secret_name"), ("pin", "pin_key"), ("pin", "secret_prefix")] {
@@ -88,6 +84,15 @@ impl Config {
             p.reason = redact(&p.key, std::mem::take(&mut p.reason), &resolved);
         }
         Err(ConfigError { file: file.to_owned(), problems })
+    }
+}
+
+/// The file's text, and its name for messages.
+fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text, file)),
+        Err(e) => Err(ConfigError::one(&file, "", format!("cannot read: {e}"))),
     }
 }
 

@@ -1,7 +1,8 @@
 //! What `serve` loads before it binds, loaded by `check-config` too, so a file it
 //! calls valid starts: the certificate and key (and that they belong together),
 //! the secrets file or the Key Vault transport and its CA, the limit store's
-//! client. Nothing is bound and no vault is called.
+//! client. Nothing is bound and no vault is called; a Redis store is asked for
+//! one PING, as an operator would want to know it answers.
 
 use std::time::Duration;
 
