@@ -2,8 +2,8 @@
 # keypin against keypin: two builds, or one build under two configurations, up at
 # once with one session key, measured by benches/peers/compare.sh (interleaved
 # rounds) on the bench job (TLS, session cookie, Basic auth injected, keep-alive
-# upstream). Prints req/s ratios, the CPU per request of each side (the
-# processes' /proc ticks over the run / their requests), and the time of 20
+# upstream). Prints req/s ratios, the CPU per request of each side (compare.sh's
+# cpu_us/req: the process's /proc ticks over each run / its requests), and the time of 20
 # sequential sign-ins (form GET + POST) on each side. Loopback only, bounded,
 # stops what it started.
 #
@@ -40,31 +40,19 @@ trap cleanup EXIT
 if [[ -n "${REDIS_PORT:-}" ]]; then
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes >/dev/null
 fi
-[[ "${PIN:-0}" == 1 ]] && export UP_WORKERS=1 LG_CPUS=1 ROUNDS="${ROUNDS:-5}" DURATION="${DURATION:-4}"
 "$PEERS/run.sh" start >/dev/null
-workers=$([[ "${PIN:-0}" == 1 ]] && echo 1 || echo 2)
-keypin_start a "$A_BIN" 18447 "workers = $workers" "${A_TOML:-}"
-keypin_start b "$B_BIN" 18448 "workers = $workers" "${B_TOML:-}"
+keypin_start a "$A_BIN" 18447 "workers = ${WORKERS:-2}" "${A_TOML:-}"
+keypin_start b "$B_BIN" 18448 "workers = ${WORKERS:-2}" "${B_TOML:-}"
 export TARGET_PIDS="a=$PID_a b=$PID_b"
 if [[ "${PIN:-0}" == 1 ]]; then
-    taskset -a -p -c 0 "$PID_a" >/dev/null; taskset -a -p -c 0 "$PID_b" >/dev/null
-    up=$(awk '$1=="upstream" {p=$2} END {print p}' "$STATE_DIR/pids")
-    for pid in $up $(pgrep -P "$up"); do taskset -a -p -c 1 "$pid" >/dev/null; done
+    pin_to 0 "$PID_a" "$PID_b"
+    # shellcheck disable=SC2046
+    pin_to 1 $(peer_pids upstream)
 fi
 [[ "$(keypin_sign_in 18447 "$STATE/jar")" == 303 ]] || { echo "ab.sh: sign-in failed" >&2; exit 1; }
 export COOKIE="__Host-keypin=$(keypin_session "$STATE/jar")"
 
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-a0=$(ticks "$PID_a"); b0=$(ticks "$PID_b")
-OUT="$STATE/results" "$PEERS/compare.sh" a=https://127.0.0.1:18447/ b=https://127.0.0.1:18448/ | tee "$STATE/out.txt"
-a1=$(ticks "$PID_a"); b1=$(ticks "$PID_b")
-raw=$(grep -o 'raw: [^ )]*' "$STATE/out.txt" | cut -d' ' -f2)
-# Requests per side: its rounds' req/s (column 3 of the raw table) x DURATION.
-# The ticks include the warm-up seconds: compare the sides, not with other runs.
-read -r ra rb < <(awk -F'\t' -v d="${DURATION:-5}" '$2=="a"{a+=$3*d} $2=="b"{b+=$3*d} END{print a, b}' "$raw")
-hz=$(getconf CLK_TCK)
-awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v ra="$ra" -v rb="$rb" -v hz="$hz" 'BEGIN {
-    printf "CPU per request: a %.1f us, b %.1f us; b/a %.3f\n", a*1e6/hz/ra, b*1e6/hz/rb, (b/rb)/(a/ra) }'
+OUT="$STATE/results" "$PEERS/compare.sh" a=https://127.0.0.1:18447/ b=https://127.0.0.1:18448/
 for side in a:18447 b:18448; do
     t0=$(date +%s%N)
     for i in $(seq 1 20); do keypin_sign_in "${side#*:}" "$STATE/j" "198.51.100.$i" >/dev/null; done

@@ -1,6 +1,30 @@
-# Sourced by benches/ab.sh and benches/forward_auth.sh: start keypin on the bench
-# job (a file secret for the bench user, the route to the bench upstream) and
-# sign in through the real form. Needs bench.env's UP_PORT, and STATE, BENCH_PIN, KEY.
+# Sourced by benches/load.sh, ab.sh and forward_auth.sh: start keypin on the bench
+# job (a file secret for the bench user, the route to the bench upstream), sign
+# in through the real form, and the pinned mode. Needs bench.env's UP_PORT and
+# STATE_DIR, and STATE, BENCH_PIN, KEY.
+
+# Pinned mode (PIN=1, 2 CPUs): each proxy on CPU 0 with one worker, the bench
+# upstream and the load generator on CPU 1; 5 rounds of 4 s unless set.
+if [[ "${PIN:-0}" == 1 ]]; then
+    (( $(nproc) >= 2 )) || { echo "PIN=1 needs 2 CPUs" >&2; exit 2; }
+    export WORKERS=1 UP_WORKERS=1 LG_CPUS=1
+    export ROUNDS="${ROUNDS:-5}" DURATION="${DURATION:-4}" MAX_TOTAL="${MAX_TOTAL:-200}"
+fi
+
+# peer_pids NAME: the processes serving a peer of benches/peers (its recorded PID
+# and its children, nginx's workers), space-separated.
+peer_pids() {
+    local pid
+    pid=$(awk -v n="$1" '$1==n {p=$2} END {print p}' "$STATE_DIR/pids")
+    # shellcheck disable=SC2046
+    echo "$pid" $(pgrep -P "$pid")
+}
+
+# pin_to CPU PID...: every thread of each process on CPU.
+pin_to() {
+    local cpu=$1 pid; shift
+    for pid in "$@"; do taskset -a -p -c "$cpu" "$pid" >/dev/null; done
+}
 
 # keypin_start NAME BINARY PORT [SERVER_TOML] [TAIL_TOML]: sets PID_<NAME>.
 keypin_start() {

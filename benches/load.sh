@@ -27,11 +27,6 @@ PEERS="$HERE/peers"
 . "$PEERS/bench.env"
 KEYPIN_PORT="${KEYPIN_PORT:-18447}"
 PROFILE="${PROFILE:-dist}"
-if [[ "${PIN:-0}" == 1 ]]; then
-    (( $(nproc) >= 2 )) || { echo "[load.sh] PIN=1 needs 2 CPUs" >&2; exit 2; }
-    export WORKERS=1 UP_WORKERS=1 LG_CPUS=1
-    export ROUNDS="${ROUNDS:-5}" DURATION="${DURATION:-4}" MAX_TOTAL="${MAX_TOTAL:-200}"
-fi
 STATE="$STATE_DIR/keypin"
 BENCH_PIN="24681357"
 mkdir -p "$STATE"
@@ -63,15 +58,14 @@ trap cleanup EXIT
 keypin_start keypin "$KEYPIN" "$KEYPIN_PORT" "workers = ${WORKERS:-2}"
 KEYPIN_PID=$PID_keypin
 
-# The processes serving each target: a peer's recorded PID and its children (nginx
-# workers), so compare.sh can charge each its own CPU.
-serving() { local pid; pid=$(awk -v n="$1" '$1==n {p=$2} END {print p}' "$STATE_DIR/pids"); echo "$pid $(pgrep -P "$pid" | tr '\n' ' ')"; }
-nginx_pids=$(serving nginx); haproxy_pids=$(serving haproxy); upstream_pids=$(serving upstream)
-export TARGET_PIDS="nginx-tls=$(tr -s ' ' ',' <<<"${nginx_pids% }") keypin=$KEYPIN_PID haproxy-tls=$(tr -s ' ' ',' <<<"${haproxy_pids% }")"
+# The processes serving each target, so compare.sh can charge each its own CPU.
+nginx_pids=$(peer_pids nginx); haproxy_pids=$(peer_pids haproxy)
+export TARGET_PIDS="nginx-tls=${nginx_pids// /,} keypin=$KEYPIN_PID haproxy-tls=${haproxy_pids// /,}"
 if [[ "${PIN:-0}" == 1 ]]; then
-    # Every thread of every proxy on CPU 0; the upstream (and, by LG_CPUS, wrk) on CPU 1.
-    for pid in $nginx_pids $haproxy_pids $KEYPIN_PID; do taskset -a -p -c 0 "$pid" >/dev/null; done
-    for pid in $upstream_pids; do taskset -a -p -c 1 "$pid" >/dev/null; done
+    # shellcheck disable=SC2086
+    pin_to 0 $nginx_pids $haproxy_pids "$KEYPIN_PID"
+    # shellcheck disable=SC2046
+    pin_to 1 $(peer_pids upstream)
     log "pinned: proxies on CPU 0 (one worker each), upstream and wrk on CPU 1"
 fi
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
 use support::browser::Browser;
-use support::client::{Proto, bytes, empty, raw_tls, send, tls_config};
+use support::client::{Proto, bytes, empty, plain_exchange, raw_tls, send, tls_config};
 use support::gateway::{TestGateway, route_table};
 use support::upstream::{Seen, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -649,11 +649,8 @@ async fn in_flight_requests_finish_on_shutdown() {
 async fn admin_listener_answers_health() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;
-    let mut tcp = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).await.unwrap();
-    assert!(raw.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&raw));
+    let (status, head, _) = plain_exchange(gw.admin, "GET", "/healthz", &[]).await;
+    assert_eq!(status, 200, "{head}");
 }
 
 #[tokio::test]
@@ -674,15 +671,12 @@ async fn an_https_upstream_with_a_private_ca_is_trusted_only_through_its_routes_
 
 #[tokio::test]
 async fn plain_http_on_the_tls_port_gets_a_400_saying_to_use_https() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;
-    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer)).await.unwrap().unwrap();
-    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
-    assert!(answer.ends_with("use an https:// URL.\r\n"), "{answer}");
+    let exchange = plain_exchange(gw.addr, "GET", "/", &[("Host", "localhost")]);
+    let (_, head, body) = tokio::time::timeout(Duration::from_secs(5), exchange).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+    assert!(body.ends_with("use an https:// URL.\r\n"), "{body}");
     // TLS on the same port is unaffected.
     let (resp, _) = send(&gw.client(Proto::H1), Request::get(gw.url("/echo")).body(empty()).unwrap()).await;
     assert_eq!(resp.status(), StatusCode::OK);

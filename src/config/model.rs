@@ -40,7 +40,8 @@ impl ConfigError {
     }
 
     /// The first problem (there always is one).
-    pub fn first(&self) -> &Problem {
+    #[cfg(test)]
+    pub(super) fn first(&self) -> &Problem {
         &self.problems[0]
     }
 }

@@ -42,16 +42,15 @@ pub fn warnings_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
             config.limits.lockout_after
         ));
     }
-    if let Some(p) = budget::weak_for_one_client(&config.limits, config.pin.min_digits) {
-        let digits = (config.pin.min_digits..=32).find(|d| budget::weak_for_one_client(&config.limits, *d).is_none());
+    if let Some(year) = budget::weak_for_one_client(&config.limits, config.pin.min_digits) {
         out.push(format!(
             "limits: one address has a {:.1}% chance a year to hit one of 1,000 {}-digit PINs \
              (see `keypin limits`); with these limits pin.min_digits = {} keeps it under 1%, or e.g. \
              min_digits = 8 with lockout_after = 5, lockout_max = \"48h\", attack_failures = \"250/day\" \
              (the table in docs/configuration.md)",
-            p * 100.0,
+            year.p_hit * 100.0,
             config.pin.min_digits,
-            digits.unwrap_or(32)
+            year.safe_digits
         ));
     }
     if let Some(y) = budget::weak_against_a_botnet(&config.limits, config.pin.min_digits) {

@@ -58,12 +58,10 @@ enum Next {
 pub struct TlsStream<IO> {
     io: IO,
     conn: UnbufferedServerConnection,
-    /// Ciphertext received, `incoming[start..filled]`, that rustls has not
-    /// consumed (what it consumed is skipped, then moved out once per read).
-    /// Bytes past `filled` are stale.
+    /// Ciphertext received, `incoming[start..]`, that rustls has not consumed
+    /// (what it consumed is skipped, then moved out once per read).
     incoming: Vec<u8>,
     start: usize,
-    filled: usize,
     /// Plaintext decrypted and not yet read, `received[taken..]`.
     received: Vec<u8>,
     taken: usize,
@@ -92,7 +90,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
             conn,
             incoming: Vec::new(),
             start: 0,
-            filled: 0,
             received: Vec::new(),
             taken: 0,
             outgoing: Vec::new(),
@@ -146,7 +143,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
             return Err(rustls::Error::clone(error));
         }
         loop {
-            let status = self.conn.process_tls_records(&mut self.incoming[self.start..self.filled]);
+            let status = self.conn.process_tls_records(&mut self.incoming[self.start..]);
             let mut discard = status.discard;
             let next = match status.state? {
                 ConnectionState::ReadTraffic(mut traffic) => {
@@ -182,8 +179,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
                 _ => return Err(rustls::Error::General("unexpected TLS connection state".into())),
             };
             self.start += discard;
-            if self.start == self.filled {
-                (self.start, self.filled) = (0, 0);
+            if self.start == self.incoming.len() {
+                self.incoming.clear();
+                self.start = 0;
             }
             if let Some(next) = next {
                 return Ok(next);
@@ -195,21 +193,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// the record the buffer ends in.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.start > 0 {
-            self.incoming.copy_within(self.start..self.filled, 0);
-            (self.start, self.filled) = (0, self.filled - self.start);
+            self.incoming.drain(..self.start);
+            self.start = 0;
         }
-        let want = (self.filled + READ_SIZE.max(self.record_rest())).min(MAX_INCOMING);
-        if want <= self.filled {
+        let filled = self.incoming.len();
+        let want = (filled + READ_SIZE.max(self.record_rest())).min(MAX_INCOMING);
+        if want <= filled {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "TLS message too large")));
         }
         // Into the buffer's spare room, which is never zeroed first (a fresh
         // buffer every read after an idle wait would be, 4 KiB a time).
-        self.incoming.truncate(self.filled);
-        self.incoming.reserve(want - self.filled);
-        let mut room = bytes::BufMut::limit(&mut self.incoming, want - self.filled);
-        match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut room))? {
-            0 => self.eof = true,
-            n => self.filled += n,
+        self.incoming.reserve(want - filled);
+        let mut room = bytes::BufMut::limit(&mut self.incoming, want - filled);
+        if ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut room))? == 0 {
+            self.eof = true;
         }
         Poll::Ready(Ok(()))
     }
@@ -218,11 +215,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// records or inside a header. A hint for the size of the next read only: where
     /// rustls joins handshake fragments in place, what follows is no header.
     fn record_rest(&self) -> usize {
-        let mut at = self.start;
-        while at + 5 <= self.filled {
+        let (mut at, filled) = (self.start, self.incoming.len());
+        while at + 5 <= filled {
             let end = at + 5 + usize::from(u16::from_be_bytes([self.incoming[at + 3], self.incoming[at + 4]]));
-            if end > self.filled {
-                return end - self.filled;
+            if end > filled {
+                return end - filled;
             }
             at = end;
         }
@@ -245,7 +242,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
 
     /// Free every buffer that is empty: the connection waits for the peer.
     fn release_idle(&mut self) {
-        if self.filled == 0 {
+        if self.incoming.is_empty() {
             self.incoming = Vec::new();
             self.start = 0;
         }
@@ -272,7 +269,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// any input; past that it would parse again, with positions in the input it
     /// kept from the failed call, so the loop stops there.
     fn drain_alert(&mut self) {
-        (self.start, self.filled) = (0, 0);
+        self.incoming.clear();
+        self.start = 0;
         while self.conn.wants_write() {
             let Ok(ConnectionState::EncodeTlsData(mut encode)) = self.conn.process_tls_records(&mut []).state else {
                 break;

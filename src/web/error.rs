@@ -157,9 +157,7 @@ impl GatewayError {
     /// `Retry-After` for answers that have one.
     pub fn retry_after(&self) -> Option<HeaderValue> {
         match self {
-            Self::RateLimited { retry_after } | Self::AttackMode { retry_after } => {
-                Some(HeaderValue::from(crate::state::limits::retry_after_secs(*retry_after)))
-            }
+            Self::RateLimited { .. } | Self::AttackMode { .. } => self.retry_after_secs().map(HeaderValue::from),
             Self::StoreUnavailable => Some(HeaderValue::from_static(STORE_RETRY_AFTER)),
             Self::BadPath(_)
             | Self::BadHost

@@ -81,7 +81,7 @@ pub fn render(ui: &UiConfig, status: StatusCode, page: &Page<'_>, set_cookie: Op
 
 /// The headers of every HTML page keypin renders: never stored, never framed,
 /// never sniffed, no referrer beyond this site, and `csp`.
-pub fn security_headers(h: &mut HeaderMap, csp: HeaderValue) {
+fn security_headers(h: &mut HeaderMap, csp: HeaderValue) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -100,11 +100,22 @@ pub fn budget(limits: &LimitsConfig, min_digits: u8, attackers: u64, span: Durat
     }
 }
 
+/// One client key's year against 1,000 PINs in use, when it is weak.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OneClientYear {
+    /// The chance to hit one PIN, over 1%.
+    pub p_hit: f64,
+    /// The shortest PIN length that keeps it at 1% or less with these limits.
+    pub safe_digits: u8,
+}
+
 /// Whether one client key gets more than a 1% chance a year against 1,000 users.
-pub fn weak_for_one_client(limits: &LimitsConfig, min_digits: u8) -> Option<f64> {
-    let year = Duration::from_secs(365 * 24 * 3600);
-    let b = budget(limits, min_digits, 1, year, 1000);
-    (b.p_one_client > 0.01).then_some(b.p_one_client)
+pub fn weak_for_one_client(limits: &LimitsConfig, min_digits: u8) -> Option<OneClientYear> {
+    let (guesses, _) = guesses_per_client(limits, Duration::from_secs(365 * 24 * 3600));
+    let p = |digits: u8| p_hit(guesses, 1000, 10u64.saturating_pow(u32::from(digits)));
+    let p_min = p(min_digits);
+    (p_min > 0.01)
+        .then(|| OneClientYear { p_hit: p_min, safe_digits: (min_digits..=32).find(|d| p(*d) <= 0.01).unwrap_or(32) })
 }
 
 /// A year of attack by `attackers` client keys without known devices.
