@@ -9,7 +9,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use keypin::config::{Inject, RouteConfig};
 use keypin::web::path::normalize_path;
-use keypin::web::proxy::{Forwarding, Identity, rewrite_request_headers};
+use keypin::web::proxy::{Forwarding, Identity, rewrite_request_headers, upgrade_protocol};
 use keypin::web::route::Router;
 
 fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
@@ -77,7 +77,8 @@ fn request_path(c: &mut Criterion) {
         b.iter_batched(
             || headers.clone(),
             |mut h| {
-                rewrite_request_headers(&mut h, &app, std::slice::from_ref(&app.user_header), &fwd, Some(&id));
+                let upgrade = upgrade_protocol(&h);
+                rewrite_request_headers(&mut h, &app, std::slice::from_ref(&app.user_header), &fwd, Some(&id), upgrade);
                 h
             },
             BatchSize::SmallInput,
@@ -133,12 +134,14 @@ fn authenticated_request(c: &mut Criterion) {
                     let outcome = gateway.prepare(&mut parts, peer).await;
                     let prepared = outcome.result.expect("authenticated");
                     let route = prepared.route;
+                    let upgrade = upgrade_protocol(&parts.headers);
                     rewrite_request_headers(
                         &mut parts.headers,
                         route,
                         std::slice::from_ref(&route.user_header),
                         &prepared.forwarding,
                         prepared.identity.as_ref(),
+                        upgrade,
                     );
                     parts
                 }

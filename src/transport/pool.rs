@@ -45,12 +45,31 @@ thread_local! {
 pub type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An upstream's scheme and authority, and whom it is trusted by: the pool's key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The authority is compared as written: the origins are the configuration's,
+/// each written one way, and `Authority`'s own case-blind comparison and hash
+/// (a byte at a time) cost more than the rest of a pool lookup.
+#[derive(Debug, Clone)]
 pub struct Origin {
     pub scheme: Scheme,
     pub authority: Authority,
     /// For https: roots besides the web PKI's (a route's `ca_cert`).
     pub trust: Option<UpstreamTrust>,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        self.authority.as_str() == other.authority.as_str() && self.scheme == other.scheme && self.trust == other.trust
+    }
+}
+
+impl Eq for Origin {}
+
+impl std::hash::Hash for Origin {
+    /// Equal origins have equal authorities and trust: the scheme need not be hashed.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.authority.as_str().hash(state);
+        self.trust.hash(state);
+    }
 }
 
 /// A TLS client configuration trusting the web PKI roots and a route's own

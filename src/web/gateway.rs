@@ -206,11 +206,11 @@ impl Gateway {
         let host = route::request_host_of(&parts.headers, &parts.uri);
         let route = self.router.select(host.as_deref(), &path).ok_or(GatewayError::NoRoute)?;
         *route_seen = Some(route);
-        if upgrade_protocol(&parts.headers).is_some() && !same_origin(&parts.headers, &parts.uri) {
+        let upgrade = upgrade_protocol(&parts.headers).is_some();
+        if upgrade && !same_origin(&parts.headers, &parts.uri) {
             return Err(GatewayError::CrossSiteUpgrade);
         }
         // A WebSocket needs a session, public path or not, and ends with it.
-        let upgrade = upgrade_protocol(&parts.headers).is_some();
         let mut watch = None;
         let (identity, refresh) = if route::is_public(route, &path) && !upgrade {
             (None, None)

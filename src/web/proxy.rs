@@ -25,7 +25,8 @@ use crate::web::upgrade::SessionWatch;
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `Keep-Alive` and
 /// `Proxy-Connection`): they describe one connection and must not be forwarded.
 /// `Proxy-Authorization` belongs here too, and is an identity header besides.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Upgrade` too: a WebSocket's pair is set again (`rewrite_request_headers`).
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -34,6 +35,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Identity headers a client could send to impersonate someone; all are removed
@@ -121,23 +123,48 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     if wants { headers.get(header::UPGRADE).cloned() } else { None }
 }
 
+/// Where `name` is in [`HOP_BY_HOP`]: one `match` on the name's text (for a
+/// standard header, a static string), cheaper than comparing with each.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    let i = match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    };
+    debug_assert_eq!(HOP_BY_HOP[i], name);
+    Some(i)
+}
+
 /// Remove hop-by-hop headers, including every header named in `Connection`.
-/// One pass over the names present, then a removal for each one found: most
-/// messages have none, and a removal costs a hash and a probe.
+/// One pass over the names present marks those of [`HOP_BY_HOP`] found, then each
+/// found is removed (a removal costs a hash and a probe; most messages have one
+/// or two). Only names `Connection` lists beyond those are collected, so the
+/// usual `keep-alive` and `upgrade` allocate nothing.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    let found: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| **n == header::UPGRADE || HOP_BY_HOP.contains(n) || named.contains(n))
-        .cloned()
-        .collect();
-    for name in &found {
+    let mut listed = Vec::new();
+    for value in headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()) {
+        for name in value.split(',').filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok()) {
+            if hop_by_hop_index(&name).is_none() {
+                listed.push(name);
+            }
+        }
+    }
+    // Bit i: `HOP_BY_HOP[i]` is present.
+    let found = headers.keys().fold(0u16, |found, name| match hop_by_hop_index(name) {
+        Some(i) => found | 1 << i,
+        None => found,
+    });
+    for (_, name) in HOP_BY_HOP.iter().enumerate().filter(|(i, _)| found & 1 << i != 0) {
+        headers.remove(name);
+    }
+    for name in &listed {
         headers.remove(name);
     }
 }
@@ -145,16 +172,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Rewrite a client's request headers for the upstream: drop hop-by-hop and every
 /// identity header the client sent (the common ones and `user_headers`, the
 /// `user_header` of every route, in any spelling), set the forwarding headers, then
-/// add keypin's own identity. An upgrade (WebSocket) keeps its `Connection`/`Upgrade`
-/// pair.
+/// add keypin's own identity. An upgrade (WebSocket: `upgrade`, what
+/// [`upgrade_protocol`] found) keeps its `Connection`/`Upgrade` pair.
 pub fn rewrite_request_headers(
     headers: &mut HeaderMap,
     route: &RouteConfig,
     user_headers: &[HeaderName],
     fwd: &Forwarding,
     identity: Option<&Identity>,
+    upgrade: Option<HeaderValue>,
 ) {
-    let upgrade = upgrade_protocol(headers);
     remove_hop_by_hop(headers);
 
     let spoofed: Vec<HeaderName> =
@@ -275,10 +302,11 @@ impl Proxy {
         // Only a route with a CA of its own is looked up.
         let trust = if route.upstream_roots.is_empty() { None } else { self.trust.get(&route.name) };
         let (origin, uri) = upstream_target(route, trust, path, req.uri().query())?;
-        let client_upgrade = upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
+        let upgrade = upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let lease = req.extensions_mut().remove::<Lease>();
 
-        rewrite_request_headers(req.headers_mut(), route, &self.user_headers, fwd, identity);
+        rewrite_request_headers(req.headers_mut(), route, &self.user_headers, fwd, identity, upgrade);
         let host = match &fwd.host {
             Some(host) if route.preserve_host => host.clone(),
             _ => HeaderValue::from_str(origin.authority.as_str()).expect("an authority is a valid header value"),
@@ -349,6 +377,16 @@ mod tests {
     }
 
     #[test]
+    fn the_hop_by_hop_index_names_each_hop_by_hop_header_and_no_other() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        for name in [header::HOST, header::COOKIE, HeaderName::from_static("x-keep-alive"), X_FORWARDED_FOR] {
+            assert_eq!(hop_by_hop_index(&name), None, "{name}");
+        }
+    }
+
+    #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
         let mut h = headers(&[
             ("connection", "keep-alive, x-secret-hop"),
@@ -360,7 +398,8 @@ mod tests {
             ("upgrade", "h2c"),
             ("x-kept", "yes"),
         ]);
-        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), None);
+        let upgrade = upgrade_protocol(&h);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), None, upgrade);
         for gone in
             ["connection", "keep-alive", "x-secret-hop", "te", "transfer-encoding", "proxy-connection", "upgrade"]
         {
@@ -382,7 +421,8 @@ mod tests {
             ("x-request-id", "kept"),
         ]);
         let other = HeaderName::from_static("x-webauth-user");
-        rewrite_request_headers(&mut h, &route(), &[route().user_header, other], &fwd(false), None);
+        let upgrade = upgrade_protocol(&h);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header, other], &fwd(false), None, upgrade);
         let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         for gone in ["x-webauth-user", "x_webauth_user", "x_forwarded_for", "x.real.ip", "x_forwarded_host"] {
             assert!(!left.contains(&gone), "{gone} should be removed: {left:?}");
@@ -413,7 +453,8 @@ mod tests {
             authorization: Some(HeaderValue::from_static("Basic dXNlcjE6cA==")),
             user: Some(HeaderValue::from_static("user1")),
         };
-        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), Some(&id));
+        let upgrade = upgrade_protocol(&h);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), Some(&id), upgrade);
         assert_eq!(h.get_all("authorization").iter().collect::<Vec<_>>(), ["Basic dXNlcjE6cA=="]);
         assert_eq!(h.get_all("x-app-user").iter().collect::<Vec<_>>(), ["user1"]);
         for gone in [
@@ -442,7 +483,8 @@ mod tests {
             ("x-real-ip", "10.9.9.9"),
             ("forwarded", "for=10.9.9.9"),
         ]);
-        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), None);
+        let upgrade = upgrade_protocol(&h);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), None, upgrade);
         assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["192.0.2.7"]);
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
@@ -459,7 +501,8 @@ mod tests {
             ("x-forwarded-host", "public.example"),
             ("forwarded", "for=203.0.113.1"),
         ]);
-        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(true), None);
+        let upgrade = upgrade_protocol(&h);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(true), None, upgrade);
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 198.51.100.2, 192.0.2.7");
         assert_eq!(h["x-forwarded-host"], "public.example");
         assert!(h.contains_key("forwarded"));
@@ -469,7 +512,8 @@ mod tests {
     fn websocket_upgrades_keep_their_headers() {
         let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
         assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
-        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), None);
+        let upgrade = upgrade_protocol(&h);
+        rewrite_request_headers(&mut h, &route(), &[route().user_header], &fwd(false), None, upgrade);
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["sec-websocket-key"], "k");

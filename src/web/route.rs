@@ -1,6 +1,8 @@
 //! Route selection: the table that picks a `[[route]]` by host and normalized path
 //! prefix, the host and authority a request names, and the same-origin check.
 
+use std::borrow::Cow;
+
 use crate::config::RouteConfig;
 
 /// The original host and scheme, as a proxy in front forwards them (believed only
@@ -48,10 +50,21 @@ pub fn host_is_valid(headers: &http::HeaderMap, uri: &http::Uri, version: http::
 
 /// The host a request names (lower-cased, without port), from `Host` or the
 /// HTTP/2 authority.
-pub fn request_host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+pub fn request_host_of<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<Cow<'a, str>> {
     let raw = request_authority(headers, uri)?;
+    // The usual `name[:port]` in lower case is its own answer, without parsing
+    // (and copying) it as an authority.
+    let (name, port) = raw.split_once(':').unwrap_or((raw, "0"));
+    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
+    if !name.is_empty()
+        && name.bytes().all(plain)
+        && (1..=5).contains(&port.len())
+        && port.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Some(Cow::Borrowed(name));
+    }
     let authority: http::uri::Authority = raw.parse().ok()?;
-    Some(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+    Some(Cow::Owned(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()))
 }
 
 /// Behind a trusted ingress that sends the browser's host in `X-Forwarded-Host`
@@ -256,6 +269,20 @@ mod tests {
             ("https://app.test/", V::HTTP_2, &["other.test"][..]),
         ] {
             assert!(!check(uri, version, hosts), "{uri} {version:?} {hosts:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast path answers as parsing the authority does, for any `Host`.
+        #[test]
+        fn the_host_is_what_parsing_the_authority_gives(raw in "[a-zA-Z0-9.:@\\[\\]_-]{0,24}|\\PC{0,24}") {
+            let Ok(value) = http::HeaderValue::from_str(&raw) else { return Ok(()) };
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::HOST, value);
+            let parsed = raw.parse::<http::uri::Authority>().ok().map(|a| {
+                a.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
+            });
+            proptest::prop_assert_eq!(request_host_of(&headers, &http::Uri::default()).map(Cow::into_owned), parsed);
         }
     }
 
