@@ -21,7 +21,7 @@ use crate::observe::metrics::{LoginResult, Metrics};
 use crate::state::limits::{self, ClientKey, LimitStore, Pending, Verdict};
 use crate::state::secrets::SecretName;
 use crate::state::secrets::cache::{Resolved, SecretCache, Staleness};
-use crate::state::session::{MAX_REVOKED, Sessions, random_token};
+use crate::state::session::{MAX_REVOKED, Sessions, constant_time_eq, random_token};
 use crate::web::body::{Body, full_body};
 use crate::web::error::GatewayError;
 use crate::web::redirect::{query_rd, safe_redirect};
@@ -434,10 +434,6 @@ fn same_site_referer(referer: &HeaderValue, headers: &HeaderMap, uri: &http::Uri
         r.scheme() == Some(&http::uri::Scheme::HTTPS)
             && r.authority().is_some_and(|a| a.as_str().eq_ignore_ascii_case(authority))
     })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response<Body> {
