@@ -2,6 +2,7 @@
 //! stripping and injection), streaming bodies both ways through the per-worker
 //! connection pools, and WebSocket upgrades.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -83,9 +84,20 @@ fn folds_to(name: &str, target: &str) -> bool {
         && name.bytes().zip(target.bytes()).all(|(a, b)| if a == b'_' || a == b'.' { b == b'-' } else { a == b })
 }
 
+/// A configured header name as CGI/PHP backends read it (`_` and `.` as `-`): what
+/// `folds_to` compares with. Most names have neither, and come back borrowed.
+fn cgi_folded(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b == b'_' || b == b'.') {
+        Cow::Owned(name.replace(['_', '.'], "-"))
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
 fn is_identity_header(name: &HeaderName, user_headers: &[HeaderName]) -> bool {
     let name = name.as_str();
-    user_headers.iter().any(|h| folds_to(name, h.as_str())) || IDENTITY_HEADERS.iter().any(|t| folds_to(name, t))
+    user_headers.iter().any(|h| folds_to(name, &cgi_folded(h.as_str())))
+        || IDENTITY_HEADERS.iter().any(|t| folds_to(name, t))
 }
 
 /// Headers whose meaning keypin sets or removes: a client's spelling of one with
@@ -430,6 +442,17 @@ mod tests {
         assert!(!left.contains(&"transfer_encoding") && !left.contains(&"content_length"), "{left:?}");
         assert_eq!(h["x-request-id"], "kept");
         assert_eq!(h["x-forwarded-for"], "192.0.2.7", "keypin's own value, alone");
+    }
+
+    #[test]
+    fn a_user_header_configured_with_underscores_is_stripped_in_every_spelling() {
+        let mut h =
+            headers(&[("x-app_login", "admin"), ("X.App.Login", "admin"), ("x_app_login", "admin"), ("x-app", "kept")]);
+        let configured = HeaderName::from_static("x_app_login");
+        rewrite_request_headers(&mut h, &route(), &[configured], &fwd(false), None, None);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert!(!left.iter().any(|name| name.contains("login")), "{left:?}");
+        assert_eq!(h["x-app"], "kept");
     }
 
     #[test]
