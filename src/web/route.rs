@@ -37,6 +37,11 @@ pub fn host_is_valid(headers: &http::HeaderMap, uri: &http::Uri, version: http::
         (None, Some(authority)) => authority,
         (None, None) => return version < http::Version::HTTP_11,
     };
+    plain_authority(named).is_some() || parses_as_host_and_port(named)
+}
+
+/// Whether `named` is a valid `host[:port]` with no user info, by parsing it.
+fn parses_as_host_and_port(named: &str) -> bool {
     let Ok(authority) = named.parse::<http::uri::Authority>() else {
         return false;
     };
@@ -52,19 +57,23 @@ pub fn host_is_valid(headers: &http::HeaderMap, uri: &http::Uri, version: http::
 /// HTTP/2 authority.
 pub fn request_host_of<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<Cow<'a, str>> {
     let raw = request_authority(headers, uri)?;
-    // The usual `name[:port]` in lower case is its own answer, without parsing
-    // (and copying) it as an authority.
-    let (name, port) = raw.split_once(':').unwrap_or((raw, "0"));
-    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
-    if !name.is_empty()
-        && name.bytes().all(plain)
-        && (1..=5).contains(&port.len())
-        && port.bytes().all(|b| b.is_ascii_digit())
-    {
+    if let Some(name) = plain_authority(raw) {
         return Some(Cow::Borrowed(name));
     }
     let authority: http::uri::Authority = raw.parse().ok()?;
     Some(Cow::Owned(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()))
+}
+
+/// The name of an authority written the usual way, `name[:port]` with a name of
+/// lower-case letters, digits, dots and hyphens and a port that is a number up to
+/// 65535: its own answer, without parsing (and copying) it as an authority.
+/// `None` for anything else, which callers parse.
+fn plain_authority(raw: &str) -> Option<&str> {
+    let (name, port) = raw.split_once(':').unwrap_or((raw, "0"));
+    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
+    let port_ok =
+        (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok();
+    (!name.is_empty() && name.bytes().all(plain) && port_ok).then_some(name)
 }
 
 /// Behind a trusted ingress that sends the browser's host in `X-Forwarded-Host`
@@ -292,6 +301,14 @@ mod tests {
                 a.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
             });
             proptest::prop_assert_eq!(request_host_of(&headers, &http::Uri::default()).map(Cow::into_owned), parsed);
+        }
+
+        /// What the fast path takes as a valid host, parsing takes too.
+        #[test]
+        fn a_plain_authority_parses_as_host_and_port(raw in "[a-z0-9.:-]{0,24}|[a-zA-Z0-9.:@\\[\\]_-]{0,24}") {
+            if plain_authority(&raw).is_some() {
+                proptest::prop_assert!(parses_as_host_and_port(&raw), "{raw}");
+            }
         }
     }
 
