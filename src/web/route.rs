@@ -69,11 +69,16 @@ pub fn request_host_of<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> 
 /// 65535: its own answer, without parsing (and copying) it as an authority.
 /// `None` for anything else, which callers parse.
 fn plain_authority(raw: &str) -> Option<&str> {
-    let (name, port) = raw.split_once(':').unwrap_or((raw, "0"));
-    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
-    let port_ok =
-        (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok();
-    (!name.is_empty() && name.bytes().all(plain) && port_ok).then_some(name)
+    // One pass to the first byte a plain name cannot hold: none, or the port's `:`.
+    let end = raw.bytes().position(|b| !matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-')).unwrap_or(raw.len());
+    let (name, rest) = raw.split_at(end);
+    let port_ok = match rest.strip_prefix(':') {
+        None => rest.is_empty(),
+        Some(port) => {
+            (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+        }
+    };
+    (!name.is_empty() && port_ok).then_some(name)
 }
 
 /// Behind a trusted ingress that sends the browser's host in `X-Forwarded-Host`
