@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod file;
 pub mod keyvault;
+mod recent;
 mod store;
 
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! The cache in front of any `SecretStore`: found secrets for `cache_ttl`, unknown
 //! names for `negative_cache_ttl`, concurrent lookups of one name coalesced into one
 //! backend call, and the last good value kept for `stale_if_error` so an outage does
-//! not end sessions.
+//! not end sessions. The answers of the last second are also kept in front of it
+//! (`recent`), for the requests of a session.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use moka::Expiry;
 use moka::future::Cache;
 use parking_lot::Mutex;
 
+use super::recent::RecentAnswers;
 use super::store::{BackendError, Credentials, Lookup, PROBE_SECRET, SecretName, SecretStore};
 use crate::config::SecretsConfig;
 use crate::observe::metrics::{LookupResult, Metrics};
@@ -44,17 +46,31 @@ pub enum Staleness {
     AllowStale,
 }
 
+/// A cached answer and when it expires (at most when the cache drops it: taken
+/// just before it goes in).
+#[derive(Clone)]
+struct Cached {
+    entry: Entry,
+    expires: Instant,
+}
+
 struct TtlByAnswer {
     found: Duration,
     not_found: Duration,
 }
 
-impl Expiry<SecretName, Entry> for TtlByAnswer {
-    fn expire_after_create(&self, _: &SecretName, value: &Entry, _: Instant) -> Option<Duration> {
-        Some(match value {
+impl TtlByAnswer {
+    fn of(&self, entry: &Entry) -> Duration {
+        match entry {
             Entry::Found(_) | Entry::Invalid => self.found,
             Entry::NotFound => self.not_found,
-        })
+        }
+    }
+}
+
+impl Expiry<SecretName, Cached> for TtlByAnswer {
+    fn expire_after_create(&self, _: &SecretName, value: &Cached, _: Instant) -> Option<Duration> {
+        Some(self.of(&value.entry))
     }
 }
 
@@ -91,7 +107,10 @@ pub struct SecretCache {
     store: Arc<dyn SecretStore>,
     health: Arc<BackendHealth>,
     metrics: Arc<Metrics>,
-    fresh: Cache<SecretName, Entry>,
+    fresh: Cache<SecretName, Cached>,
+    ttl: TtlByAnswer,
+    /// The answers of the last second, in front of `fresh`.
+    recent: RecentAnswers<Entry>,
     /// Last good value per name, for `cache_ttl + stale_if_error` after it was read.
     last_good: Cache<SecretName, Arc<Credentials>>,
     request_timeout: Duration,
@@ -101,10 +120,8 @@ pub struct SecretCache {
 
 impl SecretCache {
     pub fn new(store: Arc<dyn SecretStore>, config: &SecretsConfig, metrics: Arc<Metrics>) -> Self {
-        let fresh = Cache::builder()
-            .max_capacity(MAX_ENTRIES)
-            .expire_after(TtlByAnswer { found: config.cache_ttl, not_found: config.negative_cache_ttl })
-            .build();
+        let ttl = || TtlByAnswer { found: config.cache_ttl, not_found: config.negative_cache_ttl };
+        let fresh = Cache::builder().max_capacity(MAX_ENTRIES).expire_after(ttl()).build();
         let last_good =
             Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(config.cache_ttl + config.stale_if_error).build();
         let generation = AtomicU64::new(store.generation());
@@ -113,6 +130,8 @@ impl SecretCache {
             health: Arc::default(),
             metrics,
             fresh,
+            ttl: ttl(),
+            recent: RecentAnswers::new(),
             last_good,
             request_timeout: config.request_timeout,
             generation,
@@ -156,7 +175,15 @@ impl SecretCache {
             self.last_good.invalidate_all();
         }
         // The hit, every request's path, stays a small future; the miss is boxed.
-        let answer = match self.fresh.get(name).await {
+        let now = Instant::now();
+        let answer = match self.recent.get(name, generation, now) {
+            Some(entry) => Some(entry),
+            None => self.fresh.get(name).await.map(|cached| {
+                self.recent.keep(name, cached.entry.clone(), generation, now, cached.expires);
+                cached.entry
+            }),
+        };
+        let answer = match answer {
             Some(entry) => {
                 self.metrics.lookup(match &entry {
                     Entry::Found(_) => LookupResult::Hit,
@@ -189,7 +216,7 @@ impl SecretCache {
             fetched.store(true, Ordering::Relaxed);
             self.fetch(name).await
         };
-        let answer = self.fresh.try_get_with(name.clone(), fetch).await;
+        let answer = self.fresh.try_get_with(name.clone(), fetch).await.map(|cached| cached.entry);
         self.metrics.lookup(match &answer {
             Ok(Entry::Found(_)) if fetched.load(Ordering::Relaxed) => LookupResult::Miss,
             Ok(Entry::Found(_)) => LookupResult::Hit,
@@ -199,7 +226,12 @@ impl SecretCache {
         answer
     }
 
-    async fn fetch(&self, name: &SecretName) -> Result<Entry, BackendError> {
+    async fn fetch(&self, name: &SecretName) -> Result<Cached, BackendError> {
+        let entry = self.fetch_entry(name).await?;
+        Ok(Cached { expires: Instant::now() + self.ttl.of(&entry), entry })
+    }
+
+    async fn fetch_entry(&self, name: &SecretName) -> Result<Entry, BackendError> {
         Ok(match self.call_store(name).await? {
             Lookup::Found(value) => match Credentials::parse(&value) {
                 Ok(creds) => {
@@ -301,6 +333,29 @@ mod tests {
         store.set(Ok(Some("user1:pw")));
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(matches!(cache.resolve(&name(), Staleness::FreshOnly).await, Ok(Resolved::Found(_))));
+    }
+
+    #[tokio::test]
+    async fn answers_asked_for_without_pause_still_expire_with_the_cache() {
+        let store = Arc::new(Scripted::default());
+        store.set(Ok(Some("user1:pw")));
+        let cache = SecretCache::new(store.clone(), &config(200, 0), Arc::default());
+        cache.resolve(&name(), Staleness::AllowStale).await.unwrap();
+        store.set(Ok(None));
+        // A session's requests, one every 20 ms: the answers kept in front of the
+        // cache end with the cache entry they copy, not a second after the last ask.
+        let started = std::time::Instant::now();
+        let mut seen_gone = None;
+        while started.elapsed() < Duration::from_millis(600) {
+            if matches!(cache.resolve(&name(), Staleness::AllowStale).await, Ok(Resolved::NotFound)) {
+                seen_gone.get_or_insert(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let gone = seen_gone.expect("the deletion is seen");
+        assert!(gone < Duration::from_millis(400), "seen after {gone:?}, the cache time being 200 ms");
+        let calls = store.calls.load(Ordering::SeqCst);
+        assert!(calls <= 4, "asks between expiries are answered from the cache: {calls} calls");
     }
 
     #[tokio::test]
