@@ -38,7 +38,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
-use tokio::time::Instant;
+
+mod turn;
+use turn::{Turn, TurnWatch};
 
 /// A connection quiet this long between requests is parked (sooner with a head
 /// timeout under four times this: see `Protocols::new`).
@@ -187,9 +189,8 @@ where
             })
         };
         let mut conn = protocols.http1.serve_connection(TokioIo::new(watched), service).with_upgrades();
-        let mut watch = TurnWatch::new(protocols.park_after, shutdown);
-        // Hyper was asked to stop: to park, or for the server's shutdown.
-        let mut stopping = false;
+        // `stopping`: hyper was asked to stop, to park or for the server's shutdown.
+        let (mut watch, mut stopping) = (TurnWatch::new(protocols.park_after, shutdown), false);
         let done = loop {
             match watch.next(&mut conn, stopping).await {
                 Turn::Done(done) => break done,
@@ -226,83 +227,6 @@ where
         }
         // Hyper had read part of the next head: serve it without waiting parked.
         io = watched.io;
-    }
-}
-
-/// What ended a wait of [`TurnWatch::next`].
-enum Turn<T> {
-    /// Hyper's connection future finished.
-    Done(T),
-    /// A park interval passed: time to see whether the connection may park.
-    Quiet,
-    /// The server shuts down.
-    Shutdown,
-}
-
-/// The park interval's timer and the shutdown signal of one turn, next to hyper.
-/// A busy connection's task wakes twice a request; the timer and the signal keep
-/// the task's waker from their last poll, so a wake-up polls them again only when
-/// they are due (an elapsed timer, a changed signal: a flag each), not every time
-/// (which cost 1 % of a proxied request, as `select!` did).
-struct TurnWatch<'a> {
-    park_after: Duration,
-    quiet: Pin<Box<tokio::time::Sleep>>,
-    /// The timer holds the task's waker for its current deadline.
-    quiet_armed: bool,
-    /// Looked at (`has_changed`, without taking the change) to decide whether
-    /// `stop`, which waits on a copy of it, needs a poll.
-    shutdown: &'a Shutdown,
-    stop: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
-    stop_armed: bool,
-    shutting_down: bool,
-}
-
-impl<'a> TurnWatch<'a> {
-    fn new(park_after: Duration, shutdown: &'a Shutdown) -> Self {
-        let mut copy = shutdown.clone();
-        Self {
-            park_after,
-            quiet: Box::pin(tokio::time::sleep(park_after)),
-            quiet_armed: false,
-            shutdown,
-            stop: Box::pin(async move { stopped(&mut copy).await }),
-            stop_armed: false,
-            shutting_down: false,
-        }
-    }
-
-    /// Drive `conn` until it finishes, a park interval passes (unless `stopping`:
-    /// hyper was already asked to stop) or the server shuts down.
-    async fn next<C: Future + Unpin>(&mut self, conn: &mut C, stopping: bool) -> Turn<C::Output> {
-        let turn = std::future::poll_fn(|cx| {
-            if let Poll::Ready(done) = Pin::new(&mut *conn).poll(cx) {
-                return Poll::Ready(Turn::Done(done));
-            }
-            if !stopping && (!self.quiet_armed || self.quiet.is_elapsed()) {
-                if self.quiet.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Turn::Quiet);
-                }
-                self.quiet_armed = true;
-            }
-            if !self.shutting_down && (!self.stop_armed || self.shutdown.has_changed().unwrap_or(true)) {
-                if self.stop.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Turn::Shutdown);
-                }
-                self.stop_armed = true;
-            }
-            Poll::Pending
-        })
-        .await;
-        match turn {
-            Turn::Quiet => {
-                let next = self.quiet.deadline() + self.park_after;
-                self.quiet.as_mut().reset(next.max(Instant::now()));
-                self.quiet_armed = false;
-            }
-            Turn::Shutdown => self.shutting_down = true,
-            Turn::Done(_) => {}
-        }
-        turn
     }
 }
 
