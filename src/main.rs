@@ -199,8 +199,8 @@ fn check_config(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("{}", if line.starts_with(' ') { line.to_owned() } else { format!("error: {line}") });
+            for message in e.messages() {
+                eprintln!("error: {message}");
             }
             return ExitCode::from(EXIT_INVALID_CONFIG);
         }
@@ -247,8 +247,7 @@ fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
         // request).
         .with_filter(filter::filter_fn(is_audit).with_max_level_hint(LevelFilter::INFO));
     let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ops_hint = tracing_subscriber::layer::Filter::<tracing_subscriber::Registry>::max_level_hint(&env_filter)
-        .unwrap_or(LevelFilter::TRACE);
+    let ops_hint = env_filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let json = match args.log_format {
         LogFormat::Json => true,

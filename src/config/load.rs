@@ -23,7 +23,10 @@ impl Config {
     /// Parse and validate TOML `text` (named `file` in messages), with `env` answering
     /// `env:NAME` references and the `KEYPIN_SESSION_KEYS` override.
     pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Self::from_table(toml_table(text, file)?, file, env)
+        let mut table = toml_table(text, file)?;
+        let mut resolved = Vec::new();
+        override_session_keys(&mut table, env, &mut resolved);
+        Self::from_table(table, file, env, resolved)
     }
 
     /// What `keypin limits` reads from `path`: the PIN lengths, `[limits]`'s rates
@@ -49,16 +52,16 @@ impl Config {
         let mut route = toml::Table::new();
         route.insert("upstream".into(), "http://127.0.0.1:1".into());
         table.insert("route".into(), toml::Value::Array(vec![toml::Value::Table(route)]));
-        Self::from_table(table, &file, &|name| std::env::var(name).ok())
+        Self::from_table(table, &file, &|name| std::env::var(name).ok(), Vec::new())
     }
 
+    /// `resolved`: the values already taken from the environment (never echoed).
     fn from_table(
         mut table: toml::Table,
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
+        mut resolved: Vec<FromEnv>,
     ) -> Result<Self, ConfigError> {
-        let mut resolved = Vec::new();
-        override_session_keys(&mut table, env, &mut resolved);
         let mut problems = Vec::new();
         resolve_env(&mut table, "", env, &mut resolved, &mut problems);
         for p in &problems {
@@ -69,11 +72,12 @@ impl Config {
                 Ok(config) if problems.is_empty() => return Ok(config),
                 Ok(_) => break,
                 Err(p) => {
-                    let known = problems.iter().any(|q| q.key == p.key);
-                    if !known {
-                        problems.push(p.clone());
+                    if problems.iter().any(|q| q.key == p.key) {
+                        break;
                     }
-                    if known || problems.len() >= MAX_PROBLEMS || !set_aside(&mut table, &p.key) {
+                    let removed = set_aside(&mut table, &p.key);
+                    problems.push(p);
+                    if !removed || problems.len() >= MAX_PROBLEMS {
                         break;
                     }
                 }
@@ -108,14 +112,18 @@ fn override_session_keys(table: &mut toml::Table, env: &dyn Fn(&str) -> Option<S
     let Some(keys) = env(SESSION_KEYS_ENV).filter(|k| !k.trim().is_empty()) else {
         return;
     };
-    for (i, key) in keys.split(',').enumerate() {
-        let value = key.trim().to_owned().into();
-        resolved.push(FromEnv { key: format!("session.keys[{i}]"), variable: SESSION_KEYS_ENV.into(), value });
+    let mut values = Vec::new();
+    for (i, key) in keys.split(',').map(str::trim).enumerate() {
+        resolved.push(FromEnv {
+            key: format!("session.keys[{i}]"),
+            variable: SESSION_KEYS_ENV.into(),
+            value: key.to_owned().into(),
+        });
+        values.push(toml::Value::String(key.to_owned()));
     }
-    let keys = keys.split(',').map(|k| toml::Value::String(k.trim().to_owned()));
     let session = table.entry("session").or_insert_with(|| toml::Value::Table(toml::Table::new()));
     if let toml::Value::Table(session) = session {
-        session.insert("keys".into(), toml::Value::Array(keys.collect()));
+        session.insert("keys".into(), toml::Value::Array(values));
     }
 }
 
@@ -176,6 +184,15 @@ fn value_at<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
     })
 }
 
+/// [`value_at`] for changing it, by steps.
+fn value_at_mut<'t>(table: &'t mut toml::Table, steps: &[Step<'_>]) -> Option<&'t mut toml::Value> {
+    let (Step::Field(first), rest) = steps.split_first()? else { return None };
+    rest.iter().try_fold(table.get_mut(*first)?, |value, step| match step {
+        Step::Field(name) => value.as_table_mut()?.get_mut(*name),
+        Step::Element(i) => value.as_array_mut()?.get_mut(*i),
+    })
+}
+
 /// Remove the setting a problem names, so its default stands in and the rest of
 /// the file can be checked. A list loses the whole list; a `[[route]]` cannot be
 /// set aside (the others would change their numbers). False when nothing was removed.
@@ -188,24 +205,6 @@ fn set_aside(table: &mut toml::Table, key: &str) -> bool {
     if steps.is_empty() && last == "route" {
         return false;
     }
-    match table_at(table, steps) {
-        Some(here) => here.remove(last).is_some(),
-        None => false,
-    }
-}
-
-/// The table the steps lead to.
-fn table_at<'t>(table: &'t mut toml::Table, steps: Vec<Step<'_>>) -> Option<&'t mut toml::Table> {
-    let mut here = table;
-    let mut steps = steps.into_iter().peekable();
-    while let Some(step) = steps.next() {
-        let Step::Field(name) = step else { return None };
-        let mut value = here.get_mut(name)?;
-        while let Some(Step::Element(i)) = steps.peek() {
-            value = value.as_array_mut()?.get_mut(*i)?;
-            steps.next();
-        }
-        here = value.as_table_mut()?;
-    }
-    Some(here)
+    let here = if steps.is_empty() { Some(table) } else { value_at_mut(table, &steps).and_then(|v| v.as_table_mut()) };
+    here.is_some_and(|here| here.remove(last).is_some())
 }

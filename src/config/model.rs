@@ -47,16 +47,24 @@ impl ConfigError {
 }
 
 /// One line per problem, each `file: key: reason`, so a search for the key finds it.
+impl ConfigError {
+    /// Each problem as `file: key: reason` (a syntax error's reason goes on over
+    /// indented lines: the file's line and a caret).
+    pub fn messages(&self) -> impl Iterator<Item = String> + '_ {
+        self.problems.iter().map(|p| match p.key.is_empty() {
+            true => format!("{}: {}", self.file, p.reason),
+            false => format!("{}: {}: {}", self.file, p.key, p.reason),
+        })
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
+        for (i, message) in self.messages().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            match p.key.is_empty() {
-                true => write!(f, "{}: {}", self.file, p.reason)?,
-                false => write!(f, "{}: {}: {}", self.file, p.key, p.reason)?,
-            }
+            f.write_str(&message)?;
         }
         Ok(())
     }

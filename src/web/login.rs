@@ -129,13 +129,13 @@ impl Login {
         }
     }
 
-    /// The routes, whose own PIN namespaces (`secret_prefix`) sign-in and logout
-    /// then know: a sign-in is for the namespace of the route `rd` selects.
     /// How keypin's pages look under this configuration.
     pub fn ui(&self) -> &UiConfig {
         &self.ui
     }
 
+    /// The routes, whose own PIN namespaces (`secret_prefix`) sign-in and logout
+    /// then know: a sign-in is for the namespace of the route `rd` selects.
     pub fn with_router(mut self, router: Arc<Router>) -> Self {
         for prefix in router.namespaces() {
             if !self.namespaces.iter().any(|(p, _)| p == prefix) {

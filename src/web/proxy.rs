@@ -2,7 +2,6 @@
 //! stripping and injection), streaming bodies both ways through the per-worker
 //! connection pools, and WebSocket upgrades.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -85,19 +84,21 @@ fn folds_to(name: &str, target: &str) -> bool {
 }
 
 /// A configured header name as CGI/PHP backends read it (`_` and `.` as `-`): what
-/// `folds_to` compares with. Most names have neither, and come back borrowed.
-fn cgi_folded(name: &str) -> Cow<'_, str> {
-    if name.bytes().any(|b| b == b'_' || b == b'.') {
-        Cow::Owned(name.replace(['_', '.'], "-"))
+/// `folds_to` compares with.
+fn cgi_folded(name: &HeaderName) -> HeaderName {
+    if name.as_str().contains(['_', '.']) {
+        let folded = name.as_str().replace(['_', '.'], "-");
+        HeaderName::from_bytes(folded.as_bytes()).expect("a header name with - for _ and . is one")
     } else {
-        Cow::Borrowed(name)
+        name.clone()
     }
 }
 
+/// Whether `name` is, in any CGI spelling, a common identity header or one of
+/// `user_headers` (folded by `cgi_folded`).
 fn is_identity_header(name: &HeaderName, user_headers: &[HeaderName]) -> bool {
     let name = name.as_str();
-    user_headers.iter().any(|h| folds_to(name, &cgi_folded(h.as_str())))
-        || IDENTITY_HEADERS.iter().any(|t| folds_to(name, t))
+    user_headers.iter().any(|h| folds_to(name, h.as_str())) || IDENTITY_HEADERS.iter().any(|t| folds_to(name, t))
 }
 
 /// Headers whose meaning keypin sets or removes: a client's spelling of one with
@@ -183,8 +184,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Rewrite a client's request headers for the upstream: drop hop-by-hop and every
 /// identity header the client sent (the common ones and `user_headers`, the
-/// `user_header` of every route, in any spelling), set the forwarding headers, then
-/// add keypin's own identity. An upgrade (WebSocket: `upgrade`, what
+/// `user_header` of every route as `cgi_folded` gives it, in any spelling), set
+/// the forwarding headers, then add keypin's own identity. An upgrade (WebSocket: `upgrade`, what
 /// [`upgrade_protocol`] found) keeps its `Connection`/`Upgrade` pair.
 pub fn rewrite_request_headers(
     headers: &mut HeaderMap,
@@ -299,7 +300,8 @@ fn upstream_target(
 pub struct Proxy {
     timeout: Duration,
     metrics: Arc<Metrics>,
-    /// The `user_header` of every route, stripped from every request.
+    /// The `user_header` of every route, folded as CGI reads it: stripped from
+    /// every request in any spelling.
     user_headers: Box<[HeaderName]>,
     /// Routes whose https upstream has a CA of its own (`ca_cert`), by name.
     trust: HashMap<String, UpstreamTrust>,
@@ -308,7 +310,7 @@ pub struct Proxy {
 impl Proxy {
     /// `timeout` bounds the wait for the upstream's response head.
     pub fn new(timeout: Duration, metrics: Arc<Metrics>, routes: &[RouteConfig]) -> Self {
-        let user_headers = routes.iter().map(|r| r.user_header.clone()).collect();
+        let user_headers = routes.iter().map(|r| cgi_folded(&r.user_header)).collect();
         let trust = routes
             .iter()
             .filter(|r| !r.upstream_roots.is_empty())

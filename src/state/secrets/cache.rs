@@ -46,14 +46,23 @@ pub enum Staleness {
     AllowStale,
 }
 
-/// A cached answer and when it expires (at most when the cache drops it: taken
-/// just before it goes in).
+/// A cached answer and when the cache drops it.
 #[derive(Clone)]
 struct Cached {
     entry: Entry,
     expires: Instant,
 }
 
+/// The cache keeps each answer until its `expires`.
+struct UntilExpires;
+
+impl Expiry<SecretName, Cached> for UntilExpires {
+    fn expire_after_create(&self, _: &SecretName, value: &Cached, created_at: Instant) -> Option<Duration> {
+        Some(value.expires.saturating_duration_since(created_at))
+    }
+}
+
+/// How long each kind of answer stays cached (`cache_ttl`, `negative_cache_ttl`).
 struct TtlByAnswer {
     found: Duration,
     not_found: Duration,
@@ -65,12 +74,6 @@ impl TtlByAnswer {
             Entry::Found(_) | Entry::Invalid => self.found,
             Entry::NotFound => self.not_found,
         }
-    }
-}
-
-impl Expiry<SecretName, Cached> for TtlByAnswer {
-    fn expire_after_create(&self, _: &SecretName, value: &Cached, _: Instant) -> Option<Duration> {
-        Some(self.of(&value.entry))
     }
 }
 
@@ -120,8 +123,7 @@ pub struct SecretCache {
 
 impl SecretCache {
     pub fn new(store: Arc<dyn SecretStore>, config: &SecretsConfig, metrics: Arc<Metrics>) -> Self {
-        let ttl = || TtlByAnswer { found: config.cache_ttl, not_found: config.negative_cache_ttl };
-        let fresh = Cache::builder().max_capacity(MAX_ENTRIES).expire_after(ttl()).build();
+        let fresh = Cache::builder().max_capacity(MAX_ENTRIES).expire_after(UntilExpires).build();
         let last_good =
             Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(config.cache_ttl + config.stale_if_error).build();
         let generation = AtomicU64::new(store.generation());
@@ -130,7 +132,7 @@ impl SecretCache {
             health: Arc::default(),
             metrics,
             fresh,
-            ttl: ttl(),
+            ttl: TtlByAnswer { found: config.cache_ttl, not_found: config.negative_cache_ttl },
             recent: RecentAnswers::new(),
             last_good,
             request_timeout: config.request_timeout,

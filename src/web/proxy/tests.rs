@@ -97,8 +97,9 @@ fn an_address_is_written_as_itself_whichever_came_before() {
 fn a_user_header_configured_with_underscores_is_stripped_in_every_spelling() {
     let mut h =
         headers(&[("x-app_login", "admin"), ("X.App.Login", "admin"), ("x_app_login", "admin"), ("x-app", "kept")]);
-    let configured = HeaderName::from_static("x_app_login");
-    rewrite_request_headers(&mut h, &route(), &[configured], &fwd(false), None, None);
+    let configured = RouteConfig { user_header: HeaderName::from_static("x_app_login"), ..route() };
+    let proxy = Proxy::new(Duration::from_secs(1), Arc::default(), std::slice::from_ref(&configured));
+    rewrite_request_headers(&mut h, &configured, &proxy.user_headers, &fwd(false), None, None);
     let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
     assert!(!left.iter().any(|name| name.contains("login")), "{left:?}");
     assert_eq!(h["x-app"], "kept");
