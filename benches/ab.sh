@@ -27,8 +27,7 @@ PEERS="$HERE/peers"
 A_BIN="${A_BIN:-$ROOT/target/dist/keypin}"
 B_BIN="${B_BIN:-$ROOT/target/dist/keypin}"
 STATE="$STATE_DIR/ab"; mkdir -p "$STATE"
-BENCH_PIN=24681357
-printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"; chmod 600 "$STATE/secrets.toml"
+keypin_secrets
 KEY="$("$B_BIN" gen-key)"
 pids=()
 cleanup() {

@@ -19,10 +19,9 @@ PEERS="$HERE/peers"
 . "$HERE/keypin.sh"
 STATE="$STATE_DIR/forward-auth"; mkdir -p "$STATE"
 FRONT_PORT=18449 PROXY_PORT=18450 AUTH_PLAIN=18451
-BENCH_PIN=24681357
 (cd "$ROOT" && cargo build --profile dist --locked --quiet)
 KEYPIN="$ROOT/target/dist/keypin"
-printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"; chmod 600 "$STATE/secrets.toml"
+keypin_secrets
 KEY="$("$KEYPIN" gen-key)"
 pids=()
 cleanup() {

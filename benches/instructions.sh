@@ -17,10 +17,9 @@ ROOT="$(dirname "$HERE")"
 PEERS="$HERE/peers"
 # shellcheck source=peers/bench.env
 . "$PEERS/bench.env"
-export WORKERS=1 UP_WORKERS=1
+WORKERS=1
 BIN="$(realpath "${1:-$ROOT/target/dist/keypin}")"
 STATE="$STATE_DIR/keypin"
-BENCH_PIN=24681357
 PORT=18447
 REQUESTS=5000
 mkdir -p "$STATE"
@@ -28,9 +27,7 @@ rm -f "$STATE"/callgrind.out.*
 # shellcheck source=keypin.sh
 . "$HERE/keypin.sh"
 KEY="$("$BIN" gen-key)"
-export KEY
-printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"
-chmod 600 "$STATE/secrets.toml"
+keypin_secrets
 h1=(--h1)
 [[ "${H2:-0}" == 1 ]] && h1=(-m 10)
 
@@ -46,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 "$PEERS/run.sh" start >/dev/null
-keypin_start keypin "$wrapper" "$PORT" "workers = 1"
+keypin_start keypin "$wrapper" "$PORT" "workers = $WORKERS"
 keypin_sign_in "$PORT" "$STATE/cookies.txt" >/dev/null
 cookie="cookie: __Host-keypin=$(keypin_session "$STATE/cookies.txt")"
 

@@ -1,7 +1,16 @@
-# Sourced by benches/load.sh, ab.sh and forward_auth.sh: start keypin on the bench
-# job (a file secret for the bench user, the route to the bench upstream), sign
-# in through the real form, and the pinned mode. Needs bench.env's UP_PORT and
-# STATE_DIR, and STATE, BENCH_PIN, KEY.
+# Sourced by benches/load.sh, ab.sh, forward_auth.sh and instructions.sh: start
+# keypin on the bench job (a file secret for the bench user, the route to the
+# bench upstream), sign in through the real form, and the pinned mode. Needs
+# bench.env's UP_PORT and STATE_DIR, and STATE and KEY.
+
+# The bench user's PIN; keypin_secrets writes its secret.
+BENCH_PIN=24681357
+
+# keypin_secrets: the file secret of the bench user, in $STATE/secrets.toml.
+keypin_secrets() {
+    printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"
+    chmod 600 "$STATE/secrets.toml"
+}
 
 # Pinned mode (PIN=1, 2 CPUs): each proxy on CPU 0 with one worker, the bench
 # upstream and the load generator on CPU 1; 5 rounds of 4 s unless set.

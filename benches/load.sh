@@ -28,7 +28,6 @@ PEERS="$HERE/peers"
 KEYPIN_PORT="${KEYPIN_PORT:-18447}"
 PROFILE="${PROFILE:-dist}"
 STATE="$STATE_DIR/keypin"
-BENCH_PIN="24681357"
 mkdir -p "$STATE"
 # shellcheck source=keypin.sh
 . "$HERE/keypin.sh"
@@ -43,8 +42,7 @@ else
     KEYPIN="$ROOT/target/$PROFILE/keypin"
 fi
 KEY="$("$KEYPIN" gen-key)"
-printf '"secret-%s" = "benchuser:benchpass"\n' "$BENCH_PIN" > "$STATE/secrets.toml"
-chmod 600 "$STATE/secrets.toml"
+keypin_secrets
 
 pids=()
 cleanup() {
@@ -79,12 +77,12 @@ session=$(keypin_session "$STATE/cookies.txt")
 export COOKIE="$SESSION_COOKIE_NAME=$SESSION_TOKEN; __Host-keypin=$session"
 if [[ "${MODE:-compare}" == syscalls ]]; then
     . "$HERE/syscalls.sh"
-    for target in nginx-tls="https://127.0.0.1:$NGINX_PORT/ $nginx_pids" \
-        keypin="https://127.0.0.1:$KEYPIN_PORT/ $KEYPIN_PID" haproxy-tls="https://127.0.0.1:$HAPROXY_PORT/ $haproxy_pids"; do
-        name=${target%%=*}; rest=${target#*=}
-        # shellcheck disable=SC2086
-        per_request "$name" $rest
-    done
+    # shellcheck disable=SC2086 # the PID lists split into arguments
+    {
+        per_request nginx-tls "https://127.0.0.1:$NGINX_PORT/" $nginx_pids
+        per_request keypin "https://127.0.0.1:$KEYPIN_PORT/" "$KEYPIN_PID"
+        per_request haproxy-tls "https://127.0.0.1:$HAPROXY_PORT/" $haproxy_pids
+    }
     exit 0
 fi
 "$PEERS/compare.sh" \

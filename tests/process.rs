@@ -180,7 +180,7 @@ fn check_config_loads_what_serve_loads_and_reports_every_problem() {
         assert!(said.contains("error:") && said.contains(says), "{says}: {said}");
     }
     // A Redis store that does not answer: serve would start (and refuse sign-ins), so a warning.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = support::closed_port().port();
     let server = format!("{}\n[limits]\nstore = \"redis://127.0.0.1:{port}/0\"", pair(&cert, &key));
     let (code, said) = check(&server, &secrets);
     assert_eq!(code, Some(0), "{said}");

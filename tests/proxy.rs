@@ -649,8 +649,8 @@ async fn in_flight_requests_finish_on_shutdown() {
 async fn admin_listener_answers_health() {
     let upstream = Upstream::spawn().await;
     let gw = gateway_to(&upstream, "").await;
-    let (status, head, _) = plain_exchange(gw.admin, "GET", "/healthz", &[]).await;
-    assert_eq!(status, 200, "{head}");
+    let (status, body) = gw.admin_get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
