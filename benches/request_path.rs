@@ -122,28 +122,28 @@ fn authenticated_request(c: &mut Criterion) {
     let (parts, ()) = req.into_parts();
     let peer: std::net::IpAddr = "192.0.2.10".parse().unwrap();
     // Warm the secret cache, as a running gateway would be.
-    let mut warm = parts.clone();
+    let mut warm = http::Request::from_parts(parts.clone(), ());
     assert!(rt.block_on(gateway.prepare(&mut warm, peer)).result.is_ok());
 
     c.bench_function("authenticated_request_path", |b| {
         b.to_async(&rt).iter_batched(
-            || parts.clone(),
-            |mut parts| {
+            || http::Request::from_parts(parts.clone(), ()),
+            |mut req| {
                 let gateway = &gateway;
                 async move {
-                    let outcome = gateway.prepare(&mut parts, peer).await;
+                    let outcome = gateway.prepare(&mut req, peer).await;
                     let prepared = outcome.result.expect("authenticated");
                     let route = prepared.route;
-                    let upgrade = upgrade_protocol(&parts.headers);
+                    let upgrade = prepared.upgrade.map(|u| u.protocol);
                     rewrite_request_headers(
-                        &mut parts.headers,
+                        req.headers_mut(),
                         route,
                         std::slice::from_ref(&route.user_header),
                         &prepared.forwarding,
                         prepared.identity.as_ref(),
                         upgrade,
                     );
-                    parts
+                    req
                 }
             },
             BatchSize::SmallInput,

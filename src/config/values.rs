@@ -121,6 +121,8 @@ pub struct UpstreamUrl {
     pub authority: http::uri::Authority,
     /// Prepended to the request path; empty or starting with `/`, never ending with `/`.
     pub base_path: String,
+    /// `authority` as the `Host` header sent upstream (made once, not per request).
+    pub host: http::HeaderValue,
 }
 
 impl FromStr for UpstreamUrl {
@@ -140,7 +142,8 @@ impl FromStr for UpstreamUrl {
             return Err(ValueError::UrlQuery(s.to_owned()));
         }
         let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Self { scheme, authority, base_path })
+        let host = http::HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
+        Ok(Self { scheme, authority, base_path, host })
     }
 }
 

@@ -4,6 +4,9 @@
 //! bounded: route names from the config, status codes, fixed result words — never
 //! paths, addresses or users.
 
+use std::collections::HashMap;
+
+use parking_lot::RwLock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -72,6 +75,11 @@ struct NamespaceLabel {
     namespace: String,
 }
 
+/// The hasher of `request_counters`, whose keys are configured route names.
+type FastHash = foldhash::fast::RandomState;
+/// A route's request counters by status code.
+type ByCode = HashMap<u16, Counter, FastHash>;
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
@@ -84,6 +92,10 @@ pub struct Metrics {
     sign_ins: Family<NamespaceLabel, Counter>,
     secret_lookups: Family<ResultLabel, Counter>,
     requests: Family<RequestLabels, Counter>,
+    /// `requests`' counters by route and code, found without building a label set
+    /// (the family hashes an owned `String` with SipHash, a request's cost).
+    /// Bounded: configured routes and status codes.
+    request_counters: RwLock<HashMap<Box<str>, ByCode, FastHash>>,
     upstream_duration: Histogram,
     pub active_lockouts: Gauge,
     pub attack_mode: Gauge,
@@ -167,6 +179,7 @@ impl Metrics {
             sign_ins,
             secret_lookups,
             requests,
+            request_counters: RwLock::default(),
             upstream_duration,
             active_lockouts,
             attack_mode,
@@ -193,7 +206,13 @@ impl Metrics {
     }
 
     pub fn request(&self, route: &str, code: u16) {
-        self.requests.get_or_create(&RequestLabels { route: route.to_owned(), code }).inc();
+        if let Some(counter) = self.request_counters.read().get(route).and_then(|codes| codes.get(&code)) {
+            counter.inc();
+            return;
+        }
+        let counter = self.requests.get_or_create(&RequestLabels { route: route.to_owned(), code }).clone();
+        counter.inc();
+        self.request_counters.write().entry(route.into()).or_default().insert(code, counter);
     }
 
     pub fn upstream_duration(&self, seconds: f64) {
@@ -211,6 +230,22 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_count_per_route_and_code_through_the_remembered_counters() {
+        let m = Metrics::new();
+        for (route, code) in [("app", 200), ("app", 200), ("app", 404), ("wiki", 200), ("app", 200)] {
+            m.request(route, code);
+        }
+        let text = m.render();
+        for line in [
+            "keypin_requests_total{route=\"app\",code=\"200\"} 3",
+            "keypin_requests_total{route=\"app\",code=\"404\"} 1",
+            "keypin_requests_total{route=\"wiki\",code=\"200\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn renders_the_documented_names() {

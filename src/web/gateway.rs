@@ -9,7 +9,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::request::Parts;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
@@ -25,7 +24,7 @@ use crate::web::error::GatewayError;
 use crate::web::forward_auth;
 use crate::web::login::Login;
 use crate::web::path::normalize_path;
-use crate::web::proxy::{Forwarding, Identity, Proxy, upgrade_protocol};
+use crate::web::proxy::{Forwarding, Identity, Proxy, Upgrade, upgrade_protocol};
 use crate::web::redirect::login_url;
 use crate::web::route::{self, AUTH_PATH, RESERVED_PREFIX, Router, same_origin};
 use crate::web::upgrade::SessionWatch;
@@ -100,135 +99,144 @@ impl Gateway {
     }
 
     /// Serve one request from `peer`. Never fails.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        // What the access log needs, gathered only when it is on. The path only:
-        // queries may carry tokens.
-        let access = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| {
-            let client = client_ip(peer.ip(), req.headers(), &self.server);
-            (std::time::Instant::now(), req.method().clone(), req.uri().path().to_owned(), client)
-        });
-        let mut route = NO_ROUTE;
-        let mut resp = match self.serve(req, peer, &mut route).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                if e.status().is_server_error() {
-                    tracing::warn!(error = %e, route, "request failed");
-                } else {
-                    tracing::debug!(error = %e, route, "request refused");
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+    pub fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<Body>> + 'static {
+        async move {
+            // What the access log needs, gathered only when it is on. The path only:
+            // queries may carry tokens.
+            let access = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| {
+                let client = client_ip(peer.ip(), req.headers(), &self.server);
+                (std::time::Instant::now(), req.method().clone(), req.uri().path().to_owned(), client)
+            });
+            let mut route = NO_ROUTE;
+            let mut resp = match self.serve(req, peer, &mut route).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    if e.status().is_server_error() {
+                        tracing::warn!(error = %e, route, "request failed");
+                    } else {
+                        tracing::debug!(error = %e, route, "request refused");
+                    }
+                    e.into_response(self.login.ui())
                 }
-                e.into_response(self.login.ui())
+            };
+            if let Some(hsts) = &self.hsts {
+                resp.headers_mut().entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
             }
-        };
-        if let Some(hsts) = &self.hsts {
-            resp.headers_mut().entry(header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
+            self.metrics.request(route, resp.status().as_u16());
+            if let Some((started, method, path, client)) = access {
+                let bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info!(
+                    target: ACCESS_LOG,
+                    %method,
+                    path,
+                    route,
+                    status = resp.status().as_u16(),
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    bytes,
+                    client = %client,
+                );
+            }
+            resp
         }
-        self.metrics.request(route, resp.status().as_u16());
-        if let Some((started, method, path, client)) = access {
-            let bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info!(
-                target: ACCESS_LOG,
-                %method,
-                path,
-                route,
-                status = resp.status().as_u16(),
-                ms = started.elapsed().as_secs_f64() * 1000.0,
-                bytes,
-                client = %client,
-            );
-        }
-        resp
     }
 
     /// The request path; `label` learns the route's name as soon as it is known.
-    async fn serve<'a>(
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+    fn serve<'a>(
         &'a self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
         label: &mut &'a str,
-    ) -> Result<Response<Body>, GatewayError> {
-        let peer_ip = canonical_ip(peer.ip());
-        if self.server.is_trusted_proxy(peer_ip) && req.version() <= http::Version::HTTP_11 {
-            route::adopt_forwarded_host(req.headers_mut());
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> {
+        async move {
+            let peer_ip = canonical_ip(peer.ip());
+            if self.server.is_trusted_proxy(peer_ip) && req.version() <= http::Version::HTTP_11 {
+                route::adopt_forwarded_host(req.headers_mut());
+            }
+            if !route::host_is_valid(req.headers(), req.uri(), req.version()) {
+                return Err(GatewayError::BadHost);
+            }
+            if req.uri().path() == AUTH_PATH {
+                *label = KEYPIN_ROUTE;
+                // Boxed, as the sign-in path below.
+                return Box::pin(self.forward_auth(req.headers(), peer_ip, label)).await;
+            }
+            if req.uri().path().starts_with(RESERVED_PREFIX) {
+                let path = normalize_path(req.uri().path())?.into_owned();
+                *label = KEYPIN_ROUTE;
+                let client = client_ip(peer_ip, req.headers(), &self.server);
+                // Boxed: the sign-in path is rare, and would otherwise enlarge every request's future.
+                return Box::pin(self.login.handle(req, &path, client)).await;
+            }
+            let prepared = self.prepare(&mut req, peer_ip).await;
+            if let Some(route) = prepared.route {
+                *label = &route.name;
+            }
+            let Prepared { route, path, forwarding, identity, refresh, upgrade } = prepared.result?;
+            let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref(), upgrade).await?;
+            // A shared cache in front must never store one user's answer for others.
+            if let Some(cookie) = refresh {
+                resp.headers_mut().append(header::SET_COOKIE, cookie);
+                resp.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
+            } else if identity.is_some() {
+                keep_private(resp.headers_mut());
+            }
+            Ok(resp)
         }
-        if !route::host_is_valid(req.headers(), req.uri(), req.version()) {
-            return Err(GatewayError::BadHost);
-        }
-        if req.uri().path() == AUTH_PATH {
-            *label = KEYPIN_ROUTE;
-            // Boxed, as the sign-in path below.
-            return Box::pin(self.forward_auth(req.headers(), peer_ip, label)).await;
-        }
-        if req.uri().path().starts_with(RESERVED_PREFIX) {
-            let path = normalize_path(req.uri().path())?.into_owned();
-            *label = KEYPIN_ROUTE;
-            let client = client_ip(peer_ip, req.headers(), &self.server);
-            // Boxed: the sign-in path is rare, and would otherwise enlarge every request's future.
-            return Box::pin(self.login.handle(req, &path, client)).await;
-        }
-        let (mut parts, body) = req.into_parts();
-        let prepared = self.prepare(&mut parts, peer_ip).await;
-        if let Some(route) = prepared.route {
-            *label = &route.name;
-        }
-        let Prepared { route, path, forwarding, identity, refresh, watch } = prepared.result?;
-        let req = Request::from_parts(parts, body);
-        let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref(), watch).await?;
-        // A shared cache in front must never store one user's answer for others.
-        if let Some(cookie) = refresh {
-            resp.headers_mut().append(header::SET_COOKIE, cookie);
-            resp.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
-        } else if identity.is_some() {
-            keep_private(resp.headers_mut());
-        }
-        Ok(resp)
     }
 
     /// Everything before the upstream call, for a request outside `/.keypin/`:
     /// normalize the path, pick the route, check the session, resolve the secret,
     /// decide the identity and the forwarding headers, strip keypin's cookies.
-    pub async fn prepare<'a>(&'a self, parts: &mut Parts, peer: IpAddr) -> PrepareOutcome<'a> {
+    pub async fn prepare<'a, B>(&'a self, req: &mut Request<B>, peer: IpAddr) -> PrepareOutcome<'a> {
         let mut route_seen = None;
-        let result = self.prepare_inner(parts, peer, &mut route_seen).await;
+        let result = self.prepare_inner(req, peer, &mut route_seen).await;
         PrepareOutcome { route: route_seen, result }
     }
 
-    async fn prepare_inner<'a>(
+    async fn prepare_inner<'a, B>(
         &'a self,
-        parts: &mut Parts,
+        req: &mut Request<B>,
         peer: IpAddr,
         route_seen: &mut Option<&'a RouteConfig>,
     ) -> Result<Prepared<'a>, GatewayError> {
-        let path = normalize_path(parts.uri.path())?.into_owned();
+        let path = normalize_path(req.uri().path())?.into_owned();
         if path.starts_with(RESERVED_PREFIX) {
             // Only a disguised spelling of keypin's own prefix gets here.
             return Err(GatewayError::NoRoute);
         }
-        let host = route::request_host_of(&parts.headers, &parts.uri);
+        let host = route::request_host_of(req.headers(), req.uri());
         let route = self.router.select(host.as_deref(), &path).ok_or(GatewayError::NoRoute)?;
         *route_seen = Some(route);
-        let upgrade = upgrade_protocol(&parts.headers).is_some();
-        if upgrade && !same_origin(&parts.headers, &parts.uri) {
+        let protocol = upgrade_protocol(req.headers());
+        if protocol.is_some() && !same_origin(req.headers(), req.uri()) {
             return Err(GatewayError::CrossSiteUpgrade);
         }
         // A WebSocket needs a session, public path or not, and ends with it.
-        let mut watch = None;
-        let (identity, refresh) = if route::is_public(route, &path) && !upgrade {
+        let mut upgrade = None;
+        let (identity, refresh) = if route::is_public(route, &path) && protocol.is_none() {
             (None, None)
         } else {
-            let signed = self.identify(&parts.headers, route).await?.ok_or_else(|| login_required(parts))?;
-            if upgrade {
+            let signed = self.identify(req.headers(), route).await?.ok_or_else(|| login_required(req))?;
+            if let Some(protocol) = protocol {
                 let (sessions, secrets) = (self.sessions.clone(), self.secrets.clone());
-                watch = Some(SessionWatch::new(sessions, secrets, signed.opened.session.clone()));
+                let watch = SessionWatch::new(sessions, secrets, signed.opened.session.clone());
+                upgrade = Some(Upgrade { protocol, watch });
             }
             (Some(signed.identity), signed.opened.refresh.clone())
         };
-        strip_cookies(&mut parts.headers, |name| self.is_keypin_cookie(name));
+        strip_cookies(req.headers_mut(), |name| self.is_keypin_cookie(name));
         let forwarding = Forwarding {
             peer,
             trusted_peer: self.server.is_trusted_proxy(peer),
-            host: route::request_authority_value(&parts.headers, &parts.uri),
+            host: route::request_authority_value(req.headers(), req.uri()),
         };
-        Ok(Prepared { route, path, forwarding, identity, refresh, watch })
+        Ok(Prepared { route, path, forwarding, identity, refresh, upgrade })
     }
 
     /// The identity the request's session carries for `route`; `None` without a
@@ -299,8 +307,7 @@ impl Handler for ArcSwap<Gateway> {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> impl Future<Output = Response<Body>> + Send + 'static + use<> {
-        let gateway = self.load_full();
-        async move { gateway.handle(req, peer).await }
+        Gateway::handle(self.load_full(), req, peer)
     }
 }
 
@@ -318,8 +325,9 @@ pub struct Prepared<'a> {
     pub identity: Option<Identity>,
     /// A re-sealed session cookie to send back, when the idle timer slid.
     pub refresh: Option<HeaderValue>,
-    /// For an upgrade: its session, checked while the connection lasts.
-    pub watch: Option<SessionWatch>,
+    /// For an upgrade: the protocol asked for, and its session, checked while
+    /// the connection lasts.
+    pub upgrade: Option<Upgrade>,
 }
 
 /// `prepare`'s answer, with the route it found even when it then refused.
@@ -372,10 +380,15 @@ fn identity_for(route: &RouteConfig, creds: &Credentials) -> Identity {
 }
 
 /// Browsers navigating to a page are sent to the login form; API clients get `401`.
-fn login_required(req: &Parts) -> GatewayError {
-    let navigating = matches!(req.method, Method::GET | Method::HEAD)
-        && req.headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"));
-    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+fn login_required<B>(req: &Request<B>) -> GatewayError {
+    let navigating = matches!(*req.method(), Method::GET | Method::HEAD)
+        && req
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/html"));
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     GatewayError::LoginRequired { location: login_url(target), redirect: navigating }
 }
 

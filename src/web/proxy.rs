@@ -13,7 +13,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, UpstreamUrl};
 use crate::observe::metrics::Metrics;
 use crate::transport::pool::{Origin, Pool, UpstreamTrust};
 use crate::transport::server::Lease;
@@ -66,6 +66,14 @@ pub struct Forwarding {
     pub trusted_peer: bool,
     /// The `Host` (or HTTP/2 authority) the client asked for.
     pub host: Option<HeaderValue>,
+}
+
+/// A request to switch protocols (a WebSocket), allowed for a session.
+pub struct Upgrade {
+    /// The protocol asked for, as [`upgrade_protocol`] found it.
+    pub protocol: HeaderValue,
+    /// The session, checked while the switched connection lasts.
+    pub watch: SessionWatch,
 }
 
 /// What keypin adds for an authenticated user.
@@ -136,6 +144,12 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     if wants { headers.get(header::UPGRADE).cloned() } else { None }
 }
 
+/// Whether a `Connection` token names no header to remove beyond [`HOP_BY_HOP`]
+/// (which go anyway): one of them, or nothing.
+fn is_hop_by_hop_token(token: &str) -> bool {
+    token.is_empty() || HOP_BY_HOP.iter().any(|name| name.as_str().eq_ignore_ascii_case(token))
+}
+
 /// Where `name` is in [`HOP_BY_HOP`]: one `match` on the name's text (for a
 /// standard header, a static string), cheaper than comparing with each.
 fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
@@ -163,11 +177,9 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let mut listed = Vec::new();
     for value in headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()) {
-        for name in value.split(',').filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok()) {
-            if hop_by_hop_index(&name).is_none() {
-                listed.push(name);
-            }
-        }
+        // The usual `keep-alive`: no name to parse.
+        let others = value.split(',').map(str::trim).filter(|t| !is_hop_by_hop_token(t));
+        listed.extend(others.filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()));
     }
     // Bit i: `HOP_BY_HOP[i]` is present.
     let found = headers.keys().fold(0u16, |found, name| match hop_by_hop_index(name) {
@@ -274,15 +286,13 @@ fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Where to send a request upstream: the route's origin, and the origin-form URI
-/// of its base path, then the (normalized) request path and the query as sent. A
-/// route without an upstream (forward-auth only) serves nothing here.
+/// of its base path, then the (normalized) request path and the query as sent.
 fn upstream_target(
-    route: &RouteConfig,
+    up: &UpstreamUrl,
     trust: Option<&UpstreamTrust>,
     path: &str,
     query: Option<&str>,
 ) -> Result<(Origin, Uri), GatewayError> {
-    let up = route.upstream.as_ref().ok_or(GatewayError::NoRoute)?;
     let pq = match query {
         Some(q) => format!("{}{path}?{q}", up.base_path),
         None if up.base_path.is_empty() => path.to_owned(),
@@ -321,53 +331,58 @@ impl Proxy {
 
     /// Send `req` to the route's upstream and stream the answer back. `path` is the
     /// normalized request path.
-    pub async fn forward(
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+    pub fn forward(
         &self,
         route: &RouteConfig,
         path: &str,
         mut req: Request<Incoming>,
         fwd: &Forwarding,
         identity: Option<&Identity>,
-        watch: Option<SessionWatch>,
-    ) -> Result<Response<Body>, GatewayError> {
-        // Only a route with a CA of its own is looked up.
-        let trust = if route.upstream_roots.is_empty() { None } else { self.trust.get(&route.name) };
-        let (origin, uri) = upstream_target(route, trust, path, req.uri().query())?;
-        let upgrade = upgrade_protocol(req.headers());
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        let lease = req.extensions_mut().remove::<Lease>();
+        upgrade: Option<Upgrade>,
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> {
+        async move {
+            // Only a route with a CA of its own is looked up.
+            let trust = if route.upstream_roots.is_empty() { None } else { self.trust.get(&route.name) };
+            // A route without an upstream (forward-auth only) serves nothing here.
+            let up = route.upstream.as_ref().ok_or(GatewayError::NoRoute)?;
+            let (origin, uri) = upstream_target(up, trust, path, req.uri().query())?;
+            let (protocol, watch) = upgrade.map(|u| (u.protocol, u.watch)).unzip();
+            let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
+            let lease = req.extensions_mut().remove::<Lease>();
 
-        rewrite_request_headers(req.headers_mut(), route, &self.user_headers, fwd, identity, upgrade);
-        let host = match &fwd.host {
-            Some(host) if route.preserve_host => host.clone(),
-            _ => HeaderValue::from_str(origin.authority.as_str()).expect("an authority is a valid header value"),
-        };
-        req.headers_mut().insert(header::HOST, host);
-        *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
+            rewrite_request_headers(req.headers_mut(), route, &self.user_headers, fwd, identity, protocol);
+            let host = match &fwd.host {
+                Some(host) if route.preserve_host => host.clone(),
+                _ => up.host.clone(),
+            };
+            req.headers_mut().insert(header::HOST, host);
+            *req.uri_mut() = uri;
+            *req.version_mut() = Version::HTTP_11;
 
-        let started = std::time::Instant::now();
-        let pool = Pool::of_this_thread();
-        let answer = tokio::time::timeout(self.timeout, pool.send(&origin, req)).await;
-        self.metrics.upstream_duration(started.elapsed().as_secs_f64());
-        let mut resp = answer.map_err(|_| GatewayError::UpstreamTimeout)?.map_err(|e| {
-            if client_body_failed(e.as_ref()) {
-                GatewayError::BadRequestBody
-            } else {
-                tracing::debug!(error = %e, "upstream exchange failed");
-                GatewayError::UpstreamUnreachable(e)
+            let started = std::time::Instant::now();
+            let pool = Pool::of_this_thread();
+            let answer = tokio::time::timeout(self.timeout, pool.send(&origin, req)).await;
+            self.metrics.upstream_duration(started.elapsed().as_secs_f64());
+            let mut resp = answer.map_err(|_| GatewayError::UpstreamTimeout)?.map_err(|e| {
+                if client_body_failed(e.as_ref()) {
+                    GatewayError::BadRequestBody
+                } else {
+                    tracing::debug!(error = %e, "upstream exchange failed");
+                    GatewayError::UpstreamUnreachable(e)
+                }
+            })?;
+
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Some(client_upgrade) = client_upgrade
+            {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(crate::web::upgrade::relay(client_upgrade, upstream_upgrade, lease, watch));
+                return Ok(resp.map(Either::Left));
             }
-        })?;
-
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(client_upgrade) = client_upgrade
-        {
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(crate::web::upgrade::relay(client_upgrade, upstream_upgrade, lease, watch));
-            return Ok(resp.map(Either::Left));
+            remove_hop_by_hop(resp.headers_mut());
+            Ok(resp.map(Either::Left))
         }
-        remove_hop_by_hop(resp.headers_mut());
-        Ok(resp.map(Either::Left))
     }
 }
 

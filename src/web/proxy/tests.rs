@@ -45,7 +45,7 @@ fn the_hop_by_hop_index_names_each_hop_by_hop_header_and_no_other() {
 #[test]
 fn hop_by_hop_and_connection_named_headers_go() {
     let mut h = headers(&[
-        ("connection", "keep-alive, x-secret-hop"),
+        ("connection", "Keep-Alive, , X-Secret-Hop"),
         ("keep-alive", "timeout=5"),
         ("x-secret-hop", "1"),
         ("te", "trailers"),
@@ -194,14 +194,15 @@ fn websocket_upgrades_keep_their_headers() {
 
 #[test]
 fn upstream_target_joins_base_path_and_query() {
-    let (origin, uri) = upstream_target(&route(), None, "/x/y", Some("a=1&b=%2F")).unwrap();
+    let up = route().upstream.unwrap();
+    let (origin, uri) = upstream_target(&up, None, "/x/y", Some("a=1&b=%2F")).unwrap();
     assert_eq!((origin.scheme.as_str(), origin.authority.as_str()), ("http", "127.0.0.1:9"));
     assert_eq!(uri.to_string(), "/base/x/y?a=1&b=%2F");
-    let mut r = route();
-    r.upstream = Some("https://app.internal".parse().unwrap());
-    let (origin, uri) = upstream_target(&r, None, "/", None).unwrap();
+    let up: UpstreamUrl = "https://app.internal".parse().unwrap();
+    let (origin, uri) = upstream_target(&up, None, "/", None).unwrap();
     assert_eq!(
         (origin.scheme.as_str(), origin.authority.as_str(), uri.to_string().as_str()),
         ("https", "app.internal", "/")
     );
+    assert_eq!(up.host, "app.internal", "the Host sent upstream");
 }
