@@ -178,7 +178,7 @@ impl Gateway {
                 *label = &route.name;
             }
             let Prepared { route, path, forwarding, identity, refresh, upgrade } = prepared.result?;
-            let mut resp = self.proxy.forward(route, &path, req, &forwarding, identity.as_ref(), upgrade).await?;
+            let mut resp = self.proxy.forward(route, path, req, &forwarding, identity.as_ref(), upgrade).await?;
             // A shared cache in front must never store one user's answer for others.
             if let Some(cookie) = refresh {
                 resp.headers_mut().append(header::SET_COOKIE, cookie);

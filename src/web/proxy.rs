@@ -290,12 +290,12 @@ fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
 fn upstream_target(
     up: &UpstreamUrl,
     trust: Option<&UpstreamTrust>,
-    path: &str,
+    path: String,
     query: Option<&str>,
 ) -> Result<(Origin, Uri), GatewayError> {
     let pq = match query {
         Some(q) => format!("{}{path}?{q}", up.base_path),
-        None if up.base_path.is_empty() => path.to_owned(),
+        None if up.base_path.is_empty() => path,
         None => format!("{}{path}", up.base_path),
     };
     let origin = Origin { scheme: up.scheme.clone(), authority: up.authority.clone(), trust: trust.cloned() };
@@ -335,7 +335,7 @@ impl Proxy {
     pub fn forward(
         &self,
         route: &RouteConfig,
-        path: &str,
+        path: String,
         mut req: Request<Incoming>,
         fwd: &Forwarding,
         identity: Option<&Identity>,

@@ -166,7 +166,36 @@ impl SecretCache {
 
     /// Resolve `name`, from the cache when fresh, else from the store (one call
     /// however many ask at once).
+    ///
+    /// An answer of the last second, every request's path, is given without an
+    /// `await`, so the future stays a few words; the rest is boxed (moka's and the
+    /// store's futures are large, and every caller's future would hold them).
     pub async fn resolve(&self, name: &SecretName, staleness: Staleness) -> Result<Resolved, BackendError> {
+        match self.recent_answer(name) {
+            Some(entry) => resolved(Ok(entry)),
+            None => Box::pin(self.resolve_stored(name, staleness)).await,
+        }
+    }
+
+    /// The answer kept for `name` in the last second, counted as a hit, if any and
+    /// of the store's current generation.
+    fn recent_answer(&self, name: &SecretName) -> Option<Entry> {
+        let entry = self.recent.get(name, self.store.generation(), Instant::now())?;
+        self.count_hit(&entry);
+        Some(entry)
+    }
+
+    fn count_hit(&self, entry: &Entry) {
+        self.metrics.lookup(match entry {
+            Entry::Found(_) => LookupResult::Hit,
+            Entry::NotFound => LookupResult::NotFound,
+            Entry::Invalid => LookupResult::Error,
+        });
+    }
+
+    /// [`resolve`](Self::resolve) past the answers of the last second: the cache,
+    /// then the store, then the last good value if allowed.
+    async fn resolve_stored(&self, name: &SecretName, staleness: Staleness) -> Result<Resolved, BackendError> {
         // The store's content changed (a re-read file): no answer of before stands,
         // found or not found.
         let generation = self.store.generation();
@@ -176,37 +205,23 @@ impl SecretCache {
             self.fresh.invalidate_all();
             self.last_good.invalidate_all();
         }
-        // The hit, every request's path, stays a small future; the miss is boxed.
-        let now = Instant::now();
-        let answer = match self.recent.get(name, generation, now) {
-            Some(entry) => Some(entry),
-            None => self.fresh.get(name).await.map(|cached| {
-                self.recent.keep(name, cached.entry.clone(), generation, now, cached.expires);
-                cached.entry
-            }),
-        };
-        let answer = match answer {
-            Some(entry) => {
-                self.metrics.lookup(match &entry {
-                    Entry::Found(_) => LookupResult::Hit,
-                    Entry::NotFound => LookupResult::NotFound,
-                    Entry::Invalid => LookupResult::Error,
-                });
-                Ok(entry)
+        let answer = match self.fresh.get(name).await {
+            Some(cached) => {
+                self.recent.keep(name, cached.entry.clone(), generation, Instant::now(), cached.expires);
+                self.count_hit(&cached.entry);
+                Ok(cached.entry)
             }
-            None => Box::pin(self.load(name)).await,
+            None => self.load(name).await,
         };
-        match answer {
-            Ok(Entry::Found(creds)) => Ok(Resolved::Found(creds)),
-            Ok(Entry::NotFound) => Ok(Resolved::NotFound),
-            Ok(Entry::Invalid) => Err(BackendError::InvalidValue),
-            Err(e) => match (staleness, self.last_good.get(name).await) {
-                (Staleness::AllowStale, Some(creds)) => {
+        match (answer, staleness) {
+            (Err(e), Staleness::AllowStale) => match self.last_good.get(name).await {
+                Some(creds) => {
                     tracing::debug!(error = %e, "secret backend failed; serving the last good value");
                     Ok(Resolved::Found(creds))
                 }
-                _ => Err((*e).clone()),
+                None => resolved(Err(e)),
             },
+            (answer, _) => resolved(answer),
         }
     }
 
@@ -252,6 +267,16 @@ impl SecretCache {
                 Entry::NotFound
             }
         })
+    }
+}
+
+/// A cache entry or a failed fetch as the caller sees it.
+fn resolved(answer: Result<Entry, Arc<BackendError>>) -> Result<Resolved, BackendError> {
+    match answer {
+        Ok(Entry::Found(creds)) => Ok(Resolved::Found(creds)),
+        Ok(Entry::NotFound) => Ok(Resolved::NotFound),
+        Ok(Entry::Invalid) => Err(BackendError::InvalidValue),
+        Err(e) => Err((*e).clone()),
     }
 }
 

@@ -195,11 +195,11 @@ fn websocket_upgrades_keep_their_headers() {
 #[test]
 fn upstream_target_joins_base_path_and_query() {
     let up = route().upstream.unwrap();
-    let (origin, uri) = upstream_target(&up, None, "/x/y", Some("a=1&b=%2F")).unwrap();
+    let (origin, uri) = upstream_target(&up, None, "/x/y".into(), Some("a=1&b=%2F")).unwrap();
     assert_eq!((origin.scheme.as_str(), origin.authority.as_str()), ("http", "127.0.0.1:9"));
     assert_eq!(uri.to_string(), "/base/x/y?a=1&b=%2F");
     let up: UpstreamUrl = "https://app.internal".parse().unwrap();
-    let (origin, uri) = upstream_target(&up, None, "/", None).unwrap();
+    let (origin, uri) = upstream_target(&up, None, "/".into(), None).unwrap();
     assert_eq!(
         (origin.scheme.as_str(), origin.authority.as_str(), uri.to_string().as_str()),
         ("https", "app.internal", "/")
