@@ -123,7 +123,7 @@ fn authenticated_request(c: &mut Criterion) {
     let peer: std::net::IpAddr = "192.0.2.10".parse().unwrap();
     // Warm the secret cache, as a running gateway would be.
     let mut warm = http::Request::from_parts(parts.clone(), ());
-    assert!(rt.block_on(gateway.prepare(&mut warm, peer)).result.is_ok());
+    assert!(rt.block_on(gateway.prepare(&mut warm, peer, &mut "")).is_ok());
 
     c.bench_function("authenticated_request_path", |b| {
         b.to_async(&rt).iter_batched(
@@ -131,8 +131,7 @@ fn authenticated_request(c: &mut Criterion) {
             |mut req| {
                 let gateway = &gateway;
                 async move {
-                    let outcome = gateway.prepare(&mut req, peer).await;
-                    let prepared = outcome.result.expect("authenticated");
+                    let prepared = gateway.prepare(&mut req, peer, &mut "").await.expect("authenticated");
                     let route = prepared.route;
                     let upgrade = prepared.upgrade.map(|u| u.protocol);
                     rewrite_request_headers(

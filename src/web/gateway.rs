@@ -173,14 +173,12 @@ impl Gateway {
                 // Boxed: the sign-in path is rare, and would otherwise enlarge every request's future.
                 return Box::pin(self.login.handle(req, &path, client)).await;
             }
-            let prepared = self.prepare(&mut req, peer_ip).await;
-            if let Some(route) = prepared.route {
-                *label = &route.name;
-            }
-            let Prepared { route, path, forwarding, identity, refresh, upgrade } = prepared.result?;
-            let mut resp = self.proxy.forward(route, path, req, &forwarding, identity.as_ref(), upgrade).await?;
+            // Used in place, not taken apart: the future would keep both.
+            let p = self.prepare(&mut req, peer_ip, label).await?;
+            let identity = p.identity.as_ref();
+            let mut resp = self.proxy.forward(p.route, p.path, req, &p.forwarding, identity, p.upgrade).await?;
             // A shared cache in front must never store one user's answer for others.
-            if let Some(cookie) = refresh {
+            if let Some(cookie) = p.refresh {
                 resp.headers_mut().append(header::SET_COOKIE, cookie);
                 resp.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
             } else if identity.is_some() {
@@ -193,17 +191,12 @@ impl Gateway {
     /// Everything before the upstream call, for a request outside `/.keypin/`:
     /// normalize the path, pick the route, check the session, resolve the secret,
     /// decide the identity and the forwarding headers, strip keypin's cookies.
-    pub async fn prepare<'a, B>(&'a self, req: &mut Request<B>, peer: IpAddr) -> PrepareOutcome<'a> {
-        let mut route_seen = None;
-        let result = self.prepare_inner(req, peer, &mut route_seen).await;
-        PrepareOutcome { route: route_seen, result }
-    }
-
-    async fn prepare_inner<'a, B>(
+    /// `label` learns the route's name as soon as it is known, refused or not.
+    pub async fn prepare<'a, B>(
         &'a self,
         req: &mut Request<B>,
         peer: IpAddr,
-        route_seen: &mut Option<&'a RouteConfig>,
+        label: &mut &'a str,
     ) -> Result<Prepared<'a>, GatewayError> {
         let path = normalize_path(req.uri().path())?.into_owned();
         if path.starts_with(RESERVED_PREFIX) {
@@ -212,7 +205,7 @@ impl Gateway {
         }
         let host = route::request_host_of(req.headers(), req.uri());
         let route = self.router.select(host.as_deref(), &path).ok_or(GatewayError::NoRoute)?;
-        *route_seen = Some(route);
+        *label = &route.name;
         let protocol = upgrade_protocol(req.headers());
         if protocol.is_some() && !same_origin(req.headers(), req.uri()) {
             return Err(GatewayError::CrossSiteUpgrade);
@@ -226,7 +219,7 @@ impl Gateway {
             if let Some(protocol) = protocol {
                 let (sessions, secrets) = (self.sessions.clone(), self.secrets.clone());
                 let watch = SessionWatch::new(sessions, secrets, signed.opened.session.clone());
-                upgrade = Some(Upgrade { protocol, watch });
+                upgrade = Some(Box::new(Upgrade { protocol, watch }));
             }
             (Some(signed.identity), signed.opened.refresh.clone())
         };
@@ -326,14 +319,8 @@ pub struct Prepared<'a> {
     /// A re-sealed session cookie to send back, when the idle timer slid.
     pub refresh: Option<HeaderValue>,
     /// For an upgrade: the protocol asked for, and its session, checked while
-    /// the connection lasts.
-    pub upgrade: Option<Upgrade>,
-}
-
-/// `prepare`'s answer, with the route it found even when it then refused.
-pub struct PrepareOutcome<'a> {
-    pub route: Option<&'a RouteConfig>,
-    pub result: Result<Prepared<'a>, GatewayError>,
+    /// the connection lasts (boxed: rare, and every request's future holds this).
+    pub upgrade: Option<Box<Upgrade>>,
 }
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");

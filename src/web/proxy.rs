@@ -339,7 +339,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         fwd: &Forwarding,
         identity: Option<&Identity>,
-        upgrade: Option<Upgrade>,
+        upgrade: Option<Box<Upgrade>>,
     ) -> impl Future<Output = Result<Response<Body>, GatewayError>> {
         async move {
             // Only a route with a CA of its own is looked up.

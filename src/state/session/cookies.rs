@@ -2,7 +2,7 @@
 //! app's cookie that is not ASCII hides no other cookie and passes as it came.
 
 use http::HeaderMap;
-use http::header::{COOKIE, HeaderValue};
+use http::header::{COOKIE, Entry, HeaderValue};
 
 /// The values of every cookie `name` in the request's `Cookie` headers (HTTP/2
 /// may send several).
@@ -51,11 +51,12 @@ fn cookie_segments(header: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// upstream has no business with them. `ours` tells a name is keypin's. Works on
 /// bytes: other cookies pass as they came, ASCII or not.
 pub fn strip_cookies(headers: &mut HeaderMap, ours: impl Fn(&str) -> bool) {
-    if !headers.contains_key(COOKIE) {
+    // One lookup takes every `Cookie` header out; what is kept goes back as one.
+    let Entry::Occupied(cookies) = headers.entry(COOKIE) else {
         return;
-    }
+    };
     let mut kept: Vec<u8> = Vec::new();
-    for value in headers.get_all(COOKIE) {
+    for value in cookies.remove_entry_mult().1 {
         for pair in cookie_segments(value.as_bytes()) {
             let name = memchr::memchr(b'=', pair).map_or(pair, |at| &pair[..at]).trim_ascii();
             if std::str::from_utf8(name).is_ok_and(&ours) {
@@ -67,7 +68,6 @@ pub fn strip_cookies(headers: &mut HeaderMap, ours: impl Fn(&str) -> bool) {
             kept.extend_from_slice(pair);
         }
     }
-    headers.remove(COOKIE);
     if !kept.is_empty()
         && let Ok(value) = HeaderValue::from_bytes(&kept)
     {
