@@ -37,7 +37,10 @@ use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+use crate::transport::tls_stream::TlsStream;
 
 mod turn;
 use turn::{Turn, TurnWatch};
@@ -105,6 +108,20 @@ impl Protocols {
     }
 }
 
+/// A connection's stream, told whether to hold its buffers while it waits for the
+/// client: while the connection is awake, not while it is parked.
+pub trait HoldsBuffers {
+    fn hold_buffers(&mut self, _hold: bool) {}
+}
+
+impl HoldsBuffers for Box<TcpStream> {}
+
+impl HoldsBuffers for Box<TlsStream<TcpStream>> {
+    fn hold_buffers(&mut self, hold: bool) {
+        TlsStream::hold_buffers(self, hold);
+    }
+}
+
 /// Serve HTTP/1.1 on `io` until the client closes it, it errs, it idles past the
 /// timeout, or `shutdown` turns and its in-flight requests are answered.
 ///
@@ -121,7 +138,7 @@ pub fn serve_http1<'a, T, H, F, B>(
     shutdown: &'a mut Shutdown,
 ) -> impl Future<Output = Result<(), hyper::Error>> + 'a
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: HoldsBuffers + AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body + Unpin + Send + 'static,
@@ -135,8 +152,12 @@ where
                 close(io).await;
                 return Ok(());
             };
+            io.hold_buffers(true);
             match Box::pin(serve_awake(io, first, protocols, handler, shutdown)).await? {
-                Some(parked) => (io, wait) = (parked, protocols.idle_timeout),
+                Some(mut parked) => {
+                    parked.hold_buffers(false);
+                    (io, wait) = (parked, protocols.idle_timeout);
+                }
                 None => return Ok(()),
             }
         }

@@ -203,7 +203,9 @@ impl Gateway {
             // Only a disguised spelling of keypin's own prefix gets here.
             return Err(GatewayError::NoRoute);
         }
-        let host = route::request_host_of(req.headers(), req.uri());
+        // The `Host` value, read once: routed by, and forwarded.
+        let authority = route::request_authority_value(req.headers(), req.uri());
+        let host = authority.as_ref().and_then(route::host_name);
         let route = self.router.select(host.as_deref(), &path).ok_or(GatewayError::NoRoute)?;
         *label = &route.name;
         let protocol = upgrade_protocol(req.headers());
@@ -224,11 +226,7 @@ impl Gateway {
             (Some(signed.identity), signed.opened.refresh.clone())
         };
         strip_cookies(req.headers_mut(), |name| self.is_keypin_cookie(name));
-        let forwarding = Forwarding {
-            peer,
-            trusted_peer: self.server.is_trusted_proxy(peer),
-            host: route::request_authority_value(req.headers(), req.uri()),
-        };
+        let forwarding = Forwarding { peer, trusted_peer: self.server.is_trusted_proxy(peer), host: authority };
         Ok(Prepared { route, path, forwarding, identity, refresh, upgrade })
     }
 

@@ -55,8 +55,14 @@ fn parses_as_host_and_port(named: &str) -> bool {
 
 /// The host a request names (lower-cased, without port), from `Host` or the
 /// HTTP/2 authority.
-pub fn request_host_of<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<Cow<'a, str>> {
-    let raw = request_authority(headers, uri)?;
+pub fn request_host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    request_authority_value(headers, uri).as_ref().and_then(host_name).map(Cow::into_owned)
+}
+
+/// The host (lower-cased, without port) of the authority a request names, as
+/// [`request_authority_value`] gives it.
+pub fn host_name(authority: &http::HeaderValue) -> Option<Cow<'_, str>> {
+    let raw = authority.to_str().ok()?;
     if let Some(name) = plain_authority(raw) {
         return Some(Cow::Borrowed(name));
     }
@@ -305,7 +311,7 @@ mod tests {
             let parsed = raw.parse::<http::uri::Authority>().ok().map(|a| {
                 a.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
             });
-            proptest::prop_assert_eq!(request_host_of(&headers, &http::Uri::default()).map(Cow::into_owned), parsed);
+            proptest::prop_assert_eq!(request_host_of(&headers, &http::Uri::default()), parsed);
         }
 
         /// What the fast path takes as a valid host, parsing takes too.

@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{PARK_AFTER, Protocols, keeps_alive, serve_http1};
+use super::{HoldsBuffers, PARK_AFTER, Protocols, keeps_alive, serve_http1};
+
+impl HoldsBuffers for tokio::io::DuplexStream {}
 
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);

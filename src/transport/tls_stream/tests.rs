@@ -336,6 +336,29 @@ async fn an_idle_stream_holds_no_buffer() {
     }
 }
 
+#[tokio::test]
+async fn held_buffers_stay_through_waits_until_let_go() {
+    let pki = pki(&[&rustls::version::TLS13]);
+    let (mut client, mut server) = pair(&pki, 64 * 1024).await;
+    server.hold_buffers(true);
+    for _ in 0..2 {
+        client.write_all(&pattern(3_000)).await.unwrap();
+        client.flush().await.unwrap();
+        server.read_exact(&mut vec![0u8; 3_000]).await.unwrap();
+        server.write_all(&pattern(5_000)).await.unwrap();
+        server.flush().await.unwrap();
+        client.read_exact(&mut vec![0u8; 5_000]).await.unwrap();
+
+        assert!(read_once(&mut server, &mut [0u8; 64]).is_pending());
+        assert!(read_once(&mut server, &mut [0u8; 64]).is_pending());
+        assert!(server.buffered() > 0, "held between two requests");
+    }
+    server.hold_buffers(false);
+    assert_eq!(server.buffered(), 0, "let go: the empty buffers are freed at once");
+    assert!(read_once(&mut server, &mut [0u8; 64]).is_pending());
+    assert_eq!(server.buffered(), 0, "and after each wait");
+}
+
 #[test]
 fn a_stream_fits_the_allocators_1280_byte_class() {
     // Every parked connection keeps one, boxed: jemalloc's next class up is 1,536
