@@ -5,8 +5,9 @@
 //! This stream drives rustls' unbuffered API (`UnbufferedServerConnection`)
 //! instead and owns the three buffers itself: ciphertext received and not yet
 //! processed, plaintext decrypted and not yet read, ciphertext not yet sent. Each
-//! is freed once empty when the socket has nothing more to read, so an idle
-//! connection holds rustls' session state and keys only.
+//! is freed once empty when the socket has nothing more to read (an awake
+//! HTTP/1.1 connection holds them until it parks: [`TlsStream::hold_buffers`]),
+//! so an idle connection holds rustls' session state and keys only.
 //!
 //! The protocol is rustls' alone: this file moves bytes between the socket and
 //! rustls and never builds or checks a record. It reads record headers only as a
