@@ -37,12 +37,11 @@ use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::transport::tls_stream::TlsStream;
-
+mod buffers;
 mod turn;
+pub use buffers::HoldsBuffers;
 use turn::{Turn, TurnWatch};
 
 /// A connection quiet this long between requests is parked (sooner with a head
@@ -105,20 +104,6 @@ impl Protocols {
         h2.timer(TokioTimer::new()).max_header_list_size(max_head as u32);
         let park_after = PARK_AFTER.min(head_timeout / 4);
         Self { http1: h1, http2: h2, head_timeout, idle_timeout, park_after, parked }
-    }
-}
-
-/// A connection's stream, told whether to hold its buffers while it waits for the
-/// client: while the connection is awake, not while it is parked.
-pub trait HoldsBuffers {
-    fn hold_buffers(&mut self, _hold: bool) {}
-}
-
-impl HoldsBuffers for Box<TcpStream> {}
-
-impl HoldsBuffers for Box<TlsStream<TcpStream>> {
-    fn hold_buffers(&mut self, hold: bool) {
-        TlsStream::hold_buffers(self, hold);
     }
 }
 
