@@ -21,10 +21,15 @@ fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> 
 /// The trimmed `name=value` pairs of one `Cookie` header (a pair without `=` is a
 /// name with an empty value).
 fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    cookie_segments(header).map(|pair| match memchr::memchr(b'=', pair) {
+    cookie_segments(header).map(name_and_value)
+}
+
+/// One trimmed `name=value` part, split at its first `=` (none: an empty value).
+fn name_and_value(pair: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b'=', pair) {
         Some(at) => (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()),
         None => (pair, &pair[pair.len()..]),
-    })
+    }
 }
 
 /// The trimmed, non-empty `;`-separated parts of one `Cookie` header, found with
@@ -58,7 +63,7 @@ pub fn strip_cookies(headers: &mut HeaderMap, ours: impl Fn(&str) -> bool) {
     let mut kept: Vec<u8> = Vec::new();
     for value in cookies.remove_entry_mult().1 {
         for pair in cookie_segments(value.as_bytes()) {
-            let name = memchr::memchr(b'=', pair).map_or(pair, |at| &pair[..at]).trim_ascii();
+            let (name, _) = name_and_value(pair);
             if std::str::from_utf8(name).is_ok_and(&ours) {
                 continue;
             }
