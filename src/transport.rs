@@ -1,12 +1,14 @@
 //! Layer 2, bytes and connections: the TLS listener and its worker threads, keypin's
-//! TLS stream, one client connection (HTTP/1.1 parked while idle, or HTTP/2 closed
-//! when no stream is open), the upstream connection pool, and the allocator's
-//! upkeep. Knows nothing of PINs, sessions or routes: the request path reaches it
-//! through [`server::Handler`].
+//! TLS stream and the lease each connection's stream carries, one client
+//! connection (HTTP/1.1 parked while idle, or HTTP/2 closed when no stream is
+//! open), the upstream connection pool, and the allocator's upkeep. Knows nothing
+//! of PINs, sessions or routes: the request path reaches it through
+//! [`server::Handler`].
 
 pub mod allocator;
 pub(crate) mod connection;
 pub(crate) mod http2;
+pub(crate) mod lease;
 pub(crate) mod pool;
 pub(crate) mod server;
 pub mod tls;

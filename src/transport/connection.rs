@@ -16,7 +16,7 @@
 //! finishes it and closes the connection. A turn starts inside a request head, so
 //! it is not parked before that request has started: a client trickling its head
 //! gets at most twice hyper's head timeout (one turn that parks it, one that
-//! cannot).
+//! cannot), each looked at once a park interval (`head_timer`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,8 +40,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 mod buffers;
+mod head_timer;
 mod turn;
 pub use buffers::HoldsBuffers;
+use head_timer::HeadTimer;
 use turn::{Turn, TurnWatch};
 
 /// A connection quiet this long between requests is parked (sooner with a head
@@ -86,14 +88,15 @@ impl Protocols {
         self.idle_timeout
     }
 
-    /// `head_timeout` bounds each request head (hyper's timer, which also runs
-    /// while an awake connection waits for its next request: the connection is
-    /// parked well before, within half of it);
+    /// `head_timeout` bounds each request head, give or take a park interval
+    /// (hyper's timeout, read off the clock by `head_timer`; it also runs while an
+    /// awake connection waits for its next request: the connection is parked well
+    /// before, within half of it);
     /// `idle_timeout` a connection's wait for its next request. Heads are at most
     /// `max_head` bytes; `parked` counts parked connections.
     pub fn new(head_timeout: Duration, idle_timeout: Duration, max_head: usize, parked: Gauge) -> Self {
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
+        h1.timer(HeadTimer)
             .header_read_timeout(head_timeout)
             .max_buf_size(max_head)
             // Flatten head and body into one write: over TLS that is one record and

@@ -165,30 +165,31 @@ impl Pool {
         THREAD_POOL.with(Arc::clone)
     }
 
-    /// Send `req` (origin-form URI, `Host` set) to `origin`.
+    /// Send `req` (origin-form URI, `Host` set) to `origin`. The request comes
+    /// boxed, as the request path keeps it: hyper takes it out of the box.
     #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
     pub fn send(
         self: &Arc<Self>,
         origin: &Origin,
-        mut req: Request<Incoming>,
+        mut req: Box<Request<Incoming>>,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> {
         async move {
             while let Some(mut sender) = self.checkout(origin) {
                 if sender.ready().await.is_err() {
                     continue;
                 }
-                match sender.try_send_request(req).await {
+                match sender.try_send_request(*req).await {
                     Ok(resp) => return Ok(self.lend(origin, sender, resp)),
                     Err(mut e) => match e.take_message() {
                         // Never written: the connection was closing. Try the next one.
-                        Some(unsent) => req = unsent,
+                        Some(unsent) => *req = unsent,
                         None => return Err(e.into_error().into()),
                     },
                 }
             }
             // Boxed: opening a connection is the rare path, and its future is large.
             let mut sender = Box::pin(self.connect(origin)).await?;
-            let resp = sender.send_request(req).await?;
+            let resp = sender.send_request(*req).await?;
             Ok(self.lend(origin, sender, resp))
         }
     }

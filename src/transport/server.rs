@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, header};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use rustls::ServerConfig as TlsConfig;
 use tokio::net::{TcpListener, TcpStream};
@@ -28,6 +28,7 @@ use crate::observe::metrics::Metrics;
 use crate::transport::allocator;
 use crate::transport::connection::{self, BoxError, Protocols};
 use crate::transport::http2;
+use crate::transport::lease::{Lease, Leased};
 use crate::transport::tls_stream::TlsStream;
 
 /// Largest request head (request line + headers) accepted; larger gets `431`.
@@ -96,11 +97,7 @@ pub async fn run<H: Handler>(
         let Some(accepted) = next_connection(&listeners, &slots, shutdown.as_mut()).await else {
             break;
         };
-        let lease = Lease(Arc::new(Held {
-            _slot: accepted.permit,
-            open: OpenConnection::count(metrics.clone()),
-            _shutdown: stopping.clone(),
-        }));
+        let lease = Lease::new(accepted.permit, metrics.clone(), stopping.clone());
         let connection = Connection {
             tcp: accepted.tcp,
             peer: accepted.peer,
@@ -130,38 +127,29 @@ struct Connection {
 }
 
 /// Serve one connection on the worker: TLS handshake (on the TLS listener), then
-/// HTTP/2 if ALPN chose it, else HTTP/1.1.
+/// HTTP/2 if ALPN chose it, else HTTP/1.1. The stream carries `lease` (see
+/// `transport::lease`), also into an upgrade.
 fn serve_connection<H: Handler>(
     conn: Connection,
     handler: Arc<H>,
     lease: Lease,
 ) -> impl Future<Output = ()> + Send + 'static {
     let Connection { tcp, peer, tls, protocols, mut shutdown } = conn;
-    let handler = {
-        let lease = lease.clone();
-        // Boxed, not type-erased: the request's future stays inlinable.
-        move |mut req: Request<Incoming>| {
-            // An upgrade may outlive this connection's HTTP: it takes the lease.
-            if req.headers().contains_key(header::UPGRADE) {
-                req.extensions_mut().insert(lease.clone());
-            }
-            Box::pin(handler.serve(req, peer))
-        }
-    };
+    // Boxed, not type-erased: the request's future stays inlinable.
+    let handler = move |req: Request<Incoming>| Box::pin(handler.serve(req, peer));
     // Made here, run on the worker (whose reactor registers the socket), and
-    // boxed: its state is freed once done, not kept in the task.
-    // `Err`: the plain listener's stream, served as it is.
-    let handshake = match tls {
-        Some(tls) => Ok(Box::pin(handshake(tcp, tls, protocols.head_timeout()))),
-        None => Err(tcp),
+    // boxed: its state is freed once done, not kept in the task. `Err`: the plain
+    // listener's stream, only registered.
+    let stream = match tls {
+        Some(tls) => Ok(Box::pin(handshake(tcp, tls, protocols.head_timeout(), lease))),
+        None => Err(Box::pin(register(tcp, lease))),
     };
     // What the task keeps, every idle connection keeps: each value below is moved
     // in once and borrowed from there, whatever the paths use.
     async move {
-        let _ = &lease;
-        let served = match handshake {
-            Err(tcp) => match TcpStream::from_std(tcp) {
-                Ok(plain) => connection::serve_http1(Box::new(plain), &protocols, &handler, &mut shutdown).await,
+        let served = match stream {
+            Err(plain) => match plain.await {
+                Ok(plain) => connection::serve_http1(plain, &protocols, &handler, &mut shutdown).await,
                 Err(e) => return tracing::warn!(%peer, error = %e, "could not register the connection"),
             },
             Ok(handshake) => {
@@ -170,18 +158,12 @@ fn serve_connection<H: Handler>(
                     Err(Handshake::Register(e)) => {
                         return tracing::warn!(%peer, error = %e, "could not register the connection");
                     }
-                    Err(Handshake::Failed(e)) => {
-                        lease.0.open.0.tls_handshake_failures.inc();
-                        return tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    }
-                    Err(Handshake::TimedOut) => {
-                        lease.0.open.0.tls_handshake_failures.inc();
-                        return tracing::debug!(%peer, "TLS handshake timed out");
-                    }
+                    Err(Handshake::Failed(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(Handshake::TimedOut) => return tracing::debug!(%peer, "TLS handshake timed out"),
                     Err(Handshake::PlainHttp) => return tracing::debug!(%peer, "plain HTTP on the TLS port: 400"),
                 };
                 // HTTP/2 only if ALPN chose it (RFC 9113 §3.3: over TLS it is negotiated).
-                if tls.alpn_protocol() == Some(b"h2") {
+                if tls.get_ref().alpn_protocol() == Some(b"h2") {
                     Box::pin(http2::serve_http2(tls, &protocols, &handler, &mut shutdown)).await
                 } else {
                     connection::serve_http1(tls, &protocols, &handler, &mut shutdown).await
@@ -254,13 +236,21 @@ enum Handshake {
 const USE_HTTPS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
 Content-Length: 46\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use an https:// URL.\r\n";
 
+/// Register `tcp` with the current runtime, for the plain listener. The stream
+/// comes boxed (see `connection::serve_http1`), with `lease`.
+async fn register(tcp: std::net::TcpStream, lease: Lease) -> io::Result<Box<Leased<TcpStream>>> {
+    Ok(Box::new(Leased::new(TcpStream::from_std(tcp)?, lease)))
+}
+
 /// Register `tcp` with the current runtime and run the TLS handshake, within
-/// `timeout`. The stream comes boxed: see `connection::serve_http1`.
+/// `timeout`. The stream comes boxed (see `connection::serve_http1`), with `lease`;
+/// a failed handshake is counted.
 async fn handshake(
     tcp: std::net::TcpStream,
     tls: Arc<TlsConfig>,
     timeout: Duration,
-) -> Result<Box<TlsStream<TcpStream>>, Handshake> {
+    lease: Lease,
+) -> Result<Box<Leased<TlsStream<TcpStream>>>, Handshake> {
     let tcp = TcpStream::from_std(tcp).map_err(Handshake::Register)?;
     let accept = async move {
         // A TLS client's first byte is a handshake record (22); an HTTP request
@@ -273,9 +263,17 @@ async fn handshake(
             let _ = tcp.shutdown().await;
             return Err(Handshake::PlainHttp);
         }
-        TlsStream::accept(tcp, tls).await.map(Box::new).map_err(Handshake::Failed)
+        TlsStream::accept(tcp, tls).await.map_err(Handshake::Failed)
     };
-    tokio::time::timeout(timeout, accept).await.unwrap_or(Err(Handshake::TimedOut))
+    match tokio::time::timeout(timeout, accept).await.unwrap_or(Err(Handshake::TimedOut)) {
+        Ok(stream) => Ok(Box::new(Leased::new(stream, lease))),
+        Err(e) => {
+            if matches!(e, Handshake::Failed(_) | Handshake::TimedOut) {
+                lease.handshake_failed();
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Worker threads, each running a single-threaded runtime until stopped.
@@ -335,35 +333,6 @@ impl Workers {
             }
         })
         .await;
-    }
-}
-
-/// What a client connection holds while it lives: its slot of `max_connections`,
-/// its count in `keypin_open_connections`, and a place in the shutdown's wait.
-/// A connection handed to an upgrade (WebSocket) passes it on through the request
-/// (`Request::extensions`), so the relay counts as the connection it is.
-#[derive(Clone)]
-pub struct Lease(Arc<Held>);
-
-struct Held {
-    _slot: OwnedSemaphorePermit,
-    open: OpenConnection,
-    _shutdown: watch::Receiver<bool>,
-}
-
-/// Counts a connection in `keypin_open_connections` while it lives; its metrics.
-struct OpenConnection(Arc<Metrics>);
-
-impl OpenConnection {
-    fn count(metrics: Arc<Metrics>) -> Self {
-        metrics.open_connections.inc();
-        Self(metrics)
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.open_connections.dec();
     }
 }
 

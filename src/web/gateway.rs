@@ -105,6 +105,9 @@ impl Gateway {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> impl Future<Output = Response<Body>> + 'static {
+        // Boxed once, here: each layer of the request path below keeps it across
+        // its awaits, and would keep (and move) all 264 bytes of it again.
+        let req = Box::new(req);
         async move {
             // What the access log needs, gathered only when it is on. The path only:
             // queries may carry tokens.
@@ -149,7 +152,7 @@ impl Gateway {
     #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
     fn serve<'a>(
         &'a self,
-        mut req: Request<Incoming>,
+        mut req: Box<Request<Incoming>>,
         peer: SocketAddr,
         label: &mut &'a str,
     ) -> impl Future<Output = Result<Response<Body>, GatewayError>> {
@@ -171,7 +174,7 @@ impl Gateway {
                 *label = KEYPIN_ROUTE;
                 let client = client_ip(peer_ip, req.headers(), &self.server);
                 // Boxed: the sign-in path is rare, and would otherwise enlarge every request's future.
-                return Box::pin(self.login.handle(req, &path, client)).await;
+                return Box::pin(self.login.handle(*req, &path, client)).await;
             }
             // Used in place, not taken apart: the future would keep both.
             let p = self.prepare(&mut req, peer_ip, label).await?;

@@ -16,7 +16,6 @@ use hyper::body::Incoming;
 use crate::config::{RouteConfig, UpstreamUrl};
 use crate::observe::metrics::Metrics;
 use crate::transport::pool::{Origin, Pool, UpstreamTrust};
-use crate::transport::server::Lease;
 use crate::web::body::Body;
 use crate::web::error::GatewayError;
 use crate::web::route::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
@@ -336,7 +335,7 @@ impl Proxy {
         &self,
         route: &RouteConfig,
         path: String,
-        mut req: Request<Incoming>,
+        mut req: Box<Request<Incoming>>,
         fwd: &Forwarding,
         identity: Option<&Identity>,
         upgrade: Option<Box<Upgrade>>,
@@ -348,8 +347,7 @@ impl Proxy {
             let up = route.upstream.as_ref().ok_or(GatewayError::NoRoute)?;
             let (origin, uri) = upstream_target(up, trust, path, req.uri().query())?;
             let (protocol, watch) = upgrade.map(|u| (u.protocol, u.watch)).unzip();
-            let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
-            let lease = req.extensions_mut().remove::<Lease>();
+            let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut *req));
 
             rewrite_request_headers(req.headers_mut(), route, &self.user_headers, fwd, identity, protocol);
             let host = match &fwd.host {
@@ -377,7 +375,7 @@ impl Proxy {
                 && let Some(client_upgrade) = client_upgrade
             {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(crate::web::upgrade::relay(client_upgrade, upstream_upgrade, lease, watch));
+                tokio::spawn(crate::web::upgrade::relay(client_upgrade, upstream_upgrade, watch));
                 return Ok(resp.map(Either::Left));
             }
             remove_hop_by_hop(resp.headers_mut());

@@ -78,11 +78,15 @@ fn plain_authority(raw: &str) -> Option<&str> {
     // One pass to the first byte a plain name cannot hold: none, or the port's `:`.
     let end = raw.bytes().position(|b| !matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-')).unwrap_or(raw.len());
     let (name, rest) = raw.split_at(end);
-    let port_ok = match rest.strip_prefix(':') {
-        None => rest.is_empty(),
-        Some(port) => {
-            (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+    let port_ok = match rest.as_bytes() {
+        [] => true,
+        // Up to 65535: digits of equal length compare as their numbers do.
+        [b':', port @ ..] => {
+            (1..=5).contains(&port.len())
+                && port.iter().all(u8::is_ascii_digit)
+                && (port.len() < 5 || port <= &b"65535"[..])
         }
+        _ => false,
     };
     (!name.is_empty() && port_ok).then_some(name)
 }
@@ -320,6 +324,14 @@ mod tests {
             if plain_authority(&raw).is_some() {
                 proptest::prop_assert!(parses_as_host_and_port(&raw), "{raw}");
             }
+        }
+
+        /// A port of up to five digits is taken when a `u16` holds its number
+        /// (longer ones, leading zeros and all, are left to parsing).
+        #[test]
+        fn a_plain_port_is_one_a_u16_holds(port in "[0-9]{0,5}|6[0-9]{4}") {
+            let raw = format!("app.test:{port}");
+            proptest::prop_assert_eq!(plain_authority(&raw).is_some(), port.parse::<u16>().is_ok(), "{}", raw);
         }
     }
 

@@ -13,7 +13,6 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::state::secrets::cache::{Resolved, SecretCache, Staleness};
 use crate::state::session::{Session, Sessions};
-use crate::transport::server::Lease;
 
 /// How often an upgraded connection's session is checked.
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -48,9 +47,9 @@ impl SessionWatch {
 }
 
 /// Relay bytes both ways once both sides have switched protocols, until either
-/// closes or the session ends. Holds `lease` (the client connection's) meanwhile.
-pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, lease: Option<Lease>, watch: Option<SessionWatch>) {
-    let _lease = lease;
+/// closes or the session ends. The client's upgraded stream carries its
+/// connection's lease (`transport::lease`): the relay counts as that connection.
+pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, watch: Option<SessionWatch>) {
     let Ok((client, upstream)) = tokio::try_join!(client, upstream) else { return };
     let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
     {

@@ -12,9 +12,15 @@ pub trait HoldsBuffers {
     fn hold_buffers(&mut self, _hold: bool) {}
 }
 
-impl HoldsBuffers for Box<TcpStream> {}
+impl<T: HoldsBuffers + ?Sized> HoldsBuffers for Box<T> {
+    fn hold_buffers(&mut self, hold: bool) {
+        (**self).hold_buffers(hold);
+    }
+}
 
-impl HoldsBuffers for Box<TlsStream<TcpStream>> {
+impl HoldsBuffers for TcpStream {}
+
+impl HoldsBuffers for TlsStream<TcpStream> {
     fn hold_buffers(&mut self, hold: bool) {
         TlsStream::hold_buffers(self, hold);
     }

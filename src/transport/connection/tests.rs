@@ -170,6 +170,25 @@ async fn a_trickled_head_is_cut_off_within_twice_the_head_timeout() {
     assert!(started.elapsed() <= HEAD_TIMEOUT * 2 + PARK_AFTER * 3, "{:?}", started.elapsed());
 }
 
+/// The head timeout is read off the clock when the connection looks at hyper
+/// (`head_timer`), which it keeps doing while the server stops.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_first_head_is_cut_off_at_the_head_timeout_also_while_the_server_stops() {
+    for stop in [false, true] {
+        let mut s = start();
+        let started = tokio::time::Instant::now();
+        s.client.write_all(b"GET / HTTP/1.1\r\nHost: app\r\n").await.unwrap();
+        tokio::time::sleep(PARK_AFTER / 2).await;
+        if stop {
+            s.stop.send_replace(true);
+        }
+        let served = tokio::time::timeout(HEAD_TIMEOUT * 4, &mut s.task).await;
+        assert!(served.is_ok(), "stop {stop}: the connection outlived its head timeout");
+        let took = started.elapsed();
+        assert!(took >= HEAD_TIMEOUT && took <= HEAD_TIMEOUT + PARK_AFTER * 2, "stop {stop}: cut off after {took:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_request_in_flight_is_not_parked() {
     let mut s = start();

@@ -59,17 +59,23 @@ impl<'a> TurnWatch<'a> {
 
     /// Drive `conn` until it finishes, a park interval passes (unless `stopping`:
     /// hyper was already asked to stop) or the server shuts down.
+    ///
+    /// `conn` is polled at least once a park interval, `stopping` or not: hyper's
+    /// head timeout is looked at only then (see `head_timer`).
     pub(super) async fn next<C: Future + Unpin>(&mut self, conn: &mut C, stopping: bool) -> Turn<C::Output> {
         let turn = std::future::poll_fn(|cx| {
             if let Poll::Ready(done) = Pin::new(&mut *conn).poll(cx) {
                 return Poll::Ready(Turn::Done(done));
             }
-            if !stopping && (!self.quiet_armed || self.quiet.is_elapsed()) {
-                if self.quiet.as_mut().poll(cx).is_ready() {
+            if (!self.quiet_armed || self.quiet.is_elapsed()) && self.quiet.as_mut().poll(cx).is_ready() {
+                if !stopping {
                     return Poll::Ready(Turn::Quiet);
                 }
-                self.quiet_armed = true;
+                // Nothing to park; only the next look at hyper to wake up for.
+                self.quiet.as_mut().reset(Instant::now() + self.park_after);
+                let _ = self.quiet.as_mut().poll(cx);
             }
+            self.quiet_armed = true;
             if !self.shutting_down && (!self.stop_armed || self.shutdown.has_changed().unwrap_or(true)) {
                 if self.stop.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Turn::Shutdown);
