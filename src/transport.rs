@@ -1,4 +1,5 @@
-//! Layer 2, bytes and connections: the TLS listener and its worker threads, keypin's
+//! Layer 2, bytes and connections: the TLS listener, its worker threads and its
+//! shutdown signal, keypin's
 //! TLS stream and the lease each connection's stream carries, one client
 //! connection (HTTP/1.1 parked while idle, or HTTP/2 closed when no stream is
 //! open), the upstream connection pool, and the allocator's upkeep. Knows nothing
@@ -11,5 +12,6 @@ pub(crate) mod http2;
 pub(crate) mod lease;
 pub(crate) mod pool;
 pub(crate) mod server;
+pub(crate) mod shutdown;
 pub mod tls;
 pub(crate) mod tls_stream;

@@ -21,7 +21,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
@@ -37,7 +37,8 @@ use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::watch;
+
+use crate::transport::shutdown::{Shutdown, Stopped};
 
 mod buffers;
 mod head_timer;
@@ -53,9 +54,6 @@ pub const PARK_AFTER: Duration = Duration::from_secs(1);
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Turns to `true` when the server shuts down (a dropped sender counts as that too).
-pub type Shutdown = watch::Receiver<bool>;
 
 /// How connections are served: hyper's settings, built once per listener.
 pub struct Protocols {
@@ -111,7 +109,7 @@ impl Protocols {
 }
 
 /// Serve HTTP/1.1 on `io` until the client closes it, it errs, it idles past the
-/// timeout, or `shutdown` turns and its in-flight requests are answered.
+/// timeout, or `shutdown` stops and its in-flight requests are answered.
 ///
 /// What this future keeps while the connection is parked is kept by every idle
 /// connection, so it is small: hyper's turn is boxed, a large stream should come
@@ -123,7 +121,7 @@ pub fn serve_http1<'a, T, H, F, B>(
     mut io: T,
     protocols: &'a Protocols,
     handler: &'a H,
-    shutdown: &'a mut Shutdown,
+    shutdown: &'a Shutdown,
 ) -> impl Future<Output = Result<(), hyper::Error>> + 'a
 where
     T: HoldsBuffers + AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -163,7 +161,7 @@ async fn serve_awake<T, H, F, B>(
     mut unread: Bytes,
     protocols: &Protocols,
     handler: &H,
-    shutdown: &mut Shutdown,
+    shutdown: &Shutdown,
 ) -> Result<Option<T>, hyper::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -240,52 +238,50 @@ where
 }
 
 /// Wait, parked, for the first byte of the next request, at most `wait`, counted
-/// in `parked` meanwhile. `None`: the client closed the connection or broke
-/// it, the timeout passed, or the server shuts down.
-///
-/// Polled by hand, not with `select!` and `timeout`, which keep more room in every
-/// parked connection's task; an `async` block for the reason `serve_http1` is.
-#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
-fn first_byte<'a, T: AsyncRead + Unpin>(
-    io: &'a mut T,
-    wait: Duration,
-    parked: &'a Gauge,
-    shutdown: &'a mut Shutdown,
-) -> impl Future<Output = Option<Bytes>> + 'a {
-    async move {
-        // Any change is the shutdown, and so is a dropped sender (see `Shutdown`).
-        if *shutdown.borrow_and_update() {
-            return None;
+/// in `parked` meanwhile. `None`: the client closed the connection or broke it,
+/// the timeout passed, or the server shuts down.
+fn first_byte<'a, T>(io: &'a mut T, wait: Duration, parked: &'a Gauge, shutdown: &'a Shutdown) -> FirstByte<'a, T> {
+    FirstByte { io, _parked: ParkedGauge::count(parked), shutdown: shutdown.stopped(), idled: tokio::time::sleep(wait) }
+}
+
+pin_project_lite::pin_project! {
+    /// The parked wait of [`first_byte`]. A future of its own, not an `async`
+    /// block, which would keep its arguments, its pins and its poll closure beside
+    /// the two timers in every parked connection's task.
+    struct FirstByte<'a, T> {
+        io: &'a mut T,
+        _parked: ParkedGauge<'a>,
+        #[pin]
+        shutdown: Stopped<'a>,
+        #[pin]
+        idled: tokio::time::Sleep,
+    }
+}
+
+impl<T: AsyncRead + Unpin> Future for FirstByte<'_, T> {
+    type Output = Option<Bytes>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = self.project();
+        if this.shutdown.poll(cx).is_ready() {
+            return Poll::Ready(None);
         }
-        let _parked = ParkedGauge::count(parked);
-        let mut changed = pin!(shutdown.changed());
-        let mut idled = pin!(tokio::time::sleep(wait));
-        std::future::poll_fn(|cx| {
-            if changed.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
+        // One byte: hyper reads the rest of the request itself.
+        let mut byte = 0u8;
+        let mut buf = ReadBuf::new(std::slice::from_mut(&mut byte));
+        match Pin::new(&mut **this.io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == 1 => {
+                return Poll::Ready(Some(Bytes::copy_from_slice(&[byte])));
             }
-            // One byte: hyper reads the rest of the request itself.
-            let mut byte = 0u8;
-            let mut buf = ReadBuf::new(std::slice::from_mut(&mut byte));
-            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if buf.filled().len() == 1 => {
-                    return Poll::Ready(Some(Bytes::copy_from_slice(&[byte])));
-                }
-                Poll::Ready(_) => return Poll::Ready(None),
-                Poll::Pending => {}
-            }
-            idled.as_mut().poll(cx).map(|()| None)
-        })
-        .await
+            Poll::Ready(_) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        this.idled.poll(cx).map(|()| None)
     }
 }
 
 async fn close<T: AsyncWrite + Unpin>(mut io: T) {
     let _ = tokio::time::timeout(CLOSE_WAIT, io.shutdown()).await;
-}
-
-pub(crate) async fn stopped(shutdown: &mut Shutdown) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Whether a message lets the connection serve another request after it, as hyper

@@ -19,10 +19,11 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use crate::transport::connection::{BoxError, Protocols, Shutdown, Tracked, stopped};
+use crate::transport::connection::{BoxError, Protocols, Tracked};
+use crate::transport::shutdown::Shutdown;
 
 /// Serve HTTP/2 on `io` until the client closes it, it errs, it idles past the
-/// timeout, or `shutdown` turns and its in-flight requests are answered.
+/// timeout, or `shutdown` stops and its in-flight requests are answered.
 ///
 /// Box the future: hyper's HTTP/2 state is large, and the task of an HTTP/1.1
 /// connection need not carry room for it.
@@ -30,7 +31,7 @@ pub async fn serve_http2<T, H, F, B>(
     io: T,
     protocols: &Protocols,
     handler: &H,
-    shutdown: &mut Shutdown,
+    shutdown: &Shutdown,
 ) -> Result<(), hyper::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -59,7 +60,7 @@ where
         let due = streams.quiet_since().unwrap_or_else(Instant::now) + bound(&streams);
         tokio::select! {
             done = conn.as_mut() => return done,
-            () = stopped(shutdown) => {
+            () = shutdown.stopped() => {
                 conn.as_mut().graceful_shutdown();
                 return conn.await;
             }

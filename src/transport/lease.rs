@@ -1,10 +1,10 @@
 //! What a client connection holds while it lives, carried inside its stream.
 //!
-//! A connection holds its slot of `max_connections`, its count in
-//! `keypin_open_connections` and a place in the shutdown's wait: a [`Lease`]. It
+//! A connection holds its slot of `max_connections` (the shutdown waits for every
+//! slot to come back) and its count in `keypin_open_connections`: a [`Lease`]. It
 //! lives in the connection's boxed stream ([`Leased`]), so it goes wherever the
 //! stream goes (to a WebSocket relay after an upgrade, too) and ends with it,
-//! without an allocation of its own: the lease fills the end of the TLS stream's
+//! without an allocation of its own: the lease fits in the end of the TLS stream's
 //! allocator class (`a_leased_stream_fits_the_allocators_1280_byte_class`).
 
 use std::io;
@@ -13,24 +13,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::observe::metrics::Metrics;
 use crate::transport::connection::HoldsBuffers;
 
-/// A client connection's slot, count and place in the shutdown's wait (see the
-/// module's doc).
+/// A client connection's slot and count (see the module's doc).
 pub struct Lease {
     _slot: OwnedSemaphorePermit,
     open: OpenConnection,
-    _shutdown: watch::Receiver<bool>,
 }
 
 impl Lease {
     /// Count a connection in `keypin_open_connections` until the lease ends.
-    pub fn new(slot: OwnedSemaphorePermit, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(slot: OwnedSemaphorePermit, metrics: Arc<Metrics>) -> Self {
         metrics.open_connections.inc();
-        Self { _slot: slot, open: OpenConnection(metrics), _shutdown: shutdown }
+        Self { _slot: slot, open: OpenConnection(metrics) }
     }
 
     /// The connection's TLS handshake failed or timed out.

@@ -22,13 +22,14 @@ use hyper::body::Incoming;
 use rustls::ServerConfig as TlsConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::observe::metrics::Metrics;
 use crate::transport::allocator;
 use crate::transport::connection::{self, BoxError, Protocols};
 use crate::transport::http2;
 use crate::transport::lease::{Lease, Leased};
+use crate::transport::shutdown::Shutdown;
 use crate::transport::tls_stream::TlsStream;
 
 /// Largest request head (request line + headers) accepted; larger gets `431`.
@@ -82,9 +83,13 @@ pub async fn run<H: Handler>(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
-    // Connections hold a receiver until they end; `stop` turns them all.
-    let (stop, stopping) = watch::channel(false);
+    // A connection holds its slot until it ends (see `Lease`): the shutdown waits
+    // for every slot to come back. (More than 2^32 connections cannot be open.)
+    let slot_count = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
+    let slots = Arc::new(Semaphore::new(slot_count as usize));
+    // Every connection holds it. (Were this future dropped, the workers would
+    // stop, and the connections with them.)
+    let stop = Shutdown::new();
     let protocols = Arc::new(Protocols::new(
         settings.header_read_timeout,
         settings.keepalive_timeout,
@@ -97,20 +102,21 @@ pub async fn run<H: Handler>(
         let Some(accepted) = next_connection(&listeners, &slots, shutdown.as_mut()).await else {
             break;
         };
-        let lease = Lease::new(accepted.permit, metrics.clone(), stopping.clone());
+        let lease = Lease::new(accepted.permit, metrics.clone());
         let connection = Connection {
             tcp: accepted.tcp,
             peer: accepted.peer,
             tls: (!accepted.plain).then(|| tls.clone()),
             protocols: protocols.clone(),
-            shutdown: stopping.clone(),
+            shutdown: stop.clone(),
         };
         workers.spawn(worker, serve_connection(connection, handler.clone(), lease));
     }
-    drop((listeners, stopping));
-    stop.send_replace(true);
-    tracing::info!(connections = stop.receiver_count(), "shutting down; waiting for in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, stop.closed()).await.is_err() {
+    drop(listeners);
+    stop.stop();
+    let open = slot_count as usize - slots.available_permits();
+    tracing::info!(connections = open, "shutting down; waiting for in-flight requests");
+    if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(slot_count)).await.is_err() {
         tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
     }
     workers.stop().await;
@@ -123,7 +129,7 @@ struct Connection {
     /// `None` on the plain listener.
     tls: Option<Arc<TlsConfig>>,
     protocols: Arc<Protocols>,
-    shutdown: connection::Shutdown,
+    shutdown: Shutdown,
 }
 
 /// Serve one connection on the worker: TLS handshake (on the TLS listener), then
@@ -134,7 +140,7 @@ fn serve_connection<H: Handler>(
     handler: Arc<H>,
     lease: Lease,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let Connection { tcp, peer, tls, protocols, mut shutdown } = conn;
+    let Connection { tcp, peer, tls, protocols, shutdown } = conn;
     // Boxed, not type-erased: the request's future stays inlinable.
     let handler = move |req: Request<Incoming>| Box::pin(handler.serve(req, peer));
     // Made here, run on the worker (whose reactor registers the socket), and
@@ -149,7 +155,7 @@ fn serve_connection<H: Handler>(
     async move {
         let served = match stream {
             Err(plain) => match plain.await {
-                Ok(plain) => connection::serve_http1(plain, &protocols, &handler, &mut shutdown).await,
+                Ok(plain) => connection::serve_http1(plain, &protocols, &handler, &shutdown).await,
                 Err(e) => return tracing::warn!(%peer, error = %e, "could not register the connection"),
             },
             Ok(handshake) => {
@@ -164,9 +170,9 @@ fn serve_connection<H: Handler>(
                 };
                 // HTTP/2 only if ALPN chose it (RFC 9113 §3.3: over TLS it is negotiated).
                 if tls.get_ref().alpn_protocol() == Some(b"h2") {
-                    Box::pin(http2::serve_http2(tls, &protocols, &handler, &mut shutdown)).await
+                    Box::pin(http2::serve_http2(tls, &protocols, &handler, &shutdown)).await
                 } else {
-                    connection::serve_http1(tls, &protocols, &handler, &mut shutdown).await
+                    connection::serve_http1(tls, &protocols, &handler, &shutdown).await
                 }
             }
         };
@@ -339,4 +345,52 @@ impl Workers {
 /// The address a listener is bound to, for start-up messages and tests.
 pub fn local_addr(listener: &TcpListener) -> SocketAddr {
     listener.local_addr().expect("a bound listener has an address")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http::{Request, Response};
+    use http_body_util::Empty;
+    use hyper::body::Incoming;
+    use tokio::sync::Semaphore;
+
+    use super::{Connection, Handler, serve_connection};
+    use crate::observe::metrics::Metrics;
+    use crate::transport::connection::Protocols;
+    use crate::transport::lease::Lease;
+    use crate::transport::shutdown::Shutdown;
+
+    struct Nothing;
+
+    impl Handler for Nothing {
+        type Body = Empty<bytes::Bytes>;
+
+        fn serve(
+            &self,
+            _: Request<Incoming>,
+            _: std::net::SocketAddr,
+        ) -> impl Future<Output = Response<Self::Body>> + Send + 'static + use<> {
+            std::future::ready(Response::new(Empty::new()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connections_task_fits_the_allocators_512_byte_class() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (tcp, peer) = listener.accept().unwrap();
+        let parked = prometheus_client::metrics::gauge::Gauge::default();
+        let timeout = std::time::Duration::from_secs(10);
+        let protocols = Arc::new(Protocols::new(timeout, timeout, 16 * 1024, parked));
+        let conn = Connection { tcp, peer, tls: None, protocols, shutdown: Shutdown::new() };
+        let permit = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
+        let task = serve_connection(conn, Arc::new(Nothing), Lease::new(permit, Arc::new(Metrics::new())));
+        // Every idle connection keeps it. tokio adds 104 bytes and rounds up to 128:
+        // up to 408 bytes the task takes jemalloc's 512-byte class, above it the
+        // 640-byte one, 1.2 MiB more at 10,000 connections (docs/benchmarks.md,
+        // Memory).
+        assert!(size_of_val(&task) <= 408, "{} bytes", size_of_val(&task));
+    }
 }

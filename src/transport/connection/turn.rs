@@ -6,11 +6,9 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// The server's shutdown signal (`connection::Shutdown`): `true` once it stops.
-type Shutdown = watch::Receiver<bool>;
+use crate::transport::shutdown::{Shutdown, Stopped};
 
 /// What ended a wait of [`TurnWatch::next`].
 pub(super) enum Turn<T> {
@@ -32,26 +30,22 @@ pub(super) struct TurnWatch<'a> {
     quiet: Pin<Box<tokio::time::Sleep>>,
     /// The timer holds the task's waker for its current deadline.
     quiet_armed: bool,
-    /// Looked at (`has_changed`, without taking the change) to decide whether
-    /// `stop`, which waits on a copy of it, needs a poll.
+    /// Looked at (`is_stopped`) to decide whether `stop`, which waits on it,
+    /// needs a poll.
     shutdown: &'a Shutdown,
-    stop: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    stop: Pin<Box<Stopped<'a>>>,
     stop_armed: bool,
     shutting_down: bool,
 }
 
 impl<'a> TurnWatch<'a> {
     pub(super) fn new(park_after: Duration, shutdown: &'a Shutdown) -> Self {
-        let mut copy = shutdown.clone();
         Self {
             park_after,
             quiet: Box::pin(tokio::time::sleep(park_after)),
             quiet_armed: false,
             shutdown,
-            stop: Box::pin(async move {
-                // Also over when the sender is gone.
-                let _ = copy.wait_for(|stop| *stop).await;
-            }),
+            stop: Box::pin(shutdown.stopped()),
             stop_armed: false,
             shutting_down: false,
         }
@@ -76,7 +70,7 @@ impl<'a> TurnWatch<'a> {
                 let _ = self.quiet.as_mut().poll(cx);
             }
             self.quiet_armed = true;
-            if !self.shutting_down && (!self.stop_armed || self.shutdown.has_changed().unwrap_or(true)) {
+            if !self.shutting_down && (!self.stop_armed || self.shutdown.is_stopped()) {
                 if self.stop.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Turn::Shutdown);
                 }
