@@ -43,9 +43,11 @@ use crate::transport::shutdown::{Shutdown, Stopped};
 mod buffers;
 mod head_timer;
 mod turn;
+mod within;
 pub use buffers::HoldsBuffers;
 use head_timer::HeadTimer;
 use turn::{Turn, TurnWatch};
+pub(crate) use within::within;
 
 /// A connection quiet this long between requests is parked (sooner with a head
 /// timeout under four times this: see `Protocols::new`).

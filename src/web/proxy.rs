@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 
 use crate::config::{RouteConfig, UpstreamUrl};
 use crate::observe::metrics::Metrics;
+use crate::transport::connection::within;
 use crate::transport::pool::{Origin, Pool, UpstreamTrust};
 use crate::web::body::Body;
 use crate::web::error::GatewayError;
@@ -317,7 +318,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// `timeout` bounds the wait for the upstream's response head.
+    /// `timeout` bounds the wait for the upstream's response head (over HTTP/1.1
+    /// give or take a park interval: see `transport::connection::within`).
     pub fn new(timeout: Duration, metrics: Arc<Metrics>, routes: &[RouteConfig]) -> Self {
         let user_headers = routes.iter().map(|r| cgi_folded(&r.user_header)).collect();
         let trust = routes
@@ -356,11 +358,11 @@ impl Proxy {
             };
             req.headers_mut().insert(header::HOST, host);
             *req.uri_mut() = uri;
-            *req.version_mut() = Version::HTTP_11;
+            let version = std::mem::replace(req.version_mut(), Version::HTTP_11);
 
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             let pool = Pool::of_this_thread();
-            let answer = tokio::time::timeout(self.timeout, pool.send(&origin, req)).await;
+            let answer = within(version, started + self.timeout, pool.send(&origin, req)).await;
             self.metrics.upstream_duration(started.elapsed().as_secs_f64());
             let mut resp = answer.map_err(|_| GatewayError::UpstreamTimeout)?.map_err(|e| {
                 if client_body_failed(e.as_ref()) {
