@@ -10,7 +10,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use keypin::config::{Inject, RouteConfig};
 use keypin::web::path::normalize_path;
 use keypin::web::proxy::{Forwarding, Identity, rewrite_request_headers, upgrade_protocol};
-use keypin::web::route::Router;
+use keypin::web::route::{Router, checked_authority};
 
 fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
     RouteConfig {
@@ -123,15 +123,21 @@ fn authenticated_request(c: &mut Criterion) {
     let peer: std::net::IpAddr = "192.0.2.10".parse().unwrap();
     // Warm the secret cache, as a running gateway would be.
     let mut warm = http::Request::from_parts(parts.clone(), ());
-    assert!(rt.block_on(gateway.prepare(&mut warm, peer, &mut "")).is_ok());
+    // What the gateway checks before `prepare`: its authority.
+    let authority = |req: &http::Request<()>| checked_authority(req.headers(), req.uri(), req.version()).unwrap();
+    let checked = authority(&warm);
+    assert!(rt.block_on(gateway.prepare(&mut warm, checked, peer, &mut "")).is_ok());
 
     c.bench_function("authenticated_request_path", |b| {
         b.to_async(&rt).iter_batched(
-            || http::Request::from_parts(parts.clone(), ()),
-            |mut req| {
+            || {
+                let req = http::Request::from_parts(parts.clone(), ());
+                (authority(&req), req)
+            },
+            |(checked, mut req)| {
                 let gateway = &gateway;
                 async move {
-                    let prepared = gateway.prepare(&mut req, peer, &mut "").await.expect("authenticated");
+                    let prepared = gateway.prepare(&mut req, checked, peer, &mut "").await.expect("authenticated");
                     let route = prepared.route;
                     let upgrade = prepared.upgrade.map(|u| u.protocol);
                     rewrite_request_headers(

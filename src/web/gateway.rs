@@ -161,9 +161,9 @@ impl Gateway {
             if self.server.is_trusted_proxy(peer_ip) && req.version() <= http::Version::HTTP_11 {
                 route::adopt_forwarded_host(req.headers_mut());
             }
-            if !route::host_is_valid(req.headers(), req.uri(), req.version()) {
-                return Err(GatewayError::BadHost);
-            }
+            // Checked once, here: routed by and forwarded below.
+            let authority = route::checked_authority(req.headers(), req.uri(), req.version())
+                .map_err(|route::InvalidHost| GatewayError::BadHost)?;
             if req.uri().path() == AUTH_PATH {
                 *label = KEYPIN_ROUTE;
                 // Boxed, as the sign-in path below.
@@ -177,7 +177,7 @@ impl Gateway {
                 return Box::pin(self.login.handle(*req, &path, client)).await;
             }
             // Used in place, not taken apart: the future would keep both.
-            let p = self.prepare(&mut req, peer_ip, label).await?;
+            let p = self.prepare(&mut req, authority, peer_ip, label).await?;
             let identity = p.identity.as_ref();
             let mut resp = self.proxy.forward(p.route, p.path, req, &p.forwarding, identity, p.upgrade).await?;
             // A shared cache in front must never store one user's answer for others.
@@ -191,13 +191,15 @@ impl Gateway {
         }
     }
 
-    /// Everything before the upstream call, for a request outside `/.keypin/`:
-    /// normalize the path, pick the route, check the session, resolve the secret,
-    /// decide the identity and the forwarding headers, strip keypin's cookies.
-    /// `label` learns the route's name as soon as it is known, refused or not.
+    /// Everything before the upstream call, for a request outside `/.keypin/`
+    /// whose `authority` was checked (`route::checked_authority`): normalize the
+    /// path, pick the route, check the session, resolve the secret, decide the
+    /// identity and the forwarding headers, strip keypin's cookies. `label` learns
+    /// the route's name as soon as it is known, refused or not.
     pub async fn prepare<'a, B>(
         &'a self,
         req: &mut Request<B>,
+        authority: Option<route::RequestAuthority>,
         peer: IpAddr,
         label: &mut &'a str,
     ) -> Result<Prepared<'a>, GatewayError> {
@@ -206,10 +208,8 @@ impl Gateway {
             // Only a disguised spelling of keypin's own prefix gets here.
             return Err(GatewayError::NoRoute);
         }
-        // The `Host` value, read once: routed by, and forwarded.
-        let authority = route::request_authority_value(req.headers(), req.uri());
-        let host = authority.as_ref().and_then(route::host_name);
-        let route = self.router.select(host.as_deref(), &path).ok_or(GatewayError::NoRoute)?;
+        let host = authority.as_ref().map(route::RequestAuthority::host);
+        let route = self.router.select(host, &path).ok_or(GatewayError::NoRoute)?;
         *label = &route.name;
         let protocol = upgrade_protocol(req.headers());
         if protocol.is_some() && !same_origin(req.headers(), req.uri()) {
@@ -229,7 +229,8 @@ impl Gateway {
             (Some(signed.identity), signed.opened.refresh.clone())
         };
         strip_cookies(req.headers_mut(), |name| self.is_keypin_cookie(name));
-        let forwarding = Forwarding { peer, trusted_peer: self.server.is_trusted_proxy(peer), host: authority };
+        let host = authority.map(route::RequestAuthority::into_value);
+        let forwarding = Forwarding { peer, trusted_peer: self.server.is_trusted_proxy(peer), host };
         Ok(Prepared { route, path, forwarding, identity, refresh, upgrade })
     }
 

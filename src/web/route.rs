@@ -18,39 +18,92 @@ pub const LOGOUT_PATH: &str = "/.keypin/logout";
 /// Forward-auth: an ingress asks whether a request may pass.
 pub const AUTH_PATH: &str = "/.keypin/auth";
 
-/// Whether a request names its host once and well (RFC 9112 §3.2, RFC 9113
-/// §8.3.1): one `Host` header (optional before HTTP/1.1 and with an HTTP/2
-/// authority, which it must then equal), a valid `host[:port]` with no user info.
-/// `Host: FORGED@app.test` would otherwise be routed to `app.test` and forwarded
-/// as written.
-pub fn host_is_valid(headers: &http::HeaderMap, uri: &http::Uri, version: http::Version) -> bool {
+/// A request's `Host` (or HTTP/2 authority) that [`checked_authority`] accepted:
+/// forwarded as written, routed by its host.
+#[derive(Debug, Clone)]
+pub struct RequestAuthority {
+    value: http::HeaderValue,
+    host: HostOf,
+}
+
+#[derive(Debug, Clone)]
+enum HostOf {
+    /// The first bytes of the value: a plain `name[:port]`, already lower-case.
+    Prefix(usize),
+    /// Lower-cased, without brackets, from parsing the value.
+    Parsed(String),
+}
+
+impl RequestAuthority {
+    /// `host[:port]` as the client wrote it.
+    pub fn value(&self) -> &http::HeaderValue {
+        &self.value
+    }
+
+    pub fn into_value(self) -> http::HeaderValue {
+        self.value
+    }
+
+    /// The host, lower-cased, without port or brackets.
+    pub fn host(&self) -> &str {
+        match &self.host {
+            // The value was text when it was checked.
+            HostOf::Prefix(len) => self.value.to_str().map_or("", |v| &v[..*len]),
+            HostOf::Parsed(host) => host,
+        }
+    }
+}
+
+/// The authority a request names, if it names it once and well (RFC 9112 §3.2,
+/// RFC 9113 §8.3.1): one `Host` header (optional before HTTP/1.1 and with an
+/// HTTP/2 authority, which it must then equal), a valid `host[:port]` with no user
+/// info. `Err` otherwise: `Host: FORGED@app.test` would be routed to `app.test`
+/// and forwarded as written. `None` for an HTTP/1.0 request that names none.
+pub fn checked_authority(
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    version: http::Version,
+) -> Result<Option<RequestAuthority>, InvalidHost> {
     let mut hosts = headers.get_all(http::header::HOST).iter();
     let (host, second) = (hosts.next(), hosts.next());
     if second.is_some() {
-        return false;
+        return Err(InvalidHost);
     }
     let authority = uri.authority().map(http::uri::Authority::as_str);
-    let named = match (host.map(|h| h.to_str()), authority) {
-        (Some(Err(_)), _) => return false,
-        (Some(Ok(host)), Some(authority)) if !host.eq_ignore_ascii_case(authority) => return false,
-        (Some(Ok(host)), _) => host,
-        (None, Some(authority)) => authority,
-        (None, None) => return version < http::Version::HTTP_11,
+    let (named, value) = match (host, authority) {
+        (Some(value), authority) => {
+            let named = value.to_str().map_err(|_| InvalidHost)?;
+            if authority.is_some_and(|authority| !named.eq_ignore_ascii_case(authority)) {
+                return Err(InvalidHost);
+            }
+            (named, value.clone())
+        }
+        (None, Some(authority)) => (authority, http::HeaderValue::from_str(authority).map_err(|_| InvalidHost)?),
+        (None, None) if version < http::Version::HTTP_11 => return Ok(None),
+        (None, None) => return Err(InvalidHost),
     };
-    plain_authority(named).is_some() || parses_as_host_and_port(named)
+    let host = match plain_authority(named) {
+        Some(name) => HostOf::Prefix(name.len()),
+        None => HostOf::Parsed(parsed_host(named).ok_or(InvalidHost)?),
+    };
+    Ok(Some(RequestAuthority { value, host }))
 }
 
-/// Whether `named` is a valid `host[:port]` with no user info, by parsing it.
-fn parses_as_host_and_port(named: &str) -> bool {
-    let Ok(authority) = named.parse::<http::uri::Authority>() else {
-        return false;
-    };
+/// A request names its host twice, or badly (see [`checked_authority`]).
+#[derive(Debug)]
+pub struct InvalidHost;
+
+/// The host of `named` (lower-cased, without brackets), if it is a valid
+/// `host[:port]` with no user info, by parsing it.
+fn parsed_host(named: &str) -> Option<String> {
+    let authority = named.parse::<http::uri::Authority>().ok()?;
     let host = authority.host();
     // What follows the host: nothing, or `:` and a port number.
     let port = named.get(host.len()..).filter(|_| named.starts_with(host));
-    !named.contains('@')
+    let valid = !named.contains('@')
         && !host.is_empty()
-        && port.is_some_and(|p| p.is_empty() || p.strip_prefix(':').is_some_and(|n| n.parse::<u16>().is_ok()))
+        && port.is_some_and(|p| p.is_empty() || p.strip_prefix(':').is_some_and(|n| n.parse::<u16>().is_ok()));
+    valid.then(|| host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
 }
 
 /// The host a request names (lower-cased, without port), from `Host` or the
@@ -61,7 +114,7 @@ pub fn request_host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<Str
 
 /// The host (lower-cased, without port) of the authority a request names, as
 /// [`request_authority_value`] gives it.
-pub fn host_name(authority: &http::HeaderValue) -> Option<Cow<'_, str>> {
+fn host_name(authority: &http::HeaderValue) -> Option<Cow<'_, str>> {
     let raw = authority.to_str().ok()?;
     if let Some(name) = plain_authority(raw) {
         return Some(Cow::Borrowed(name));
@@ -120,7 +173,7 @@ pub fn request_authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -
 
 /// [`request_authority`] as a header value: the `Host` header's own (shared, not
 /// copied) when it is one.
-pub fn request_authority_value(headers: &http::HeaderMap, uri: &http::Uri) -> Option<http::HeaderValue> {
+fn request_authority_value(headers: &http::HeaderMap, uri: &http::Uri) -> Option<http::HeaderValue> {
     match headers.get(http::header::HOST) {
         Some(host) => host.to_str().is_ok().then(|| host.clone()),
         None => uri.authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
@@ -281,15 +334,18 @@ mod tests {
                 b = b.header("host", *h);
             }
             let req = b.body(()).unwrap();
-            host_is_valid(req.headers(), req.uri(), req.version())
+            checked_authority(req.headers(), req.uri(), req.version())
+                .map(|named| named.map(|a| (a.value().to_str().unwrap().to_owned(), a.host().to_owned())))
         };
+        let named = |value: &str, host: &str| Some((value.to_owned(), host.to_owned()));
         use http::Version as V;
-        assert!(check("/", V::HTTP_11, &["app.test"]));
-        assert!(check("/", V::HTTP_11, &["app.test:8443"]));
-        assert!(check("/", V::HTTP_11, &["[::1]:8443"]));
-        assert!(check("https://app.test/", V::HTTP_2, &[]));
-        assert!(check("https://app.test/", V::HTTP_2, &["APP.test"]));
-        assert!(check("/", V::HTTP_10, &[]), "HTTP/1.0 may omit it");
+        assert_eq!(check("/", V::HTTP_11, &["app.test"]).unwrap(), named("app.test", "app.test"));
+        assert_eq!(check("/", V::HTTP_11, &["app.test:8443"]).unwrap(), named("app.test:8443", "app.test"));
+        assert_eq!(check("/", V::HTTP_11, &["App.Test:8443"]).unwrap(), named("App.Test:8443", "app.test"));
+        assert_eq!(check("/", V::HTTP_11, &["[::1]:8443"]).unwrap(), named("[::1]:8443", "::1"));
+        assert_eq!(check("https://app.test/", V::HTTP_2, &[]).unwrap(), named("app.test", "app.test"));
+        assert_eq!(check("https://app.test/", V::HTTP_2, &["APP.test"]).unwrap(), named("APP.test", "app.test"));
+        assert_eq!(check("/", V::HTTP_10, &[]).unwrap(), None, "HTTP/1.0 may omit it");
         for (uri, version, hosts) in [
             ("/", V::HTTP_11, &["FORGED@app.test"][..]),
             ("/", V::HTTP_11, &[][..]),
@@ -301,7 +357,7 @@ mod tests {
             ("https://FORGED@app.test/", V::HTTP_2, &[][..]),
             ("https://app.test/", V::HTTP_2, &["other.test"][..]),
         ] {
-            assert!(!check(uri, version, hosts), "{uri} {version:?} {hosts:?}");
+            assert!(check(uri, version, hosts).is_err(), "{uri} {version:?} {hosts:?}");
         }
     }
 
@@ -318,11 +374,26 @@ mod tests {
             proptest::prop_assert_eq!(request_host_of(&headers, &http::Uri::default()), parsed);
         }
 
-        /// What the fast path takes as a valid host, parsing takes too.
+        /// What the fast path takes as a valid host, parsing takes too, as the
+        /// same host.
         #[test]
         fn a_plain_authority_parses_as_host_and_port(raw in "[a-z0-9.:-]{0,24}|[a-zA-Z0-9.:@\\[\\]_-]{0,24}") {
-            if plain_authority(&raw).is_some() {
-                proptest::prop_assert!(parses_as_host_and_port(&raw), "{raw}");
+            if let Some(name) = plain_authority(&raw) {
+                let parsed = parsed_host(&raw);
+                proptest::prop_assert_eq!(parsed.as_deref(), Some(name), "{}", raw);
+            }
+        }
+
+        /// Any `Host` value: checked without a panic, and a host accepted is the
+        /// one parsing the authority gives.
+        #[test]
+        fn a_checked_host_is_what_parsing_the_authority_gives(raw in "[a-zA-Z0-9.:@\\[\\]_-]{0,24}|\\PC{0,24}") {
+            let Ok(value) = http::HeaderValue::from_str(&raw) else { return Ok(()) };
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::HOST, value);
+            if let Ok(Some(named)) = checked_authority(&headers, &http::Uri::default(), http::Version::HTTP_11) {
+                proptest::prop_assert_eq!(Some(named.host().to_owned()), request_host_of(&headers, &http::Uri::default()));
+                proptest::prop_assert_eq!(named.value().as_bytes(), raw.as_bytes());
             }
         }
 
