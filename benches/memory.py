@@ -4,7 +4,7 @@
 Prints keypin's resident memory (VmRSS, and the high-water mark VmHWM) when idle,
 while 1 GB streams through it, and with 10,000 idle keep-alive TLS connections
 open (once keypin has parked them, read from its admin /metrics). Bounded in
-count and time; stops what it started.
+count and time; stops what it started and removes its files.
 
 usage: python3 benches/memory.py [path/to/keypin]   (default target/dist/keypin)
 IDLE_CONNECTIONS=N changes the 10,000; SETTLE=S how long to wait before the
@@ -14,6 +14,7 @@ at keypin meanwhile (heaptrack, gdb).
 import http.server
 import os
 import resource
+import shutil
 import socket
 import ssl
 import subprocess
@@ -188,6 +189,7 @@ public_paths = ["/"]
         except subprocess.TimeoutExpired:
             proc.kill()
         upstream.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ async fn the_demo_tour_works_from_any_directory() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keypin"));
     // Run from an empty directory: everything the demo needs is in the binary.
     cmd.args(["demo", "--listen", "127.0.0.1:0"]).current_dir(dir.path()).env("RUST_LOG", "info");
-    let gw = GatewayProcess::spawn(cmd, dir);
+    let mut gw = GatewayProcess::spawn(cmd, dir);
     // The demo's certificate is in a private directory of this run, named in its log.
     let started = gw.output();
     let cert = started.split("\"cert\":\"").nth(1).and_then(|rest| rest.split('"').next()).expect("the cert is named");
@@ -53,6 +53,12 @@ async fn the_demo_tour_works_from_any_directory() {
     for pin in ["1234", "4567", "1212"] {
         assert!(printed.contains(pin), "the demo prints its PINs:\n{printed}");
     }
+
+    // Ctrl-C: the demo stops and takes its certificate's directory with it.
+    gw.signal("INT");
+    let status = tokio::task::spawn_blocking(move || gw.wait_exit(std::time::Duration::from_secs(40))).await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!cert.parent().unwrap().exists(), "{} is left behind", cert.display());
 }
 
 #[test]
