@@ -257,7 +257,18 @@ impl GatewayProcess {
 }
 
 impl Drop for GatewayProcess {
+    /// Stopped as an operator stops it (SIGTERM), so that what it removes on its
+    /// way out goes too (the demo's certificate directory); killed if it is still
+    /// there after a few seconds (requests a test left in flight).
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
