@@ -103,7 +103,12 @@ fn parsed_host(named: &str) -> Option<String> {
     let valid = !named.contains('@')
         && !host.is_empty()
         && port.is_some_and(|p| p.is_empty() || p.strip_prefix(':').is_some_and(|n| n.parse::<u16>().is_ok()));
-    valid.then(|| host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+    valid.then(|| bare_host(&authority))
+}
+
+/// An authority's host as routes name it: lower-cased, without brackets.
+fn bare_host(authority: &http::uri::Authority) -> String {
+    authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
 }
 
 /// The host a request names (lower-cased, without port), from `Host` or the
@@ -120,7 +125,7 @@ fn host_name(authority: &http::HeaderValue) -> Option<Cow<'_, str>> {
         return Some(Cow::Borrowed(name));
     }
     let authority: http::uri::Authority = raw.parse().ok()?;
-    Some(Cow::Owned(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()))
+    Some(Cow::Owned(bare_host(&authority)))
 }
 
 /// The name of an authority written the usual way, `name[:port]` with a name of

@@ -24,8 +24,9 @@ use hyper::rt::{Sleep, Timer};
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct HeadTimer;
 
-/// A deadline, over once the clock has passed it.
-struct Deadline(tokio::time::Instant);
+/// A deadline, over once the clock has passed it; also `within`'s bound on an
+/// HTTP/1.1 request's wait.
+pub(super) struct Deadline(pub(super) tokio::time::Instant);
 
 impl Future for Deadline {
     type Output = ();

@@ -16,6 +16,8 @@ use std::task::{Context, Poll};
 use hyper::Version;
 use tokio::time::Instant;
 
+use super::head_timer::Deadline;
+
 /// The deadline passed first.
 #[derive(Debug)]
 pub struct Elapsed;
@@ -28,7 +30,7 @@ pin_project_lite::pin_project! {
         Polled {
             #[pin]
             future: F,
-            deadline: Instant,
+            deadline: Deadline,
         },
         /// A timer of the runtime's (HTTP/2).
         Timer {
@@ -41,7 +43,7 @@ pin_project_lite::pin_project! {
 /// `future`, for a request of `version`, unless `deadline` passes first.
 pub fn within<F: Future>(version: Version, deadline: Instant, future: F) -> Within<F> {
     if matches!(version, Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11) {
-        Within::Polled { future, deadline }
+        Within::Polled { future, deadline: Deadline(deadline) }
     } else {
         Within::Timer { timeout: tokio::time::timeout_at(deadline, future) }
     }
@@ -57,7 +59,7 @@ impl<F: Future> Future for Within<F> {
                     return Poll::Ready(Ok(out));
                 }
                 // No waker is registered for the deadline: see the module's doc.
-                if Instant::now() >= *deadline { Poll::Ready(Err(Elapsed)) } else { Poll::Pending }
+                Pin::new(deadline).poll(cx).map(|()| Err(Elapsed))
             }
             WithinProjection::Timer { timeout } => timeout.poll(cx).map(|out| out.map_err(|_| Elapsed)),
         }
