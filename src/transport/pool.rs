@@ -6,17 +6,12 @@
 //! meantime) goes out on another one, so keep-alive races never reach the client.
 //! Idle connections unused for [`IDLE_TIMEOUT`] are closed, by a background sweep
 //! when no request comes.
-//!
-//! A connection is driven by the task using it, not by a task of its own: the
-//! request's task writes the request, reads the answer and streams its body in the
-//! same turn in which it hears from the socket, as an event loop would. A task of
-//! its own cost a hand-over to another task and back on every request.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -126,90 +121,8 @@ impl std::fmt::Debug for UpstreamTrust {
     }
 }
 
-/// A connection's own future (hyper's, with upgrades), type-erased: hyper does not
-/// name it.
-type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
-
-/// An upstream connection: the handle requests go out on, and the connection
-/// itself, polled by whoever holds it (see the module's doc).
-struct Upstream {
-    sender: SendRequest<Incoming>,
-    /// `None` once the connection has ended (it must not be polled again).
-    conn: Option<Driver>,
-}
-
-impl Upstream {
-    /// Let the connection read and write what it can, with `cx` woken when it can
-    /// do more. Whether it is still open.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(conn) = &mut self.conn
-            && let Poll::Ready(ended) = conn.as_mut().poll(cx)
-        {
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-            self.conn = None;
-        }
-        self.conn.is_some()
-    }
-
-    /// Whether the connection is open and waits for a request, as far as it knew
-    /// when last driven (an upstream's close since is found on the next exchange,
-    /// which then tries another connection).
-    fn is_ready(&self) -> bool {
-        self.conn.is_some() && !self.sender.is_closed() && self.sender.is_ready()
-    }
-
-    /// Let a connection nobody waits on catch up (an answer's end, the upstream's
-    /// close), leaving no waker behind: whether it can take a request now.
-    fn settle(&mut self) -> bool {
-        self.drive(&mut Context::from_waker(Waker::noop()));
-        self.is_ready()
-    }
-
-    /// Poll `progress`, something only this connection's progress advances (an
-    /// answer, its body), driving the connection as needed. What the connection
-    /// already handed over is taken without driving it; then it is driven without
-    /// the task's waker, and with it only when `progress` is still pending: a
-    /// connection left holding the task's waker would wake the running task when
-    /// the caller takes what it handed over (an answer's chunk), for a needless
-    /// turn of the task on every request. `fresh`: a request just went out, so
-    /// nothing can have come back yet.
-    fn poll_with<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        fresh: bool,
-        mut progress: impl FnMut(&mut Context<'_>) -> Poll<T>,
-    ) -> Poll<T> {
-        let quiet = &mut Context::from_waker(Waker::noop());
-        if self.conn.is_none() {
-            return progress(cx);
-        }
-        if !fresh {
-            if let ready @ Poll::Ready(_) = progress(quiet) {
-                return ready;
-            }
-            if !self.drive(quiet) {
-                return progress(cx);
-            }
-            if let ready @ Poll::Ready(_) = progress(quiet) {
-                return ready;
-            }
-        }
-        if self.drive(cx) { progress(quiet) } else { progress(cx) }
-    }
-
-    /// `exchange` (the answer to a request just sent on this connection), driving
-    /// the connection until it comes.
-    async fn answer<T>(&mut self, exchange: impl Future<Output = T>) -> T {
-        let mut exchange = std::pin::pin!(exchange);
-        let mut fresh = true;
-        std::future::poll_fn(|cx| self.poll_with(cx, std::mem::take(&mut fresh), |cx| exchange.as_mut().poll(cx))).await
-    }
-}
-
 struct Idle {
-    upstream: Upstream,
+    sender: SendRequest<Incoming>,
     since: Instant,
 }
 
@@ -261,10 +174,12 @@ impl Pool {
         mut req: Box<Request<Incoming>>,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> {
         async move {
-            while let Some(mut upstream) = self.checkout(origin) {
-                let exchange = upstream.sender.try_send_request(*req);
-                match upstream.answer(exchange).await {
-                    Ok(resp) => return Ok(self.lend(origin, upstream, resp)),
+            while let Some(mut sender) = self.checkout(origin) {
+                if sender.ready().await.is_err() {
+                    continue;
+                }
+                match sender.try_send_request(*req).await {
+                    Ok(resp) => return Ok(self.lend(origin, sender, resp)),
                     Err(mut e) => match e.take_message() {
                         // Never written: the connection was closing. Try the next one.
                         Some(unsent) => *req = unsent,
@@ -273,59 +188,53 @@ impl Pool {
                 }
             }
             // Boxed: opening a connection is the rare path, and its future is large.
-            let mut upstream = Box::pin(self.connect(origin)).await?;
-            let exchange = upstream.sender.send_request(*req);
-            let resp = upstream.answer(exchange).await?;
-            Ok(self.lend(origin, upstream, resp))
+            let mut sender = Box::pin(self.connect(origin)).await?;
+            let resp = sender.send_request(*req).await?;
+            Ok(self.lend(origin, sender, resp))
         }
     }
 
     /// The most recently returned idle connection to `origin`, closing those past
     /// [`IDLE_TIMEOUT`] on the way.
-    fn checkout(&self, origin: &Origin) -> Option<Upstream> {
+    fn checkout(&self, origin: &Origin) -> Option<SendRequest<Incoming>> {
         let mut idle = self.idle.lock();
         let conns = idle.get_mut(origin)?;
         let now = Instant::now();
         while conns.front().is_some_and(|c| now.duration_since(c.since) >= IDLE_TIMEOUT) {
             conns.pop_front();
         }
-        // Idle connections were ready when given back, and nothing drives them
-        // since: one the upstream has closed meanwhile is found by the exchange.
-        conns.pop_back().map(|conn| conn.upstream)
+        while let Some(conn) = conns.pop_back() {
+            // A connection not ready is still busy with an exchange: never lent.
+            if !conn.sender.is_closed() && conn.sender.is_ready() {
+                return Some(conn.sender);
+            }
+        }
+        None
     }
 
-    fn give_back(self: &Arc<Self>, origin: Origin, mut upstream: Upstream) {
-        if upstream.settle() {
-            return self.keep(origin, upstream);
-        }
-        if upstream.conn.is_none() || upstream.sender.is_closed() {
+    fn give_back(self: &Arc<Self>, origin: Origin, mut sender: SendRequest<Incoming>) {
+        if sender.is_closed() {
             return;
         }
-        // Not ready: the answer ended before the request did (an upstream that
-        // answers an upload early). Back only once the upload is sent, within the
-        // idle time, driven by a task of its own meanwhile.
-        let pool = Arc::downgrade(self);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let sent = std::future::poll_fn(|cx| match upstream.drive(cx) {
-                    true => upstream.sender.poll_ready(cx).map(|ready| ready.is_ok()),
-                    false => Poll::Ready(false),
+        if !sender.is_ready() {
+            // The answer ended before the request did (an upstream that answers an
+            // upload early): back only once the upload is sent, within the idle time.
+            let pool = Arc::downgrade(self);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if tokio::time::timeout(IDLE_TIMEOUT, sender.ready()).await.is_ok_and(|ready| ready.is_ok())
+                        && let Some(pool) = pool.upgrade()
+                    {
+                        pool.give_back(origin, sender);
+                    }
                 });
-                if tokio::time::timeout(IDLE_TIMEOUT, sent).await == Ok(true)
-                    && let Some(pool) = pool.upgrade()
-                {
-                    pool.give_back(origin, upstream);
-                }
-            });
+            }
+            return;
         }
-    }
-
-    /// Keep a connection ready for the next request to `origin`.
-    fn keep(self: &Arc<Self>, origin: Origin, upstream: Upstream) {
         let mut idle = self.idle.lock();
         let conns = idle.entry(origin).or_default();
         if conns.len() < IDLE_PER_ORIGIN {
-            conns.push_back(Idle { upstream, since: Instant::now() });
+            conns.push_back(Idle { sender, since: Instant::now() });
         }
         drop(idle);
         if !self.sweeping.swap(true, Relaxed) {
@@ -355,16 +264,16 @@ impl Pool {
     }
 
     /// Drop idle connections past [`IDLE_TIMEOUT`] and those the upstream closed;
-    /// dropping a connection closes it.
+    /// dropping a connection's sender closes it.
     fn close_expired(&self, now: Instant) {
         let mut idle = self.idle.lock();
         idle.retain(|_, conns| {
-            conns.retain_mut(|c| now.duration_since(c.since) < IDLE_TIMEOUT && c.upstream.settle());
+            conns.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && !c.sender.is_closed());
             !conns.is_empty()
         });
     }
 
-    async fn connect(&self, origin: &Origin) -> Result<Upstream, UpstreamError> {
+    async fn connect(&self, origin: &Origin) -> Result<SendRequest<Incoming>, UpstreamError> {
         let uri = Uri::builder().scheme(origin.scheme.clone()).authority(origin.authority.clone()).path_and_query("/");
         let mut connector = match &origin.trust {
             None => self.connector.clone(),
@@ -377,27 +286,28 @@ impl Pool {
         };
         let io = connector.call(uri.build()?).await?;
         let (sender, conn) = http1::handshake(io).await?;
-        Ok(Upstream { sender, conn: Some(Box::pin(conn.with_upgrades())) })
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
     }
 
     /// The answer, with its body holding the connection until it has been read.
     fn lend(
         self: &Arc<Self>,
         origin: &Origin,
-        mut upstream: Upstream,
+        sender: SendRequest<Incoming>,
         resp: Response<Incoming>,
     ) -> Response<UpstreamBody> {
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // A switched protocol owns the connection from now on: it is driven on
-            // until hyper hands its socket to the upgrade.
-            tokio::spawn(std::future::poll_fn(move |cx| match upstream.drive(cx) {
-                true => Poll::Pending,
-                false => Poll::Ready(()),
-            }));
-            return resp.map(|body| UpstreamBody { body, lent: None });
-        }
-        let lent = Lent { pool: Arc::downgrade(self), origin: origin.clone(), upstream };
-        resp.map(|body| UpstreamBody { body, lent: Some(lent) })
+        // A switched protocol owns the connection from now on.
+        let lent = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lent {
+            pool: Arc::downgrade(self),
+            origin: origin.clone(),
+            sender,
+        });
+        resp.map(|body| UpstreamBody { body, lent })
     }
 }
 
@@ -416,13 +326,13 @@ impl Drop for SweepEnds {
 struct Lent {
     pool: Weak<Pool>,
     origin: Origin,
-    upstream: Upstream,
+    sender: SendRequest<Incoming>,
 }
 
 impl Lent {
     fn give_back(self) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.give_back(self.origin, self.upstream);
+            pool.give_back(self.origin, self.sender);
         }
     }
 }
@@ -437,13 +347,8 @@ impl HttpBody for UpstreamBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    /// The connection is driven first (see `Upstream::poll_with`).
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let frame = match &mut this.lent {
-            Some(lent) => lent.upstream.poll_with(cx, false, |cx| Pin::new(&mut this.body).poll_frame(cx)),
-            None => Pin::new(&mut this.body).poll_frame(cx),
-        };
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
         if matches!(frame, Poll::Ready(None))
             && let Some(lent) = self.lent.take()
         {
@@ -494,11 +399,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_connections_are_closed_in_the_background_once_expired() {
         let pool = Pool::new(upstream_connector(Duration::from_secs(1)));
-        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let (ours, mut upstream) = tokio::io::duplex(1024);
         let (sender, conn) = http1::handshake::<_, Incoming>(TokioIo::new(ours)).await.unwrap();
-        let upstream = Upstream { sender, conn: Some(Box::pin(conn)) };
+        tokio::spawn(conn);
         let origin = Origin { scheme: Scheme::HTTP, authority: Authority::from_static("upstream.test"), trust: None };
-        pool.give_back(origin, upstream);
+        pool.give_back(origin, sender);
 
         // No request comes. Still kept just before it expires...
         tokio::time::sleep(IDLE_TIMEOUT - Duration::from_secs(1)).await;
@@ -507,7 +412,7 @@ mod tests {
         tokio::time::sleep(SWEEP_EVERY + Duration::from_secs(1)).await;
         assert_eq!(idle_count(&pool), 0);
         let mut rest = Vec::new();
-        assert_eq!(theirs.read_to_end(&mut rest).await.unwrap(), 0, "the upstream sees the close");
+        assert_eq!(upstream.read_to_end(&mut rest).await.unwrap(), 0, "the upstream sees the close");
 
         // The sweep is the one task left, and it ends with its pool.
         let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
