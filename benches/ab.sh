@@ -14,8 +14,9 @@
 # Env: A_BIN, B_BIN (default target/dist/keypin: `cargo build --profile dist`), A_TOML, B_TOML (TOML
 # appended to each side's config), REDIS_PORT (start a redis-server there),
 # PIN=1 (both sides on CPU 0 with one worker, the upstream and the load generator
-# on CPU 1, as benches/load.sh's pinned mode), plus compare.sh's ROUNDS,
-# DURATION, CONNS, LG.
+# on CPU 1, as benches/load.sh's pinned mode), WITH_NGINX=1 (nginx's TLS proxy
+# measured in the same interleaved rounds, first, so the ratios are against it:
+# both builds against nginx at once), plus compare.sh's ROUNDS, DURATION, CONNS, LG.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -43,15 +44,24 @@ fi
 keypin_start a "$A_BIN" 18447 "workers = ${WORKERS:-2}" "${A_TOML:-}"
 keypin_start b "$B_BIN" 18448 "workers = ${WORKERS:-2}" "${B_TOML:-}"
 export TARGET_PIDS="a=$PID_a b=$PID_b"
+targets=(a=https://127.0.0.1:18447/ b=https://127.0.0.1:18448/)
+nginx_pids=""
+if [[ "${WITH_NGINX:-0}" == 1 ]]; then
+    nginx_pids=$(peer_pids nginx)
+    TARGET_PIDS="nginx-tls=${nginx_pids// /,} $TARGET_PIDS"
+    targets=(nginx-tls="https://127.0.0.1:$NGINX_PORT/" "${targets[@]}")
+fi
 if [[ "${PIN:-0}" == 1 ]]; then
-    pin_to 0 "$PID_a" "$PID_b"
+    # shellcheck disable=SC2086 # the PID list splits into arguments
+    pin_to 0 "$PID_a" "$PID_b" $nginx_pids
     # shellcheck disable=SC2046
     pin_to 1 $(peer_pids upstream)
 fi
 [[ "$(keypin_sign_in 18447 "$STATE/jar")" == 303 ]] || { echo "ab.sh: sign-in failed" >&2; exit 1; }
-export COOKIE="__Host-keypin=$(keypin_session "$STATE/jar")"
+# One Cookie header for every target: nginx's peer checks gw_session, keypin its own.
+export COOKIE="$SESSION_COOKIE_NAME=$SESSION_TOKEN; __Host-keypin=$(keypin_session "$STATE/jar")"
 
-OUT="$STATE/results" "$PEERS/compare.sh" a=https://127.0.0.1:18447/ b=https://127.0.0.1:18448/
+OUT="$STATE/results" "$PEERS/compare.sh" "${targets[@]}"
 for side in a:18447 b:18448; do
     t0=$(date +%s%N)
     for i in $(seq 1 20); do keypin_sign_in "${side#*:}" "$STATE/j" "198.51.100.$i" >/dev/null; done
