@@ -239,19 +239,30 @@ impl GatewayProcess {
     }
 
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
-        assert!(ok.success());
+        assert!(self.try_signal(name), "kill -{name} failed");
+    }
+
+    /// Send signal `name`; whether `kill` could (not if the process is gone).
+    fn try_signal(&self, name: &str) -> bool {
+        Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().is_ok_and(|s| s.success())
     }
 
     /// Wait for the process to exit, at most `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.exit_within(limit).unwrap_or_else(|| panic!("keypin did not exit within {limit:?}"))
+    }
+
+    /// The process's exit status, if it exits within `limit`.
+    fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + limit;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
-            assert!(std::time::Instant::now() < deadline, "keypin did not exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(20));
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -261,13 +272,8 @@ impl Drop for GatewayProcess {
     /// way out goes too (the demo's certificate directory); killed if it is still
     /// there after a few seconds (requests a test left in flight).
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if self.try_signal("TERM") && self.exit_within(Duration::from_secs(3)).is_some() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
