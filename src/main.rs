@@ -272,7 +272,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     keypin::transport::tls::install_default_provider();
     // Only the long-running commands, which build a runtime, start the thread.
     keypin::transport::allocator::start_background_purging();
-    tokio::runtime::Runtime::new().context("starting the async runtime")
+    // One thread: it accepts and hands each connection to a worker, and runs the
+    // admin listener and the upkeep. A second would wake beside it and find
+    // nothing to do (docs/benchmarks.md, "Upkeep").
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }
 
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {

@@ -187,8 +187,9 @@ impl App {
 /// [`PROBE_EVERY`] while it answers, every [`PROBE_EVERY_FAILING`] while it fails.
 async fn probe_backend(gateway: Arc<ArcSwap<Gateway>>, metrics: Arc<Metrics>) {
     let mut last = tokio::time::Instant::now();
+    let mut tick = crate::transport::upkeep::every(PROBE_EVERY_FAILING);
     loop {
-        tokio::time::sleep(PROBE_EVERY_FAILING).await;
+        tick.tick().await;
         let (secrets, limits) = {
             let current = gateway.load();
             (current.secrets().clone(), current.limits().clone())

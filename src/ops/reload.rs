@@ -15,6 +15,7 @@ use crate::config::{Config, SecretsConfig, Stamp, stamp};
 use crate::state::secrets::cache::SecretCache;
 use crate::state::secrets::{self, OpenError};
 use crate::transport::tls::CertResolver;
+use crate::transport::upkeep;
 use crate::web::gateway::{Gateway, Shared};
 
 /// How often the configuration and certificate files are checked for changes.
@@ -42,6 +43,7 @@ impl Reloader {
     /// Watch for reasons to reload until the task is dropped.
     pub async fn run(mut self) {
         let mut stamps = self.stamps();
+        let mut tick = upkeep::every(WATCH_EVERY);
         loop {
             let forced = tokio::select! {
                 () = self.trigger.notified() => true,
@@ -49,7 +51,7 @@ impl Reloader {
                     tracing::info!("SIGHUP: reloading the configuration");
                     true
                 }
-                () = tokio::time::sleep(WATCH_EVERY) => false,
+                _ = tick.tick() => false,
             };
             let now = self.stamps();
             if forced || now != stamps {

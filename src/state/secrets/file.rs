@@ -85,7 +85,7 @@ impl FileStore {
         let mut last = self.loaded;
         let store = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(RELOAD_POLL);
+            let mut interval = crate::transport::upkeep::every(RELOAD_POLL);
             loop {
                 interval.tick().await;
                 let Some(store) = store.upgrade() else { return };
