@@ -56,6 +56,7 @@ if [[ "${PIN:-0}" == 1 ]]; then
     pin_to 0 "$PID_a" "$PID_b" $nginx_pids
     # shellcheck disable=SC2046
     pin_to 1 $(peer_pids upstream)
+    PAUSE_PIDS="$(peer_pids caddy) $(peer_pids haproxy)"; export PAUSE_PIDS   # started by run.sh, not measured here
 fi
 [[ "$(keypin_sign_in 18447 "$STATE/jar")" == 303 ]] || { echo "ab.sh: sign-in failed" >&2; exit 1; }
 # One Cookie header for every target: nginx's peer checks gw_session, keypin its own.

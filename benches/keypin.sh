@@ -13,10 +13,11 @@ keypin_secrets() {
 }
 
 # Pinned mode (PIN=1, 2 CPUs): each proxy on CPU 0 with one worker, the bench
-# upstream and the load generator on CPU 1; 5 rounds of 4 s unless set.
+# upstream and the load generator on CPU 1; 5 rounds of 4 s unless set; the
+# targets not measured, and caddy, stopped during each run (compare.sh's PAUSE).
 if [[ "${PIN:-0}" == 1 ]]; then
     (( $(nproc) >= 2 )) || { echo "PIN=1 needs 2 CPUs" >&2; exit 2; }
-    export WORKERS=1 UP_WORKERS=1 LG_CPUS=1
+    export WORKERS=1 UP_WORKERS=1 LG_CPUS=1 PAUSE="${PAUSE:-1}"
     export ROUNDS="${ROUNDS:-5}" DURATION="${DURATION:-4}" MAX_TOTAL="${MAX_TOTAL:-200}"
 fi
 

@@ -64,6 +64,7 @@ if [[ "${PIN:-0}" == 1 ]]; then
     pin_to 0 $nginx_pids $haproxy_pids "$KEYPIN_PID"
     # shellcheck disable=SC2046
     pin_to 1 $(peer_pids upstream)
+    PAUSE_PIDS=$(peer_pids caddy); export PAUSE_PIDS   # started by run.sh, not measured here
     log "pinned: proxies on CPU 0 (one worker each), upstream and wrk on CPU 1"
 fi
 
