@@ -14,10 +14,11 @@ keypin_secrets() {
 
 # Pinned mode (PIN=1, 2 CPUs): each proxy on CPU 0 with one worker, the bench
 # upstream and the load generator on CPU 1; 5 rounds of 4 s unless set; the
-# targets not measured, and caddy, stopped during each run (compare.sh's PAUSE).
+# targets not measured, and caddy, stopped during each run, and the order of the
+# targets turned by one each round (compare.sh's PAUSE and ROTATE).
 if [[ "${PIN:-0}" == 1 ]]; then
     (( $(nproc) >= 2 )) || { echo "PIN=1 needs 2 CPUs" >&2; exit 2; }
-    export WORKERS=1 UP_WORKERS=1 LG_CPUS=1 PAUSE="${PAUSE:-1}"
+    export WORKERS=1 UP_WORKERS=1 LG_CPUS=1 PAUSE="${PAUSE:-1}" ROTATE="${ROTATE:-1}"
     export ROUNDS="${ROUNDS:-5}" DURATION="${DURATION:-4}" MAX_TOTAL="${MAX_TOTAL:-200}"
 fi
 
