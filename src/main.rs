@@ -274,7 +274,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     keypin::transport::allocator::start_background_purging();
     // One thread: it accepts and hands each connection to a worker, and runs the
     // admin listener and the upkeep. A second would wake beside it and find
-    // nothing to do (docs/benchmarks.md, "Upkeep").
+    // nothing to do (docs/benchmarks.md, the seventh round).
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }
 

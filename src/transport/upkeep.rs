@@ -5,7 +5,7 @@
 //! tasks of periods of one and two seconds wake the runtime together, once a
 //! second, instead of each at a phase of its own. A wake of an idle thread is
 //! not free (caches gone cold, a context switch): on a core shared with a
-//! worker each takes time from requests (docs/benchmarks.md, "Upkeep").
+//! worker each takes time from requests (docs/benchmarks.md, the seventh round).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +13,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 /// An interval that ticks every `period`, first at the next whole multiple of
 /// `period` since the Unix epoch. A tick missed (a busy thread) is skipped, so
-/// the ticks stay on the grid.
+/// the ticks stay on the grid. Panics if `period` is zero, as tokio's intervals do.
 pub fn every(period: Duration) -> Interval {
     let mut interval = tokio::time::interval_at(Instant::now() + until_next(period, SystemTime::now()), period);
     interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
