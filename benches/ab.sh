@@ -7,11 +7,11 @@
 # sequential sign-ins (form GET + POST) on each side. Loopback only, bounded,
 # stops what it started.
 #
-#   A_BIN=/path/old/keypin B_BIN=target/dist/keypin benches/ab.sh
+#   A_BIN=/path/old/keypin B_BIN=target/pgo/keypin benches/ab.sh
 #   B_TOML='[limits]
 #   store = "redis://127.0.0.1:6391/"' REDIS_PORT=6391 benches/ab.sh
 #
-# Env: A_BIN, B_BIN (default target/dist/keypin: `cargo build --profile dist`), A_TOML, B_TOML (TOML
+# Env: A_BIN, B_BIN (default target/pgo/keypin: benches/pgo.sh, as shipped), A_TOML, B_TOML (TOML
 # appended to each side's config), REDIS_PORT (start a redis-server there),
 # PIN=1 (both sides on CPU 0 with one worker, the upstream and the load generator
 # on CPU 1, as benches/load.sh's pinned mode), WITH_NGINX=1 (nginx's TLS proxy
@@ -25,8 +25,9 @@ PEERS="$HERE/peers"
 . "$PEERS/bench.env"
 # shellcheck source=keypin.sh
 . "$HERE/keypin.sh"
-A_BIN="${A_BIN:-$ROOT/target/dist/keypin}"
-B_BIN="${B_BIN:-$ROOT/target/dist/keypin}"
+if [[ -z "${A_BIN:-}" || -z "${B_BIN:-}" ]]; then keypin_build; fi
+A_BIN="${A_BIN:-$KEYPIN}"
+B_BIN="${B_BIN:-$KEYPIN}"
 STATE="$STATE_DIR/ab"; mkdir -p "$STATE"
 keypin_secrets
 KEY="$("$B_BIN" gen-key)"

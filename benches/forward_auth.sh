@@ -19,8 +19,7 @@ PEERS="$HERE/peers"
 . "$HERE/keypin.sh"
 STATE="$STATE_DIR/forward-auth"; mkdir -p "$STATE"
 FRONT_PORT=18449 PROXY_PORT=18450 AUTH_PLAIN=18451
-(cd "$ROOT" && cargo build --profile dist --locked --quiet)
-KEYPIN="$ROOT/target/dist/keypin"
+keypin_build
 keypin_secrets
 KEY="$("$KEYPIN" gen-key)"
 pids=()

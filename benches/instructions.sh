@@ -6,7 +6,7 @@
 # of warm-up, then 5,000 on 8 connections with h2load, counted. Loopback only,
 # bounded, stops what it started. Needs valgrind and h2load (nghttp2-client).
 #
-#   benches/instructions.sh [path/to/keypin]      # default target/dist/keypin
+#   benches/instructions.sh [path/to/keypin]      # default target/pgo/keypin (benches/pgo.sh)
 #   H2=1 benches/instructions.sh                  # HTTP/2, 10 streams a connection
 #
 # Prints the instructions per request; the callgrind file stays in
@@ -18,7 +18,7 @@ PEERS="$HERE/peers"
 # shellcheck source=peers/bench.env
 . "$PEERS/bench.env"
 WORKERS=1
-BIN="$(realpath "${1:-$ROOT/target/dist/keypin}")"
+BIN="$(realpath "${1:-$ROOT/target/pgo/keypin}")"
 STATE="$STATE_DIR/keypin"
 PORT=18447
 REQUESTS=5000

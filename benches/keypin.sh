@@ -3,6 +3,22 @@
 # bench upstream), sign in through the real form, and the pinned mode. Needs
 # bench.env's UP_PORT and STATE_DIR, and STATE and KEY.
 
+# keypin_build: sets KEYPIN to the build under test: KEYPIN_BIN if set, else
+# the PROFILE build: `pgo` (the default, as shipped: benches/pgo.sh) or a cargo
+# profile (`dist`, `release`). Needs ROOT and HERE.
+keypin_build() {
+    local profile=${PROFILE:-pgo}
+    if [[ -n "${KEYPIN_BIN:-}" ]]; then
+        KEYPIN="$KEYPIN_BIN"   # another build, e.g. the one before a change
+    elif [[ $profile == pgo ]]; then
+        KEYPIN=$("$HERE/pgo.sh")
+    else
+        echo "building keypin (profile $profile)" >&2
+        (cd "$ROOT" && cargo build --profile "$profile" --locked --quiet)
+        KEYPIN="$ROOT/target/$profile/keypin"
+    fi
+}
+
 # The bench user's PIN; keypin_secrets writes its secret.
 BENCH_PIN=24681357
 

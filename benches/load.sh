@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # keypin against nginx, haproxy and caddy at the same job, on loopback: TLS, a
 # session-cookie check, Basic Authorization injected, keep-alive to one upstream.
-# Builds the dist profile (fat LTO, as shipped), starts the peers (benches/peers) and keypin with a bench config
+# Builds keypin as shipped (benches/pgo.sh: the dist profile, fat LTO, with PGO), starts the peers (benches/peers) and keypin with a bench config
 # whose route points at the bench upstream (127.0.0.1:18080) and a file secret for
 # the bench user, signs in once through the real form, then runs compare.sh with
 # both cookies, interleaved, and prints the ratio table with each proxy's CPU
@@ -13,7 +13,7 @@
 #   PIN=1 benches/load.sh           # pinned: every proxy on CPU 0 with one worker,
 #                                   # the upstream and wrk on CPU 1 (2-core host);
 #                                   # ROUNDS=5 DURATION=4 unless set
-#   PROFILE=release PIN=1 benches/load.sh   # keypin built with another cargo profile
+#   PROFILE=dist PIN=1 benches/load.sh   # keypin built with a cargo profile (dist, release), no PGO
 #   LG=h2load PIN=1 benches/load.sh      # HTTP/2: h2load, STREAMS=10 per connection
 #   KEYPIN_BIN=/tmp/old/keypin PIN=1 benches/load.sh   # a given binary, not built here
 #   MODE=syscalls PIN=1 benches/load.sh  # instead of the comparison: per request,
@@ -26,7 +26,6 @@ PEERS="$HERE/peers"
 # shellcheck source=peers/bench.env
 . "$PEERS/bench.env"
 KEYPIN_PORT="${KEYPIN_PORT:-18447}"
-PROFILE="${PROFILE:-dist}"
 STATE="$STATE_DIR/keypin"
 mkdir -p "$STATE"
 # shellcheck source=keypin.sh
@@ -34,13 +33,7 @@ mkdir -p "$STATE"
 
 log() { printf '[load.sh] %s\n' "$*" >&2; }
 
-if [[ -n "${KEYPIN_BIN:-}" ]]; then
-    KEYPIN="$KEYPIN_BIN"   # another build, e.g. the one before a change
-else
-    log "building keypin (profile $PROFILE)"
-    (cd "$ROOT" && cargo build --profile "$PROFILE" --locked --quiet)
-    KEYPIN="$ROOT/target/$PROFILE/keypin"
-fi
+keypin_build
 KEY="$("$KEYPIN" gen-key)"
 keypin_secrets
 

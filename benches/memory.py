@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""keypin's memory, measured on loopback against a dist build (`cargo build --profile dist`).
+"""keypin's memory, measured on loopback against the shipped build (benches/pgo.sh).
 
 Prints keypin's resident memory (VmRSS, and the high-water mark VmHWM) when idle,
 while 1 GB streams through it, and with 10,000 idle keep-alive TLS connections
 open (once keypin has parked them, read from its admin /metrics). Bounded in
 count and time; stops what it started and removes its files.
 
-usage: python3 benches/memory.py [path/to/keypin]   (default target/dist/keypin)
+usage: python3 benches/memory.py [path/to/keypin]   (default target/pgo/keypin)
 IDLE_CONNECTIONS=N changes the 10,000; SETTLE=S how long to wait before the
 second reading with them (30 s); HOLD=S keeps them open S more seconds, to look
 at keypin meanwhile (heaptrack, gdb).
@@ -25,7 +25,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KEYPIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/dist/keypin")
+KEYPIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/pgo/keypin")
 GIB = 1024**3
 IDLE_CONNECTIONS = int(os.environ.get("IDLE_CONNECTIONS", "10000"))
 HOLD = float(os.environ.get("HOLD", "0"))
