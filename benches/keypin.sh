@@ -19,6 +19,14 @@ keypin_build() {
     fi
 }
 
+# keypin_stop_all: the exit trap of a script that starts keypins (their PIDs in
+# the array `pids`) and the peers: stops both. Needs PEERS.
+keypin_stop_all() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    "$PEERS/run.sh" stop >/dev/null 2>&1 || true
+}
+
 # The bench user's PIN; keypin_secrets writes its secret.
 BENCH_PIN=24681357
 

@@ -38,11 +38,7 @@ KEY="$("$KEYPIN" gen-key)"
 keypin_secrets
 
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-    "$PEERS/run.sh" stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+trap keypin_stop_all EXIT
 
 "$PEERS/run.sh" start
 # Its admin listener is on KEYPIN_PORT + 1000 (19447 by default).

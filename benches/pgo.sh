@@ -9,7 +9,8 @@
 #      when installed); stop it with SIGTERM, so that it writes its profile;
 #   3. merge the profile (llvm-profdata) and build again with -Cprofile-use.
 # The result is target/pgo/keypin (its path is printed last); while no source
-# file (src/, Cargo.toml, Cargo.lock, this script) is newer, it is reused as is.
+# file (src/, Cargo.toml, Cargo.lock, this script) is newer and rustc and
+# RUSTFLAGS are the same, it is reused as is.
 # Loopback only, bounded: TRAIN seconds (default 5) for each load.
 #
 #   benches/pgo.sh                 # what the Dockerfile and the benchmarks run
@@ -46,8 +47,11 @@ profdata_tool() {
     if [[ -x "$rustup_tool" ]]; then echo "$rustup_tool"; return; fi
     find /usr/lib -maxdepth 3 -path '/usr/lib/llvm-*/bin/llvm-profdata' 2>/dev/null | sort -V | tail -1
 }
-if [[ "${FRESH:-0}" != 1 && -x "$OUT/keypin" ]] && [[ -z "$(cd "$ROOT" && find src Cargo.toml Cargo.lock \
-        benches/pgo.sh -newer "$OUT/keypin" -print -quit)" ]]; then
+# What the binary was built with besides the sources: the compiler and the flags.
+BUILT_WITH="$(rustc -vV)
+RUSTFLAGS=${RUSTFLAGS:-}"
+if [[ "${FRESH:-0}" != 1 && -x "$OUT/keypin" && "$(cat "$OUT/keypin.built-with" 2>/dev/null)" == "$BUILT_WITH" ]] \
+    && [[ -z "$(cd "$ROOT" && find src Cargo.toml Cargo.lock benches/pgo.sh -newer "$OUT/keypin" -print -quit)" ]]; then
     log "up to date: $OUT/keypin"
     echo "$OUT/keypin"
     exit 0
@@ -60,8 +64,8 @@ for tool in curl openssl; do command -v "$tool" >/dev/null || die "$tool not ins
 # The target is named, so that RUSTFLAGS reach keypin and its dependencies but
 # not build scripts and proc macros; each step has its own target directory, so
 # neither rebuilds the other's.
-build() { # TARGET_DIR RUSTFLAGS
-    (cd "$ROOT" && CARGO_TARGET_DIR="$1" RUSTFLAGS="$2" \
+build() { # TARGET_DIR RUSTFLAGS: the caller's RUSTFLAGS (e.g. -Ctarget-cpu) are kept
+    (cd "$ROOT" && CARGO_TARGET_DIR="$1" RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$2" \
         cargo build --profile dist --locked --quiet --target "$HOST")
 }
 
@@ -74,11 +78,7 @@ KEYPIN="$OUT/gen/$HOST/dist/keypin"
 KEY="$("$KEYPIN" gen-key)"
 keypin_secrets
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-    "$PEERS/run.sh" stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+trap keypin_stop_all EXIT
 "$PEERS/run.sh" upstream
 LLVM_PROFILE_FILE="$DATA/keypin-%p-%m.profraw" keypin_start keypin "$KEYPIN" "$KEYPIN_PORT" \
     "plain_listen = \"127.0.0.1:$PLAIN_PORT\"
@@ -121,4 +121,5 @@ mv "$OUT/keypin.profdata" "$OUT/keypin-$sum.profdata"
 build "$OUT/use" "-Cprofile-use=$OUT/keypin-$sum.profdata"
 find "$OUT" -maxdepth 1 -name 'keypin-*.profdata' ! -name "keypin-$sum.profdata" -delete
 cp "$OUT/use/$HOST/dist/keypin" "$OUT/keypin"
+echo "$BUILT_WITH" > "$OUT/keypin.built-with"
 echo "$OUT/keypin"
