@@ -15,6 +15,9 @@
 #                                   # ROUNDS=5 DURATION=4 unless set
 #   PROFILE=dist PIN=1 benches/load.sh   # keypin built with a cargo profile (dist, release), no PGO
 #   LG=h2load PIN=1 benches/load.sh      # HTTP/2: h2load, STREAMS=10 per connection
+#   LG=h2load H1=1 RATE=60000 PIN=1 benches/load.sh   # HTTP/1.1 at a fixed offered
+#                                   # load (60,000 requests/s for every proxy): the
+#                                   # latency percentiles at the same load
 #   KEYPIN_BIN=/tmp/old/keypin PIN=1 benches/load.sh   # a given binary, not built here
 #   MODE=syscalls PIN=1 benches/load.sh  # instead of the comparison: per request,
 #                                   # each proxy's system calls (strace -c over a
