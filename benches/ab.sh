@@ -33,9 +33,8 @@ keypin_secrets
 KEY="$("$B_BIN" gen-key)"
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    [[ -n "${REDIS_PORT:-}" ]] && redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1
-    "$PEERS/run.sh" stop >/dev/null 2>&1 || true
+    keypin_stop_all
+    [[ -z "${REDIS_PORT:-}" ]] || redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 if [[ -n "${REDIS_PORT:-}" ]]; then

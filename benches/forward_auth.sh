@@ -23,11 +23,7 @@ keypin_build
 keypin_secrets
 KEY="$("$KEYPIN" gen-key)"
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    "$PEERS/run.sh" stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+trap keypin_stop_all EXIT
 "$PEERS/run.sh" start >/dev/null
 
 keypin_start proxy "$KEYPIN" "$PROXY_PORT" "workers = 2"

@@ -37,11 +37,7 @@ printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s/callgr
 chmod +x "$wrapper"
 
 pids=()
-cleanup() {
-    [[ -n "${PID_keypin:-}" ]] && kill -TERM "$PID_keypin" 2>/dev/null || true
-    "$PEERS/run.sh" stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+trap keypin_stop_all EXIT
 "$PEERS/run.sh" start >/dev/null
 keypin_start keypin "$wrapper" "$PORT" "workers = $WORKERS"
 keypin_sign_in "$PORT" "$STATE/cookies.txt" >/dev/null
