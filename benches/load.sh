@@ -22,6 +22,10 @@
 #   MODE=syscalls PIN=1 benches/load.sh  # instead of the comparison: per request,
 #                                   # each proxy's system calls (strace -c over a
 #                                   # 3 s run), user and system CPU, context switches
+#   MODE=timeline PIN=1 benches/load.sh  # instead of the comparison: at a fixed load
+#                                   # (RATE, 15,000/s by default), the order in which
+#                                   # each proxy carries a burst's requests (perf
+#                                   # record of its reads and writes; benches/timeline.sh)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -68,13 +72,17 @@ session=$(keypin_session "$STATE/cookies.txt")
 
 # One Cookie header for every target: the peers check gw_session, keypin its own.
 export COOKIE="$SESSION_COOKIE_NAME=$SESSION_TOKEN; __Host-keypin=$session"
-if [[ "${MODE:-compare}" == syscalls ]]; then
-    . "$HERE/syscalls.sh"
+if [[ "${MODE:-compare}" == syscalls || "${MODE:-compare}" == timeline ]]; then
+    if [[ $MODE == syscalls ]]; then
+        . "$HERE/syscalls.sh"; each=per_request
+    else
+        . "$HERE/timeline.sh"; each=timeline
+    fi
     # shellcheck disable=SC2086 # the PID lists split into arguments
     {
-        per_request nginx-tls "https://127.0.0.1:$NGINX_PORT/" $nginx_pids
-        per_request keypin "https://127.0.0.1:$KEYPIN_PORT/" "$KEYPIN_PID"
-        per_request haproxy-tls "https://127.0.0.1:$HAPROXY_PORT/" $haproxy_pids
+        $each nginx-tls "https://127.0.0.1:$NGINX_PORT/" $nginx_pids
+        $each keypin "https://127.0.0.1:$KEYPIN_PORT/" "$KEYPIN_PID"
+        $each haproxy-tls "https://127.0.0.1:$HAPROXY_PORT/" $haproxy_pids
     }
     exit 0
 fi
