@@ -8,6 +8,9 @@
 # cost each system call a little, so times under the tracer are longer than
 # without it; the order of the steps is what this shows. Needs perf (as root, or
 # kernel.perf_event_paranoid <= 1), h2load and python3; COOKIE and LG_CPUS from load.sh.
+# One worker a proxy (PIN=1): sockets are told apart by descriptor alone.
+
+[[ "${WORKERS:-}" == 1 ]] || { echo "MODE=timeline needs one worker a proxy: run it with PIN=1" >&2; exit 2; }
 
 # timeline NAME URL PID...
 timeline() {
