@@ -72,12 +72,12 @@ session=$(keypin_session "$STATE/cookies.txt")
 
 # One Cookie header for every target: the peers check gw_session, keypin its own.
 export COOKIE="$SESSION_COOKIE_NAME=$SESSION_TOKEN; __Host-keypin=$session"
-if [[ "${MODE:-compare}" == syscalls || "${MODE:-compare}" == timeline ]]; then
-    if [[ $MODE == syscalls ]]; then
-        . "$HERE/syscalls.sh"; each=per_request
-    else
-        . "$HERE/timeline.sh"; each=timeline
-    fi
+each=""
+case "${MODE:-compare}" in
+    syscalls) . "$HERE/syscalls.sh"; each=per_request ;;
+    timeline) . "$HERE/timeline.sh"; each=timeline ;;
+esac
+if [[ -n $each ]]; then
     # shellcheck disable=SC2086 # the PID lists split into arguments
     {
         $each nginx-tls "https://127.0.0.1:$NGINX_PORT/" $nginx_pids

@@ -13,7 +13,9 @@ proxy's sockets, and prints, per request:
   carries each request through before the next; near the burst size when it
   does one step for every request of a burst, then the next step.
 
-    timeline.py NAME PERF_SCRIPT_FILE SS_FILE UPSTREAM_PORT
+and h2load's percentiles over its whole run, from its per-request log.
+
+    timeline.py NAME PERF_SCRIPT_FILE SS_FILE UPSTREAM_PORT H2LOAD_LOG
 """
 
 import re
@@ -51,15 +53,17 @@ def steps(perf_file, upstream, client):
             if call in READS:
                 pending[tid] = fd
                 continue
-            side = "u" if fd in upstream else "c" if fd in client else None
-            if side:
-                out.append((t, side + "w", fd))
+            step = "w"
         elif tid in pending:
             fd = pending.pop(tid)
-            returned = int(rest.strip(), 16)
-            side = "u" if fd in upstream else "c" if fd in client else None
-            if side and 0 < returned < 2**63:
-                out.append((t, side + "r", fd))
+            if not 0 < int(rest.strip(), 16) < 2**63:
+                continue
+            step = "r"
+        else:
+            continue
+        side = "u" if fd in upstream else "c" if fd in client else None
+        if side:
+            out.append((t, side + step, fd))
     out.sort()
     return out
 
@@ -73,7 +77,7 @@ def percentiles(values):
 
 
 def main():
-    name, perf_file, ss_file, upstream_port = sys.argv[1:5]
+    name, perf_file, ss_file, upstream_port, h2load_log = sys.argv[1:6]
     upstream, client = sockets(ss_file, upstream_port)
     read_at, sent_at, inside, leg, runs = {}, {}, [], [], []
     previous = None
@@ -95,6 +99,8 @@ def main():
     print(f"{name:<12} client read -> client write     {percentiles(inside)}")
     print(f"{name:<12} upstream write -> upstream read {percentiles(leg)}")
     print(f"{name:<12} steps of one kind in a row      {run:.1f} on average")
+    waits = [int(line.split("\t")[2]) for line in open(h2load_log) if line.count("\t") >= 2]
+    print(f"{name:<12} h2load, its whole run           {percentiles(waits)}")
 
 
 if __name__ == "__main__":

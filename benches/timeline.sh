@@ -27,8 +27,5 @@ timeline() {
         -- sleep 2 2>/dev/null
     wait "$lg" || true
     perf script -i "$out.perf" > "$out.script" 2>/dev/null
-    python3 "$HERE/timeline.py" "$name" "$out.script" "$out.ss" "$UP_PORT"
-    cut -f3 "$out.h2log" | sort -n | awk -v name="$name" '{ v[NR] = $1 } END {
-        printf "%-12s h2load, all 6 s                p50 %5.0f  p99 %5.0f us  (%d requests)\n",
-            name, v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], NR }'
+    python3 "$HERE/timeline.py" "$name" "$out.script" "$out.ss" "$UP_PORT" "$out.h2log"
 }
